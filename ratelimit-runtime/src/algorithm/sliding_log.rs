@@ -1,0 +1,141 @@
+//! Sliding log: one timestamp per admitted unit, exact over any window of length `per`.
+//!
+//! The log stores when each admitted unit stops counting (its admission time plus the period),
+//! oldest first, and never more than the limit of them: memory per key is bounded by the limit.
+
+use std::collections::VecDeque;
+
+use super::{Algorithm, AlgorithmKind, Limit};
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+
+/// The sliding-log algorithm.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlidingLog;
+
+/// A key's log: the instants at which its admitted units stop counting, ascending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlidingLogState {
+    expiries: VecDeque<UnixNanos>,
+}
+
+impl Algorithm for SlidingLog {
+    type State = SlidingLogState;
+    const KIND: AlgorithmKind = AlgorithmKind::SlidingLog;
+
+    fn evaluate(state: &mut SlidingLogState, now: UnixNanos, limit: &Limit, cost: u32) -> Decision {
+        let log = &mut state.expiries;
+        while log.front().is_some_and(|&t| t <= now) {
+            log.pop_front();
+        }
+        let max = limit.quota.limit();
+        let held = log.len();
+        let allowed = held + cost as usize <= max as usize;
+        let newest = now.saturating_add(limit.quota.period_nanos());
+        if allowed {
+            return Decision {
+                allowed,
+                limit: max,
+                remaining: max - (held as u32 + cost),
+                reset_at: newest,
+                retry_at: now,
+            };
+        }
+        // The request passes once enough of the oldest entries have left the window.
+        let must_leave = (held + cost as usize).saturating_sub(max as usize);
+        let reset_at = log.back().copied().unwrap_or(now);
+        let retry_at = match must_leave.checked_sub(1).and_then(|i| log.get(i)) {
+            Some(&t) if cost <= max => t,
+            _ => reset_at.max(newest),
+        };
+        Decision { allowed, limit: max, remaining: max.saturating_sub(held as u32), reset_at, retry_at }
+    }
+
+    fn charge(state: &mut SlidingLogState, now: UnixNanos, limit: &Limit, cost: u32) {
+        let log = &mut state.expiries;
+        // Keep the log sorted even if the clock stepped back.
+        let expiry = now.saturating_add(limit.quota.period_nanos()).max(log.back().copied().unwrap_or(0));
+        log.extend(std::iter::repeat_n(expiry, cost as usize));
+    }
+
+    fn expires_at(state: &SlidingLogState) -> UnixNanos {
+        state.expiries.back().copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::NANOS_PER_SEC;
+    use crate::quota::Quota;
+
+    const MIN: u64 = 60 * NANOS_PER_SEC;
+    const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
+
+    fn spend(state: &mut SlidingLogState, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
+        let d = SlidingLog::evaluate(state, now, l, cost);
+        if d.allowed {
+            SlidingLog::charge(state, now, l, cost);
+        }
+        d
+    }
+
+    /// The worked example: 5 requests per 5 minutes, one a minute, then the sixth.
+    #[test]
+    fn five_per_five_minutes() {
+        let l = Limit::new(Quota::from_parts(5, 300).unwrap());
+        let mut s = SlidingLogState::default();
+        for i in 0..5 {
+            let d = spend(&mut s, T0 + i * MIN, &l, 1);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i as u32);
+        }
+        let sixth = spend(&mut s, T0 + 5 * MIN - 1, &l, 1);
+        assert!(!sixth.allowed);
+        assert_eq!(sixth.retry_at, T0 + 5 * MIN, "when the first entry leaves");
+        assert_eq!(sixth.reset_at, T0 + 9 * MIN, "when the last entry leaves");
+        assert!(spend(&mut s, T0 + 5 * MIN, &l, 1).allowed);
+        assert!(!spend(&mut s, T0 + 5 * MIN, &l, 1).allowed);
+    }
+
+    #[test]
+    fn never_more_than_limit_in_any_window() {
+        let l = Limit::new(Quota::from_parts(3, 10).unwrap());
+        let mut s = SlidingLogState::default();
+        let mut admitted = Vec::new();
+        for step in 0..400u64 {
+            let now = T0 + step * NANOS_PER_SEC / 7;
+            if spend(&mut s, now, &l, 1).allowed {
+                admitted.push(now);
+            }
+        }
+        for (i, &t) in admitted.iter().enumerate() {
+            let in_window = admitted[i..].iter().take_while(|&&u| u < t + 10 * NANOS_PER_SEC).count();
+            assert!(in_window <= 3);
+        }
+        assert!(s.expiries.len() <= 3, "memory bounded by the limit");
+    }
+
+    #[test]
+    fn costs_wait_for_enough_room() {
+        let l = Limit::new(Quota::from_parts(4, 10).unwrap());
+        let mut s = SlidingLogState::default();
+        assert!(spend(&mut s, T0, &l, 1).allowed);
+        assert!(spend(&mut s, T0 + NANOS_PER_SEC, &l, 2).allowed);
+        let d = spend(&mut s, T0 + 2 * NANOS_PER_SEC, &l, 3);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 1);
+        assert_eq!(d.retry_at, T0 + 11 * NANOS_PER_SEC, "two units must leave: both admitted at 1 s");
+        assert!(spend(&mut s, d.retry_at, &l, 3).allowed);
+    }
+
+    #[test]
+    fn clock_stepping_back_keeps_order() {
+        let l = Limit::new(Quota::from_parts(2, 10).unwrap());
+        let mut s = SlidingLogState::default();
+        assert!(spend(&mut s, T0 + 5 * NANOS_PER_SEC, &l, 1).allowed);
+        assert!(spend(&mut s, T0, &l, 1).allowed);
+        assert!(!spend(&mut s, T0 + NANOS_PER_SEC, &l, 1).allowed);
+        assert_eq!(SlidingLog::expires_at(&s), T0 + 15 * NANOS_PER_SEC);
+    }
+}

@@ -1,0 +1,75 @@
+use std::fmt;
+use std::num::NonZeroU32;
+
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+use crate::quota::Quota;
+
+/// What an algorithm needs to know about one limit: its quota and its capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limit {
+    /// Requests per period.
+    pub quota: Quota,
+    /// The most a client can spend at once (`burst`); the quota's limit unless set.
+    pub capacity: NonZeroU32,
+}
+
+impl Limit {
+    /// A limit whose capacity is its quota's limit.
+    pub const fn new(quota: Quota) -> Limit {
+        Limit { quota, capacity: match NonZeroU32::new(quota.limit()) {
+            Some(c) => c,
+            None => NonZeroU32::MIN,
+        } }
+    }
+
+    /// A limit with an explicit capacity (`burst`).
+    pub const fn with_capacity(quota: Quota, capacity: NonZeroU32) -> Limit {
+        Limit { quota, capacity }
+    }
+}
+
+/// A rate-limiting algorithm: plain data and pure functions over explicit time.
+pub trait Algorithm {
+    /// Per-key state; `Default` is a key never seen.
+    type State: Default + Send + 'static;
+
+    /// The name users pick it by.
+    const KIND: AlgorithmKind;
+
+    /// Decides whether `cost` may be spent at `now`, without spending it. May tidy `state`
+    /// (drop what has expired) but never changes what it admits.
+    fn evaluate(state: &mut Self::State, now: UnixNanos, limit: &Limit, cost: u32) -> Decision;
+
+    /// Spends `cost` at `now`; called only after [`Algorithm::evaluate`] allowed it.
+    fn charge(state: &mut Self::State, now: UnixNanos, limit: &Limit, cost: u32);
+
+    /// The instant from which `state` admits exactly what a fresh state admits.
+    fn expires_at(state: &Self::State) -> UnixNanos;
+}
+
+/// The algorithms by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlgorithmKind {
+    /// Clock-aligned windows, as the Flask decorator: [`FixedWindow`](super::FixedWindow).
+    FixedWindow,
+    /// One timestamp per admitted request: [`SlidingLog`](super::SlidingLog).
+    SlidingLog,
+}
+
+impl AlgorithmKind {
+    /// The name used in `algorithm = "..."`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::FixedWindow => "fixed_window",
+            AlgorithmKind::SlidingLog => "sliding_log",
+        }
+    }
+}
+
+impl fmt::Display for AlgorithmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

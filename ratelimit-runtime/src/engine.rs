@@ -1,0 +1,135 @@
+//! The decision for one request: rules -> keys -> store -> 429 or a [`Pass`] whose hook adds the
+//! headers after the handler.
+
+use actix_web::body::MessageBody;
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
+use smallvec::SmallVec;
+
+use crate::decision::Decision;
+use crate::info::RateLimitInfo;
+use crate::limiter::RateLimiter;
+use crate::response::{add_denied_headers, add_limit_headers, too_many_requests, HeaderStyle};
+use crate::rule::Rule;
+use crate::store::{Check, Store};
+
+/// An allowed request: carries what its headers will say until the response exists.
+#[derive(Debug)]
+#[must_use = "a Pass adds the rate-limit headers to the response"]
+pub struct Pass {
+    headers: Option<RateLimitInfo>,
+    style: HeaderStyle,
+}
+
+/// Where a [`DefaultLimits`](crate::DefaultLimits) middleware collects the handler's decision,
+/// so that one hook writes the headers of the most restrictive limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DeferredHeaders(pub(crate) Option<RateLimitInfo>);
+
+impl RateLimiter {
+    /// Decides `rules` for `req`: `Ok` with a [`Pass`] when every rule allows (all charged),
+    /// `Err` with the response to send when one denies (none charged).
+    pub async fn check(&self, req: &HttpRequest, rules: &[Rule]) -> Result<Pass, HttpResponse> {
+        let inner = self.inner();
+        let now = inner.clock.now();
+        let mut active: SmallVec<[&Rule; 4]> = SmallVec::new();
+        let mut checks: SmallVec<[Check; 4]> = SmallVec::new();
+        for rule in rules {
+            if rule.exempt.is_some_and(|exempt| exempt(req)) {
+                continue;
+            }
+            let limit = rule.limit_for(req);
+            let identity = rule.scope.identify(req, &inner.client_ip);
+            let key = inner.fingerprint((&rule.name, rule.algorithm, limit, ScopeName(&rule.scope), identity));
+            checks.push(Check { key, algorithm: rule.algorithm, limit, cost: rule.cost.get() });
+            active.push(rule);
+        }
+        let style = inner.header_style;
+        if checks.is_empty() {
+            return Ok(Pass { headers: None, style });
+        }
+        // The memory store cannot fail; a remote store's failure policy arrives with it.
+        let verdict = match inner.store.decide(&checks, now).await {
+            Ok(verdict) => verdict,
+            Err(e) => unreachable!("the memory store never fails: {e}"),
+        };
+        let decided = active.iter().zip(verdict.decisions.iter());
+        if verdict.allowed {
+            let shown = most_restrictive(decided.clone().map(|(_, d)| d), now);
+            if let Some(info) = shown {
+                req.extensions_mut().insert(info);
+            }
+            let headers = most_restrictive(decided.filter(|(r, _)| r.send_x_headers).map(|(_, d)| d), now);
+            return Ok(Pass { headers, style });
+        }
+        let (rule, decision) = decided
+            .filter(|(_, d)| !d.allowed)
+            .max_by_key(|(_, d)| d.retry_at)
+            .map(|(r, d)| (*r, *d))
+            .unwrap_or((active[0], verdict.decisions[0]));
+        let info = RateLimitInfo::new(decision, now);
+        req.extensions_mut().insert(info);
+        let mut response = match rule.over_limit {
+            Some(respond) => respond(req, &info),
+            None => too_many_requests(&info),
+        };
+        add_denied_headers(response.headers_mut(), &info, style, rule.send_x_headers);
+        Err(response)
+    }
+}
+
+impl Pass {
+    /// The handler's output as a response, with the limit headers added.
+    pub fn respond<R: Responder>(self, output: R, req: &HttpRequest) -> HttpResponse
+    where
+        R::Body: MessageBody + 'static,
+    {
+        self.finish(output.respond_to(req).map_into_boxed_body(), req)
+    }
+
+    /// The after-response hook: adds the limit headers to `response` unless the handler set
+    /// them, or hands them to an enclosing [`DefaultLimits`](crate::DefaultLimits) hook.
+    pub fn finish(self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
+        let Some(info) = self.headers else { return response };
+        if let Some(deferred) = req.extensions_mut().get_mut::<DeferredHeaders>() {
+            deferred.0 = Some(match deferred.0 {
+                Some(other) if other.is_more_restrictive_than(&info) => other,
+                _ => info,
+            });
+            return response;
+        }
+        add_limit_headers(response.headers_mut(), &info, self.style);
+        response
+    }
+}
+
+impl Pass {
+    /// The one header hook when a middleware wraps the handler: the most restrictive of the
+    /// middleware's and the handler's limits, never over a header the handler set.
+    pub(crate) fn finish_deferred(self, headers: &mut HeaderMap, handler: Option<RateLimitInfo>) {
+        let shown = match (self.headers, handler) {
+            (Some(own), Some(inner)) if own.is_more_restrictive_than(&inner) => Some(own),
+            (own, None) => own,
+            (_, inner) => inner,
+        };
+        if let Some(info) = shown {
+            add_limit_headers(headers, &info, self.style);
+        }
+    }
+}
+
+/// The decision leaving the least room, as an info.
+fn most_restrictive<'a>(decisions: impl Iterator<Item = &'a Decision>, now: u64) -> Option<RateLimitInfo> {
+    decisions
+        .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
+        .map(|d| RateLimitInfo::new(*d, now))
+}
+
+/// Hashes a scope by its stable name.
+struct ScopeName<'a>(&'a crate::key::Scope);
+
+impl std::hash::Hash for ScopeName<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash_name(state);
+    }
+}

@@ -1,0 +1,96 @@
+//! [`RateLimitInfo`]: a request's decision, as headers report it and handlers read it.
+
+use std::future::{ready, Ready};
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::error::ErrorInternalServerError;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+
+use crate::clock::{secs_until_ceil, unix_secs_ceil, UnixNanos};
+use crate::decision::Decision;
+
+/// The most restrictive of a request's limits: what the `X-RateLimit-*` headers say.
+///
+/// A handler reads its own as an extractor (as a Flask view reads `g._view_rate_limit`):
+///
+/// ```
+/// use actix_web::{get, HttpResponse};
+/// use ratelimit_runtime::{ratelimit, RateLimitInfo};
+///
+/// #[get("/quota")]
+/// #[ratelimit(limit = 10, per = 60)]
+/// async fn quota(info: RateLimitInfo) -> HttpResponse {
+///     HttpResponse::Ok().body(format!("{} of {} left", info.remaining(), info.limit()))
+/// }
+/// ```
+///
+/// Used on a handler without any limit it fails with a 500; take `Option<RateLimitInfo>` where
+/// a limit may be absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    decision: Decision,
+    now: UnixNanos,
+}
+
+impl RateLimitInfo {
+    pub(crate) fn new(decision: Decision, now: UnixNanos) -> RateLimitInfo {
+        RateLimitInfo { decision, now }
+    }
+
+    /// Whether the request was allowed.
+    pub fn is_allowed(&self) -> bool {
+        self.decision.allowed
+    }
+
+    /// The limit (`X-RateLimit-Limit`).
+    pub fn limit(&self) -> u32 {
+        self.decision.limit
+    }
+
+    /// What remains after this request (`X-RateLimit-Remaining`); 0 when denied.
+    pub fn remaining(&self) -> u32 {
+        if self.decision.allowed {
+            self.decision.remaining
+        } else {
+            0
+        }
+    }
+
+    /// Unix time, in whole seconds rounded up, when the budget is whole again
+    /// (`X-RateLimit-Reset`).
+    pub fn reset_unix_secs(&self) -> u64 {
+        unix_secs_ceil(self.decision.reset_at)
+    }
+
+    /// Time until the budget is whole again.
+    pub fn reset_after(&self) -> Duration {
+        Duration::from_nanos(self.decision.reset_at.saturating_sub(self.now))
+    }
+
+    /// Whole seconds, rounded up and at least 1, until a denied request would pass
+    /// (`Retry-After`).
+    pub fn retry_after_secs(&self) -> u64 {
+        secs_until_ceil(self.now, self.decision.retry_at)
+    }
+
+    /// The decision behind it.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    pub(crate) fn is_more_restrictive_than(&self, other: &RateLimitInfo) -> bool {
+        self.decision.is_more_restrictive_than(&other.decision)
+    }
+}
+
+impl FromRequest for RateLimitInfo {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<RateLimitInfo, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(req.extensions().get::<RateLimitInfo>().copied().ok_or_else(|| {
+            ErrorInternalServerError("RateLimitInfo is extracted on a handler without #[ratelimit]")
+        }))
+    }
+}

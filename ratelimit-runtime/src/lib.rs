@@ -1,0 +1,52 @@
+//! Rate limits for Actix-web handlers, one attribute each.
+//!
+//! ```
+//! use actix_web::{get, web, Responder};
+//! use ratelimit_runtime::ratelimit;
+//!
+//! #[get("/rate-limited")]
+//! #[ratelimit(limit = 300, per = 30, scope = "ip")]
+//! async fn index() -> impl Responder {
+//!     web::Json(serde_json::json!({"response": "This is a rate limited response"}))
+//! }
+//! ```
+//!
+//! The attribute is described in [`ratelimit`]. Behind it:
+//!
+//! - [`RateLimiter`]: the store, clock, client-address rules and header style an app's limits
+//!   share (a process-wide default works without any setup);
+//! - [`algorithm`]: the algorithms, pure functions over explicit time;
+//! - [`store`]: the sharded, bounded in-memory store;
+//! - [`key`]: who a limit counts (client address behind trusted proxies, header, custom);
+//! - [`DefaultLimits`]: a middleware for app-wide limits through the same engine;
+//! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod algorithm;
+pub mod clock;
+mod decision;
+mod engine;
+mod info;
+pub mod key;
+mod limiter;
+mod middleware;
+mod quota;
+pub mod rate;
+mod response;
+mod rule;
+pub mod store;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use clock::{Clock, ManualClock, SystemClock, UnixNanos};
+pub use decision::Decision;
+pub use engine::Pass;
+pub use info::RateLimitInfo;
+pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
+pub use middleware::{DefaultLimits, DefaultLimitsService};
+pub use quota::Quota;
+pub use ratelimit_macros::ratelimit;
+pub use response::HeaderStyle;
+pub use rule::{OverLimitFn, QuotaSource, Rule};

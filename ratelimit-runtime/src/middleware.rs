@@ -1,0 +1,146 @@
+//! [`DefaultLimits`]: limits for every route of an app or scope (Flask-Limiter's
+//! `default_limits`), through the same engine and the same header hook as the attribute.
+
+use std::borrow::Cow;
+use std::future::{ready, Ready};
+use std::num::NonZeroU32;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{Error, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::algorithm::AlgorithmKind;
+use crate::engine::DeferredHeaders;
+use crate::key::Scope;
+use crate::limiter::RateLimiter;
+use crate::quota::Quota;
+use crate::rate::RateError;
+use crate::rule::{QuotaSource, Rule};
+
+/// Limits every request that passes through it; register with `App::wrap` or `Scope::wrap`.
+///
+/// They apply in addition to a handler's own `#[ratelimit]`: a request must pass both, and the
+/// response's headers describe the most restrictive limit of all. (Flask-Limiter skips its
+/// defaults on routes with their own limits; here use [`DefaultLimits::exempt`] for that.)
+/// A request denied by the defaults never reaches routing, the handler or its extractors.
+///
+/// ```
+/// use actix_web::{web, App, HttpResponse};
+/// use ratelimit_runtime::DefaultLimits;
+///
+/// let defaults = DefaultLimits::new("200/day;50/hour").expect("valid rates");
+/// let app = App::new()
+///     .wrap(defaults)
+///     .route("/", web::get().to(HttpResponse::Ok));
+/// ```
+#[derive(Clone, Debug)]
+pub struct DefaultLimits {
+    rules: Arc<[Rule]>,
+}
+
+impl DefaultLimits {
+    /// Limits from rates in the Flask-Limiter notation: `"200/day;50/hour"`. Per client address,
+    /// fixed window, until changed by the other methods.
+    pub fn new(rates: &str) -> Result<DefaultLimits, RateError> {
+        Ok(DefaultLimits::from_quotas(Quota::parse_many(rates)?))
+    }
+
+    /// Limits from quotas.
+    pub fn from_quotas(quotas: impl IntoIterator<Item = Quota>) -> DefaultLimits {
+        let rules = quotas.into_iter().map(|q| Rule::new("default", QuotaSource::Fixed(q))).collect();
+        DefaultLimits { rules }
+    }
+
+    /// Who each budget is per (default: the client address).
+    pub fn scope(self, scope: Scope) -> DefaultLimits {
+        self.map(|rule| rule.scope = scope.clone())
+    }
+
+    /// The algorithm (default: fixed window).
+    pub fn algorithm(self, algorithm: AlgorithmKind) -> DefaultLimits {
+        self.map(|rule| rule.algorithm = algorithm)
+    }
+
+    /// Requests for which `exempt` returns true are not counted.
+    pub fn exempt(self, exempt: fn(&HttpRequest) -> bool) -> DefaultLimits {
+        self.map(|rule| rule.exempt = Some(exempt))
+    }
+
+    /// The capacity of algorithms that have one.
+    pub fn burst(self, burst: NonZeroU32) -> DefaultLimits {
+        self.map(|rule| rule.burst = Some(burst))
+    }
+
+    /// The name whose budget these limits spend (default `"default"`); middlewares with the
+    /// same name, quota and scope share one budget.
+    pub fn name(self, name: impl Into<String>) -> DefaultLimits {
+        let name: String = name.into();
+        self.map(|rule| rule.name = Cow::Owned(name.clone()))
+    }
+
+    /// Whether allowed responses carry the limit headers (default true).
+    pub fn send_x_headers(self, send: bool) -> DefaultLimits {
+        self.map(|rule| rule.send_x_headers = send)
+    }
+
+    fn map(self, mut change: impl FnMut(&mut Rule)) -> DefaultLimits {
+        let mut rules = self.rules.to_vec();
+        rules.iter_mut().for_each(&mut change);
+        DefaultLimits { rules: rules.into() }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for DefaultLimits
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = DefaultLimitsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<DefaultLimitsService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(DefaultLimitsService { service: Rc::new(service), rules: self.rules.clone() }))
+    }
+}
+
+/// The service [`DefaultLimits`] wraps around an app or scope.
+pub struct DefaultLimitsService<S> {
+    service: Rc<S>,
+    rules: Arc<[Rule]>,
+}
+
+impl<S, B> Service<ServiceRequest> for DefaultLimitsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let rules = Arc::clone(&self.rules);
+        Box::pin(async move {
+            let http = req.request().clone();
+            let limiter = RateLimiter::for_request(&http).clone();
+            let pass = match limiter.check(&http, &rules).await {
+                Ok(pass) => pass,
+                Err(denied) => return Ok(req.into_response(denied).map_into_right_body()),
+            };
+            req.extensions_mut().insert(DeferredHeaders::default());
+            let mut response = service.call(req).await?;
+            let deferred = response.request().extensions_mut().remove::<DeferredHeaders>();
+            pass.finish_deferred(response.headers_mut(), deferred.and_then(|d| d.0));
+            Ok(response.map_into_left_body())
+        })
+    }
+}

@@ -1,0 +1,63 @@
+use std::fmt;
+use std::future::Future;
+
+use smallvec::SmallVec;
+
+use crate::algorithm::{AlgorithmKind, Limit};
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+
+/// One limit to decide for one request: whose state, which algorithm, which limit, what cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The key's 64-bit fingerprint (rule, quota and client identity, hashed with a per-process
+    /// random seed).
+    pub key: u64,
+    /// The algorithm that owns the key's state.
+    pub algorithm: AlgorithmKind,
+    /// The quota and capacity.
+    pub limit: Limit,
+    /// What the request spends.
+    pub cost: u32,
+}
+
+/// The answer to a batch of checks: every decision, and whether all of them allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// One decision per check, in order.
+    pub decisions: SmallVec<[Decision; 4]>,
+    /// True when every check allowed; then every check was charged, otherwise none was.
+    pub allowed: bool,
+}
+
+/// A store failed to decide; the limiter applies its failure policy.
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into() }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate-limit store failed: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Keyed limiter state: decides a batch of checks atomically, all charged or none.
+pub trait Store: Send + Sync + 'static {
+    /// Decides `checks` at `now`. When every check allows, all are charged; when any denies,
+    /// none is.
+    fn decide(
+        &self,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
+}

@@ -1,0 +1,333 @@
+//! The embedded store: sharded maps behind short mutexes, bounded in keys.
+//!
+//! Keys are 64-bit fingerprints, so an IP-keyed check allocates nothing and a tracked key costs
+//! its fingerprint plus its state. A collision of two fingerprints (about one in 10^7 at a
+//! million keys) makes two clients share one budget: stricter, never looser.
+//!
+//! Idle keys are dropped inline, without a background task: a shard sweeps out expired state
+//! when a new key arrives and its last sweep is older than the sweep interval, or when it is
+//! full. If a shard is still full after that (a flood of distinct live keys), the new key takes
+//! the place of the entry, among a few sampled, that expires first, and the eviction is counted.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use nohash_hasher::NoHashHasher;
+use smallvec::SmallVec;
+
+use super::{Check, Store, StoreError, Verdict};
+use crate::algorithm::{Algorithm, AlgorithmKind, FixedWindow, SlidingLog};
+use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::decision::Decision;
+
+/// Fingerprints are already uniform: hash them as themselves.
+type Table<S> = HashMap<u64, S, BuildHasherDefault<NoHashHasher<u64>>>;
+
+const SHARDS: usize = 64;
+const DEFAULT_MAX_KEYS: usize = 1_000_000;
+/// How often a shard sweeps out expired keys while new keys arrive.
+const SWEEP_INTERVAL: u64 = 10 * NANOS_PER_SEC;
+/// How often a full shard may sweep: a flood of live keys must not make every insert a sweep.
+const FULL_SWEEP_SPACING: u64 = NANOS_PER_SEC;
+/// Entries looked at to choose one to evict.
+const EVICTION_SAMPLE: usize = 8;
+
+/// In-process keyed state for every algorithm, with a hard cap on tracked keys.
+///
+/// ```
+/// use ratelimit_runtime::store::MemoryStore;
+///
+/// let store = MemoryStore::with_max_keys(100_000);
+/// assert_eq!(store.stats().keys, 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    max_keys_per_shard: usize,
+    evictions: AtomicU64,
+}
+
+/// Counters of a [`MemoryStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStoreStats {
+    /// Keys tracked now.
+    pub keys: usize,
+    /// Live keys dropped to make room under the cap since the store was made.
+    pub evictions: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    fixed_window: Table<<FixedWindow as Algorithm>::State>,
+    sliding_log: Table<<SlidingLog as Algorithm>::State>,
+    last_sweep: UnixNanos,
+}
+
+/// Gives generic code the table of one algorithm in a shard.
+trait TableOf: Algorithm {
+    fn table(shard: &mut Shard) -> &mut Table<Self::State>;
+}
+
+impl TableOf for FixedWindow {
+    fn table(shard: &mut Shard) -> &mut Table<Self::State> {
+        &mut shard.fixed_window
+    }
+}
+
+impl TableOf for SlidingLog {
+    fn table(shard: &mut Shard) -> &mut Table<Self::State> {
+        &mut shard.sliding_log
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::with_max_keys(DEFAULT_MAX_KEYS)
+    }
+}
+
+impl MemoryStore {
+    /// A store tracking at most about `max_keys` keys (rounded up to a multiple of its 64
+    /// shards).
+    pub fn with_max_keys(max_keys: usize) -> MemoryStore {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The hard cap on tracked keys.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys_per_shard * SHARDS
+    }
+
+    /// Keys tracked and evictions so far.
+    pub fn stats(&self) -> MemoryStoreStats {
+        let keys = (0..SHARDS).map(|i| self.lock(i).len()).sum();
+        MemoryStoreStats { keys, evictions: self.evictions.load(Ordering::Relaxed) }
+    }
+
+    /// Decides `checks` at `now` synchronously: all charged if all allow, none otherwise.
+    pub fn decide_now(&self, checks: &[Check], now: UnixNanos) -> Verdict {
+        match checks {
+            [one] => {
+                let decision = self.decide_one(one, now);
+                Verdict { allowed: decision.allowed, decisions: SmallVec::from_elem(decision, 1) }
+            }
+            many => self.decide_many(many, now),
+        }
+    }
+
+    fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
+        let mut shard = self.lock(shard_of(check.key));
+        let decision = shard.evaluate(check, now);
+        if decision.allowed {
+            self.charge(&mut shard, check, now);
+        }
+        decision
+    }
+
+    /// Several checks: lock every shard involved, in index order (no deadlock), decide all,
+    /// then charge all or none.
+    fn decide_many(&self, checks: &[Check], now: UnixNanos) -> Verdict {
+        let mut indices: SmallVec<[usize; 4]> = checks.iter().map(|c| shard_of(c.key)).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let mut guards: SmallVec<[MutexGuard<'_, Shard>; 4]> =
+            indices.iter().map(|&i| self.lock(i)).collect();
+        // Every key's shard is in `indices`, so the search always finds it.
+        let guard_of = |key: u64| indices.binary_search(&shard_of(key)).unwrap_or_default();
+        let decisions: SmallVec<[Decision; 4]> =
+            checks.iter().map(|c| guards[guard_of(c.key)].evaluate(c, now)).collect();
+        let allowed = decisions.iter().all(|d| d.allowed);
+        if allowed {
+            for check in checks {
+                let at = guard_of(check.key);
+                self.charge(&mut guards[at], check, now);
+            }
+        }
+        Verdict { decisions, allowed }
+    }
+
+    fn charge(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
+        match check.algorithm {
+            AlgorithmKind::FixedWindow => self.charge_in::<FixedWindow>(shard, check, now),
+            AlgorithmKind::SlidingLog => self.charge_in::<SlidingLog>(shard, check, now),
+        }
+    }
+
+    fn charge_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
+        if !A::table(shard).contains_key(&check.key) {
+            self.make_room(shard, now);
+        }
+        let state = A::table(shard).entry(check.key).or_default();
+        A::charge(state, now, &check.limit, check.cost);
+    }
+
+    /// Before a new key enters: sweep if due or full, then evict if still full.
+    fn make_room(&self, shard: &mut Shard, now: UnixNanos) {
+        let since_sweep = now.saturating_sub(shard.last_sweep);
+        let full = shard.len() >= self.max_keys_per_shard;
+        if since_sweep >= SWEEP_INTERVAL || (full && since_sweep >= FULL_SWEEP_SPACING) {
+            shard.sweep(now);
+        }
+        if shard.len() >= self.max_keys_per_shard && shard.evict_one(now) {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        // A panic elsewhere while a shard was locked leaves consistent data (every update is a
+        // single assignment), so a poisoned lock is still usable.
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    async fn decide(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        Ok(self.decide_now(checks, now))
+    }
+}
+
+/// The shard of a key: bits the shard's own table does not use for its buckets (low bits) or
+/// its tags (top seven bits).
+fn shard_of(key: u64) -> usize {
+    (key >> 32) as usize % SHARDS
+}
+
+impl Shard {
+    fn len(&self) -> usize {
+        self.fixed_window.len() + self.sliding_log.len()
+    }
+
+    fn evaluate(&mut self, check: &Check, now: UnixNanos) -> Decision {
+        match check.algorithm {
+            AlgorithmKind::FixedWindow => self.evaluate_in::<FixedWindow>(check, now),
+            AlgorithmKind::SlidingLog => self.evaluate_in::<SlidingLog>(check, now),
+        }
+    }
+
+    fn evaluate_in<A: TableOf>(&mut self, check: &Check, now: UnixNanos) -> Decision {
+        match A::table(self).get_mut(&check.key) {
+            Some(state) => A::evaluate(state, now, &check.limit, check.cost),
+            None => A::evaluate(&mut A::State::default(), now, &check.limit, check.cost),
+        }
+    }
+
+    /// Drops every expired key.
+    fn sweep(&mut self, now: UnixNanos) {
+        self.fixed_window.retain(|_, s| FixedWindow::expires_at(s) > now);
+        self.sliding_log.retain(|_, s| SlidingLog::expires_at(s) > now);
+        self.last_sweep = now;
+    }
+
+    /// Removes, among a few entries of the largest table, the one that expires first. Returns
+    /// whether a live key was lost.
+    fn evict_one(&mut self, now: UnixNanos) -> bool {
+        let expiry = if self.fixed_window.len() >= self.sliding_log.len() {
+            evict_earliest::<FixedWindow>(&mut self.fixed_window)
+        } else {
+            evict_earliest::<SlidingLog>(&mut self.sliding_log)
+        };
+        expiry.is_some_and(|t| t > now)
+    }
+}
+
+/// Evicts the entry that expires first among the first few of `table`; returns its expiry.
+fn evict_earliest<A: Algorithm>(table: &mut Table<A::State>) -> Option<UnixNanos> {
+    let (key, expiry) = table
+        .iter()
+        .take(EVICTION_SAMPLE)
+        .map(|(k, s)| (*k, A::expires_at(s)))
+        .min_by_key(|&(_, t)| t)?;
+    table.remove(&key);
+    Some(expiry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::Limit;
+    use crate::quota::Quota;
+
+    const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
+
+    fn check(key: u64, algorithm: AlgorithmKind, n: u32, per: u32) -> Check {
+        Check { key, algorithm, limit: Limit::new(Quota::from_parts(n, per).unwrap()), cost: 1 }
+    }
+
+    fn spread(i: u64) -> u64 {
+        // Distinct fingerprints that land in every shard.
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn stacked_checks_charge_all_or_none() {
+        let store = MemoryStore::default();
+        let tight = check(spread(1), AlgorithmKind::FixedWindow, 1, 60);
+        let loose = check(spread(2), AlgorithmKind::SlidingLog, 5, 60);
+        assert!(store.decide_now(&[tight, loose], T0).allowed);
+        let denied = store.decide_now(&[tight, loose], T0);
+        assert!(!denied.allowed);
+        assert!(!denied.decisions[0].allowed && denied.decisions[1].allowed);
+        // Charged once (by the first call), not by the denied one: 5 - 1 - this one.
+        assert_eq!(store.decide_now(&[loose], T0).decisions[0].remaining, 3);
+    }
+
+    #[test]
+    fn same_shard_checks_lock_once() {
+        let store = MemoryStore::default();
+        let a = check(5 << 32, AlgorithmKind::FixedWindow, 2, 60);
+        let b = check((5 << 32) | 1, AlgorithmKind::FixedWindow, 2, 60);
+        assert_eq!(shard_of(a.key), shard_of(b.key));
+        assert!(store.decide_now(&[a, b], T0).allowed);
+        assert!(store.decide_now(&[b, a], T0).allowed);
+        assert!(!store.decide_now(&[a, b], T0).allowed);
+    }
+
+    #[test]
+    fn idle_keys_are_swept_inline() {
+        let store = MemoryStore::default();
+        for i in 0..1_000 {
+            store.decide_now(&[check(spread(i), AlgorithmKind::FixedWindow, 5, 1)], T0);
+        }
+        assert_eq!(store.stats().keys, 1_000);
+        // Past the windows and the sweep interval, new keys trigger the sweeps.
+        let later = T0 + SWEEP_INTERVAL + NANOS_PER_SEC;
+        for i in 1_000..1_000 + 64 * 20 {
+            store.decide_now(&[check(spread(i), AlgorithmKind::FixedWindow, 5, 1)], later);
+        }
+        assert_eq!(store.stats(), MemoryStoreStats { keys: 64 * 20, evictions: 0 });
+    }
+
+    #[test]
+    fn the_cap_holds_under_a_flood_of_distinct_keys() {
+        let store = MemoryStore::with_max_keys(6_400);
+        for i in 0..100_000 {
+            let d = store.decide_now(&[check(spread(i), AlgorithmKind::SlidingLog, 10, 3_600)], T0);
+            assert!(d.allowed);
+        }
+        let stats = store.stats();
+        assert!(stats.keys <= store.max_keys(), "{stats:?}");
+        assert!(stats.keys >= store.max_keys() * 9 / 10, "{stats:?}");
+        assert_eq!(stats.evictions, 100_000 - stats.keys as u64);
+    }
+
+    #[test]
+    fn a_full_shard_prefers_expired_keys_over_live_ones() {
+        let store = MemoryStore::with_max_keys(64);
+        let keys: Vec<u64> = (0..64u64).map(|i| i << 32).collect();
+        for &k in &keys {
+            store.decide_now(&[check(k, AlgorithmKind::FixedWindow, 1, 1)], T0);
+        }
+        // Within the sweep interval, but the old windows have ended: nothing live is lost.
+        let now = T0 + 2 * NANOS_PER_SEC;
+        for &k in &keys {
+            store.decide_now(&[check(k | 7, AlgorithmKind::FixedWindow, 1, 1)], now);
+        }
+        assert_eq!(store.stats().evictions, 0);
+    }
+}
