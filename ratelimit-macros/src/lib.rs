@@ -1,5 +1,127 @@
-//! placeholder
+//! The `#[ratelimit]` attribute for Actix-web handlers.
+//!
+//! Use it through the `ratelimit-runtime` crate, which re-exports it and holds everything it
+//! expands to; this crate only parses, validates and expands.
+
+mod args;
+mod config;
+mod expand;
+// The rate-string parser is shared with the runtime, so that the attribute accepts exactly the
+// strings the runtime does; it is one file compiled into both crates.
+#[path = "../../ratelimit-runtime/src/rate.rs"]
+#[allow(dead_code)]
+mod rate;
+
 use proc_macro::TokenStream;
-/// placeholder
+
+/// Rate-limits an Actix-web handler.
+///
+/// ```
+/// use actix_web::{get, web, Responder};
+/// use ratelimit_runtime::ratelimit;
+///
+/// #[get("/rate-limited")]
+/// #[ratelimit(limit = 300, per = 30, scope = "ip")]
+/// async fn index() -> impl Responder {
+///     web::Json(serde_json::json!({"response": "This is a rate limited response"}))
+/// }
+/// ```
+///
+/// The limit is decided before the handler's extractors run: a denied request never reads its
+/// body and never reaches the handler. It gets `429 Too Many Requests` with `Retry-After`
+/// (whole seconds, rounded up), `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0`,
+/// `X-RateLimit-Reset` (Unix seconds), `Cache-Control: no-store` and a JSON body
+/// `{"error":"rate_limit_exceeded","message":"Too many requests","retry_after":N}`. An allowed
+/// response gets the three `X-RateLimit-*` headers, added after the handler, never over a header
+/// the handler set itself.
+///
+/// # Arguments
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `limit = N, per = S` | N requests per S seconds; `per` also takes `"30s"`, `"5m"`, `"1h"`, `"1d"` |
+/// | `"100/minute"` | the Flask-Limiter notation, first and without a key: `"10 per second"`, `"5/5 minutes"`, `"100/hour;10/second"` (several limits) |
+/// | `scope = "ip"` | per client address (the default); `"global"`: one budget for all; `"header:X-API-Key"`: per header value |
+/// | `key = path::to::fn` | per value of `fn(&HttpRequest) -> K`, `K` a `String`, `&str` or `Option` of them |
+/// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_log"` |
+/// | `burst = N` | the capacity of algorithms that have one |
+/// | `cost = N` | what one request spends (default 1) |
+/// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Quota` (tiers) |
+/// | `shared = "name"` | handlers naming the same budget spend it together |
+/// | `exempt = path::to::fn` | `fn(&HttpRequest) -> bool`; true skips the limit |
+/// | `send_x_headers = false` | no `X-RateLimit-*` headers (denied responses keep `Retry-After`) |
+/// | `over_limit = path::to::fn` | `fn(&HttpRequest, &RateLimitInfo) -> impl Responder` answers denied requests |
+///
+/// A request without the header its scope names (or whose custom key is `None`) is counted per
+/// client address, in a budget of its own: a missing key never escapes the limit.
+///
+/// Several `#[ratelimit]` on one handler all apply: a request passes only if all allow it, a
+/// denied request is charged to none of them, and the headers describe the most restrictive.
+///
+/// ```
+/// use actix_web::{post, web, HttpRequest, HttpResponse, Responder};
+/// use ratelimit_runtime::{ratelimit, Quota, RateLimitInfo};
+/// use std::num::NonZeroU32;
+///
+/// fn api_key(req: &HttpRequest) -> Option<String> {
+///     req.headers().get("x-api-key")?.to_str().ok().map(str::to_owned)
+/// }
+///
+/// fn tier(req: &HttpRequest) -> Quota {
+///     let pro = api_key(req).is_some_and(|k| k.starts_with("pro_"));
+///     Quota::per_hour(NonZeroU32::new(if pro { 1_000 } else { 100 }).unwrap())
+/// }
+///
+/// fn polite(_: &HttpRequest, info: &RateLimitInfo) -> impl Responder {
+///     HttpResponse::TooManyRequests().body(format!("slow down for {}s", info.retry_after_secs()))
+/// }
+///
+/// #[post("/search")]
+/// #[ratelimit("10/second", key = api_key, over_limit = polite)]
+/// #[ratelimit(limit = tier, key = api_key, cost = 2, shared = "search")]
+/// async fn search(query: web::Json<serde_json::Value>) -> impl Responder {
+///     web::Json(query.into_inner())
+/// }
+/// ```
+///
+/// Every mistake is a compile error on the token at fault: a zero, negative or fractional
+/// number, an unknown argument, scope or algorithm, a repeated argument, a bad rate string
+/// (`"10/minuets"` suggests `minute`), `burst` on an algorithm without a capacity, a cost no
+/// limit can hold, a function that is not `async` or takes `self`.
+///
+/// # Equivalent code without the macro
+///
+/// The attribute keeps the handler's name, visibility, attributes and extractors, and turns it
+/// into roughly this:
+///
+/// ```
+/// use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, Responder};
+/// use ratelimit_runtime::{Quota, QuotaSource, RateLimiter, Rule};
+///
+/// async fn index(req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+///     async fn handler(name: web::Query<String>) -> impl Responder {
+///         format!("hello {}", name.into_inner())
+///     }
+///     static RULES: [Rule; 1] = [Rule::new(
+///         concat!(module_path!(), "::index"),
+///         QuotaSource::Fixed(Quota::from_parts(300, 30).unwrap()),
+///     )];
+///     // 1. Decide before anything reads the request.
+///     let pass = match RateLimiter::for_request(&req).check(&req, &RULES).await {
+///         Ok(pass) => pass,
+///         Err(too_many) => return too_many,
+///     };
+///     // 2. Only then run the extractors, and the handler.
+///     let mut payload: Payload = payload.into_inner();
+///     let name = match web::Query::<String>::from_request(&req, &mut payload).await {
+///         Ok(name) => name,
+///         Err(e) => return pass.finish(HttpResponse::from_error(e), &req),
+///     };
+///     // 3. The hook adds the X-RateLimit-* headers to the response.
+///     pass.respond(handler(name).await, &req)
+/// }
+/// ```
 #[proc_macro_attribute]
-pub fn ratelimit(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn ratelimit(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::ratelimit(args.into(), item.into()).into()
+}

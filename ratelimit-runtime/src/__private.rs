@@ -4,7 +4,7 @@
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::FromRequest;
 
 pub use crate::algorithm::AlgorithmKind;
 pub use crate::engine::Pass;
@@ -13,7 +13,7 @@ pub use crate::key::Scope;
 pub use crate::limiter::RateLimiter;
 pub use crate::quota::Quota;
 pub use crate::rule::{QuotaSource, Rule};
-pub use actix_web::{HttpResponse, Responder};
+pub use actix_web::{HttpRequest, HttpResponse, Responder};
 pub use std::borrow::Cow;
 pub use std::num::NonZeroU32;
 

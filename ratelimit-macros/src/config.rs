@@ -1,0 +1,197 @@
+//! Validation: [`Args`] into [`RuleSpec`]s, refusing combinations that make no sense.
+
+use proc_macro2::Span;
+use syn::Path;
+
+use crate::args::{Args, LimitArg, Spanned};
+use crate::rate;
+
+/// Where a rule's quota comes from.
+#[derive(Clone)]
+pub enum QuotaSpec {
+    Fixed { limit: u32, period_secs: u32 },
+    PerRequest(Path),
+}
+
+/// Who a rule counts.
+#[derive(Clone)]
+pub enum ScopeSpec {
+    Ip,
+    Global,
+    Header(String),
+    Custom(Path),
+}
+
+/// One validated limit, ready to expand.
+#[derive(Clone)]
+pub struct RuleSpec {
+    pub quota: QuotaSpec,
+    pub algorithm: &'static str,
+    pub burst: Option<u32>,
+    pub scope: ScopeSpec,
+    pub cost: u32,
+    pub shared: Option<String>,
+    pub exempt: Option<Path>,
+    pub send_x_headers: bool,
+    pub over_limit: Option<Path>,
+}
+
+/// The algorithms and whether each has a capacity (`burst`).
+const ALGORITHMS: [(&str, bool); 6] = [
+    ("fixed_window", false),
+    ("sliding_window", false),
+    ("sliding_log", false),
+    ("token_bucket", true),
+    ("leaky_bucket", true),
+    ("gcra", true),
+];
+
+/// Algorithms this version implements end to end.
+const AVAILABLE: [&str; 2] = ["fixed_window", "sliding_log"];
+
+impl Args {
+    /// Checks the combination and returns one rule per quota; `at` is where to report a
+    /// missing limit.
+    pub fn build(self, at: Span) -> syn::Result<Vec<RuleSpec>> {
+        let algorithm = algorithm(self.algorithm.as_ref())?;
+        let burst = self.burst_for(algorithm)?;
+        let scope = self.scope_spec()?;
+        let quotas = self.quotas(at)?;
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.value.trim().is_empty()) {
+            return Err(syn::Error::new(shared.span, "`shared` needs a name, e.g. `shared = \"search\"`"));
+        }
+        let cost = self.cost.as_ref().map_or(1, |c| c.value);
+        for quota in &quotas {
+            check_cost(self.cost.as_ref(), quota, burst)?;
+        }
+        Ok(quotas
+            .into_iter()
+            .map(|quota| RuleSpec {
+                quota,
+                algorithm,
+                burst,
+                scope: scope.clone(),
+                cost,
+                shared: self.shared.as_ref().map(|s| s.value.clone()),
+                exempt: self.exempt.as_ref().map(|e| e.value.clone()),
+                send_x_headers: self.send_x_headers.as_ref().is_none_or(|s| s.value),
+                over_limit: self.over_limit.as_ref().map(|o| o.value.clone()),
+            })
+            .collect())
+    }
+
+    fn quotas(&self, at: Span) -> syn::Result<Vec<QuotaSpec>> {
+        match (&self.rate, &self.limit, &self.per) {
+            (Some(rate), None, None) => rate::parse_rates(&rate.value)
+                .map(|specs| specs.into_iter().map(|s| QuotaSpec::Fixed { limit: s.limit, period_secs: s.period_secs }).collect())
+                .map_err(|e| syn::Error::new(rate.span, format!("invalid rate: {e}"))),
+            (Some(_), Some(other), _) => Err(both_forms(other.span, "limit")),
+            (Some(_), None, Some(other)) => Err(both_forms(other.span, "per")),
+            (None, Some(limit), per) => quota_from_limit(limit, per.as_ref()),
+            (None, None, Some(per)) => Err(syn::Error::new(per.span, "`per` needs a `limit`: write `limit = 100, per = 60`")),
+            (None, None, None) => Err(syn::Error::new(
+                at,
+                "missing limit: write `#[ratelimit(limit = 100, per = 60)]` or `#[ratelimit(\"100/minute\")]`",
+            )),
+        }
+    }
+
+    fn scope_spec(&self) -> syn::Result<ScopeSpec> {
+        match (&self.scope, &self.key) {
+            (Some(_), Some(key)) => Err(syn::Error::new(key.span, "`key` replaces `scope`; keep one of them")),
+            (None, Some(key)) => Ok(ScopeSpec::Custom(key.value.clone())),
+            (Some(scope), None) => parse_scope(scope),
+            (None, None) => Ok(ScopeSpec::Ip),
+        }
+    }
+
+    fn burst_for(&self, algorithm: &str) -> syn::Result<Option<u32>> {
+        let Some(burst) = &self.burst else { return Ok(None) };
+        let has_capacity = ALGORITHMS.iter().any(|&(name, cap)| name == algorithm && cap);
+        if has_capacity {
+            return Ok(Some(burst.value));
+        }
+        Err(syn::Error::new(
+            burst.span,
+            format!("`burst` has no meaning for `{algorithm}`; it sets the capacity of `token_bucket`, `leaky_bucket` and `gcra`"),
+        ))
+    }
+}
+
+fn both_forms(span: Span, key: &str) -> syn::Error {
+    syn::Error::new(span, format!("`{key}` conflicts with the rate string; give either `\"100/minute\"` or `limit = 100, per = 60`"))
+}
+
+fn quota_from_limit(limit: &Spanned<LimitArg>, per: Option<&Spanned<u32>>) -> syn::Result<Vec<QuotaSpec>> {
+    match (&limit.value, per) {
+        (LimitArg::Count(n), Some(per)) => Ok(vec![QuotaSpec::Fixed { limit: *n, period_secs: per.value }]),
+        (LimitArg::Count(_), None) => Err(syn::Error::new(
+            limit.span,
+            "`limit` needs a period: add `per = 60` (seconds) or `per = \"1m\"`",
+        )),
+        (LimitArg::PerRequest(path), None) => Ok(vec![QuotaSpec::PerRequest(path.clone())]),
+        (LimitArg::PerRequest(_), Some(per)) => Err(syn::Error::new(
+            per.span,
+            "`per` conflicts with `limit = <function>`: the `Quota` the function returns carries its period",
+        )),
+    }
+}
+
+fn algorithm(written: Option<&Spanned<String>>) -> syn::Result<&'static str> {
+    let Some(written) = written else { return Ok("fixed_window") };
+    let Some(&(name, _)) = ALGORITHMS.iter().find(|(name, _)| *name == written.value) else {
+        let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
+        return Err(choice_error(written, "algorithm", &names));
+    };
+    if !AVAILABLE.contains(&name) {
+        return Err(syn::Error::new(
+            written.span,
+            format!("`{name}` is not available in this version yet; available: `fixed_window`, `sliding_log`"),
+        ));
+    }
+    Ok(name)
+}
+
+fn parse_scope(scope: &Spanned<String>) -> syn::Result<ScopeSpec> {
+    match scope.value.as_str() {
+        "ip" => Ok(ScopeSpec::Ip),
+        "global" => Ok(ScopeSpec::Global),
+        other => match other.strip_prefix("header:") {
+            Some(name) if is_header_name(name) => Ok(ScopeSpec::Header(name.to_ascii_lowercase())),
+            Some(name) => Err(syn::Error::new(
+                scope.span,
+                format!("`{name}` is not a valid header name; write e.g. `scope = \"header:X-API-Key\"`"),
+            )),
+            None => Err(choice_error(scope, "scope", &["ip", "global", "header:<Name>"])),
+        },
+    }
+}
+
+/// An HTTP header name: a non-empty token (RFC 9110).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn choice_error(written: &Spanned<String>, key: &str, choices: &[&str]) -> syn::Error {
+    let nearest = choices
+        .iter()
+        .min_by_key(|c| strsim::levenshtein(c, &written.value))
+        .filter(|c| strsim::levenshtein(c, &written.value) <= 3);
+    let hint = nearest.map(|c| format!("did you mean `\"{c}\"`? ")).unwrap_or_default();
+    let list = choices.iter().map(|c| format!("`\"{c}\"`")).collect::<Vec<_>>().join(", ");
+    syn::Error::new(written.span, format!("unknown {key} `\"{}\"`; {hint}choose one of {list}", written.value))
+}
+
+/// A request that costs more than a limit can ever hold would never pass.
+fn check_cost(cost: Option<&Spanned<u32>>, quota: &QuotaSpec, burst: Option<u32>) -> syn::Result<()> {
+    let (Some(cost), QuotaSpec::Fixed { limit, .. }) = (cost, quota) else { return Ok(()) };
+    let capacity = burst.unwrap_or(*limit);
+    if cost.value <= capacity {
+        return Ok(());
+    }
+    Err(syn::Error::new(
+        cost.span,
+        format!("a request costing {} can never pass a limit of {capacity}; lower `cost` or raise the limit", cost.value),
+    ))
+}

@@ -1,0 +1,226 @@
+//! Code generation: the handler keeps its name, attributes and extractors; its body moves into
+//! a nested function that runs only after the limits allowed the request.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, ItemFn, Path, Type};
+
+use crate::args::Args;
+use crate::config::{QuotaSpec, RuleSpec, ScopeSpec};
+
+/// The whole expansion; on error, the error and the item as written.
+pub fn ratelimit(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => return error_with_item(not_a_function(&item), item),
+    };
+    match rules_of(args, &mut func).and_then(|rules| check_signature(&func).map(|()| rules)) {
+        Ok(rules) => wrap(func, &rules),
+        Err(error) => error_with_item(error, item),
+    }
+}
+
+fn not_a_function(item: &TokenStream) -> syn::Error {
+    syn::Error::new(item.span(), "`#[ratelimit]` goes on an `async fn` Actix handler")
+}
+
+fn error_with_item(error: syn::Error, item: TokenStream) -> TokenStream {
+    let error = error.to_compile_error();
+    quote! { #error #item }
+}
+
+/// The rules of this attribute and of any further `#[ratelimit]` on the same function, which
+/// are taken off it: one decision covers all of them.
+fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> {
+    let mut rules = Args::parse(args)?.build(Span::call_site())?;
+    let (stacked, others): (Vec<Attribute>, Vec<Attribute>) =
+        std::mem::take(&mut func.attrs).into_iter().partition(is_ratelimit);
+    func.attrs = others;
+    for attr in stacked {
+        let tokens = match &attr.meta {
+            syn::Meta::List(list) => list.tokens.clone(),
+            _ => TokenStream::new(),
+        };
+        let more = Args::parse(tokens)?.build(attr.span())?;
+        if more.iter().any(|r| rules.iter().any(|known| same_limit(known, r))) {
+            return Err(syn::Error::new(
+                attr.span(),
+                "this `#[ratelimit]` repeats a limit already on this handler; remove one",
+            ));
+        }
+        rules.extend(more);
+    }
+    Ok(rules)
+}
+
+fn is_ratelimit(attr: &Attribute) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == "ratelimit")
+}
+
+/// Two rules that would count in the same state.
+fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
+    let text = |t: &dyn quote::ToTokens| t.to_token_stream().to_string();
+    let quota = |q: &QuotaSpec| match q {
+        QuotaSpec::Fixed { limit, period_secs } => format!("{limit}/{period_secs}"),
+        QuotaSpec::PerRequest(p) => text(p),
+    };
+    let scope = |s: &ScopeSpec| match s {
+        ScopeSpec::Ip => "ip".to_string(),
+        ScopeSpec::Global => "global".to_string(),
+        ScopeSpec::Header(h) => format!("header:{h}"),
+        ScopeSpec::Custom(p) => text(p),
+    };
+    (quota(&a.quota), a.algorithm, scope(&a.scope), &a.shared, a.burst)
+        == (quota(&b.quota), b.algorithm, scope(&b.scope), &b.shared, b.burst)
+}
+
+fn check_signature(func: &ItemFn) -> syn::Result<()> {
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(sig.fn_token.span, "`#[ratelimit]` needs an `async fn`: Actix handlers are async"));
+    }
+    if let Some(receiver) = sig.receiver() {
+        return Err(syn::Error::new(
+            receiver.span(),
+            "`#[ratelimit]` cannot limit a method taking `self`; make it a free `async fn` handler",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(sig.generics.span(), "`#[ratelimit]` handlers cannot be generic"));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new(variadic.span(), "`#[ratelimit]` handlers cannot be variadic"));
+    }
+    Ok(())
+}
+
+/// The handler, rewritten.
+fn wrap(func: ItemFn, rules: &[RuleSpec]) -> TokenStream {
+    let ItemFn { attrs, vis, sig, block } = func;
+    let name = &sig.ident;
+    let rt = quote!(::ratelimit_runtime::__private);
+    let inner_sig = syn::Signature { ident: format_ident!("__ratelimit_handler"), ..sig.clone() };
+    let types: Vec<&Type> = sig.inputs.iter().filter_map(arg_type).collect();
+    let args: Vec<_> = (0..types.len()).map(|i| format_ident!("__ratelimit_arg{i}")).collect();
+    let rule_exprs = rules.iter().map(|rule| rule_expr(rule, name));
+    let count = rules.len();
+    quote! {
+        #(#attrs)*
+        #vis async fn #name(__ratelimit_raw: #rt::RawRequest) -> #rt::HttpResponse {
+            #inner_sig #block
+            static __RATELIMIT_RULES: [#rt::Rule; #count] = [#(#rule_exprs),*];
+            let (__ratelimit_req, mut __ratelimit_payload) = __ratelimit_raw.into_parts();
+            let __ratelimit_pass = match #rt::check(&__ratelimit_req, &__RATELIMIT_RULES).await {
+                ::core::result::Result::Ok(pass) => pass,
+                ::core::result::Result::Err(denied) => return denied,
+            };
+            #(
+                let #args = match #rt::extract::<#types>(&__ratelimit_req, &mut __ratelimit_payload).await {
+                    ::core::result::Result::Ok(value) => value,
+                    ::core::result::Result::Err(error) => return __ratelimit_pass.finish(error, &__ratelimit_req),
+                };
+            )*
+            __ratelimit_pass.respond(__ratelimit_handler(#(#args),*).await, &__ratelimit_req)
+        }
+    }
+}
+
+fn arg_type(arg: &FnArg) -> Option<&Type> {
+    match arg {
+        FnArg::Typed(typed) => Some(&typed.ty),
+        FnArg::Receiver(_) => None,
+    }
+}
+
+/// One `Rule { .. }` constant.
+fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    let name = match &rule.shared {
+        Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared))),
+        None => quote!(#rt::Cow::Borrowed(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#handler)))),
+    };
+    let quota = quota_expr(&rule.quota);
+    let algorithm = format_ident!("{}", camel(rule.algorithm));
+    let burst = option(rule.burst.map(|b| quote!(#rt::non_zero(#b))));
+    let scope = scope_expr(&rule.scope);
+    let cost = rule.cost;
+    let exempt = option(rule.exempt.as_ref().map(exempt_expr));
+    let send = rule.send_x_headers;
+    let over_limit = option(rule.over_limit.as_ref().map(over_limit_expr));
+    quote! {
+        #rt::Rule {
+            name: #name,
+            quota: #quota,
+            algorithm: #rt::AlgorithmKind::#algorithm,
+            burst: #burst,
+            scope: #scope,
+            cost: #rt::non_zero(#cost),
+            exempt: #exempt,
+            send_x_headers: #send,
+            over_limit: #over_limit,
+        }
+    }
+}
+
+fn quota_expr(quota: &QuotaSpec) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    match quota {
+        QuotaSpec::Fixed { limit, period_secs } => quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs))),
+        QuotaSpec::PerRequest(path) => {
+            let call = call_at(path, quote!((req)));
+            quote!(#rt::QuotaSource::PerRequest(|req: &#rt::HttpRequest| -> #rt::Quota { #call }))
+        }
+    }
+}
+
+fn scope_expr(scope: &ScopeSpec) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    match scope {
+        ScopeSpec::Ip => quote!(#rt::Scope::Ip),
+        ScopeSpec::Global => quote!(#rt::Scope::Global),
+        ScopeSpec::Header(name) => quote!(#rt::Scope::Header(#rt::Cow::Borrowed(#name))),
+        ScopeSpec::Custom(path) => {
+            let call = call_at(path, quote!((req)));
+            quote!(#rt::Scope::Custom(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#call)))
+        }
+    }
+}
+
+fn exempt_expr(path: &Path) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    let call = call_at(path, quote!((req)));
+    quote!(|req: &#rt::HttpRequest| -> bool { #call })
+}
+
+fn over_limit_expr(path: &Path) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    let call = call_at(path, quote!((req, info)));
+    quote!(|req: &#rt::HttpRequest, info: &#rt::RateLimitInfo| -> #rt::HttpResponse {
+        #rt::over_limit_response(#call, req)
+    })
+}
+
+/// A call of the user's function, spanned at its path so type errors point there.
+fn call_at(path: &Path, args: TokenStream) -> TokenStream {
+    let span: Span = path.span();
+    quote_spanned!(span=> #path #args)
+}
+
+fn option(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `sliding_log` -> `SlidingLog`.
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
