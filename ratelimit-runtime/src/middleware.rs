@@ -130,9 +130,10 @@ where
         let service = Rc::clone(&self.service);
         let rules = Arc::clone(&self.rules);
         Box::pin(async move {
-            let http = req.request().clone();
-            let limiter = RateLimiter::for_request(&http).clone();
-            let pass = match limiter.check(&http, &rules).await {
+            // Borrowed, not cloned: routing below needs the request to be the only owner.
+            let limiter = RateLimiter::for_request(req.request());
+            let outcome = limiter.check(req.request(), &rules).await;
+            let pass = match outcome {
                 Ok(pass) => pass,
                 Err(denied) => return Ok(req.into_response(denied).map_into_right_body()),
             };
