@@ -2,7 +2,7 @@
 //! a nested function that runs only after the limits allowed the request.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemFn, Path, Type};
 
@@ -38,14 +38,14 @@ fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> 
         std::mem::take(&mut func.attrs).into_iter().partition(is_ratelimit);
     func.attrs = others;
     for attr in stacked {
-        let tokens = match &attr.meta {
-            syn::Meta::List(list) => list.tokens.clone(),
-            _ => TokenStream::new(),
+        let (tokens, span) = match &attr.meta {
+            syn::Meta::List(list) => (list.tokens.clone(), list.delimiter.span().join()),
+            other => (TokenStream::new(), other.span()),
         };
-        let more = Args::parse(tokens)?.build(attr.span())?;
+        let more = Args::parse(tokens)?.build(span)?;
         if more.iter().any(|r| rules.iter().any(|known| same_limit(known, r))) {
             return Err(syn::Error::new(
-                attr.span(),
+                span,
                 "this `#[ratelimit]` repeats a limit already on this handler; remove one",
             ));
         }
@@ -168,8 +168,8 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
     match quota {
         QuotaSpec::Fixed { limit, period_secs } => quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs))),
         QuotaSpec::PerRequest(path) => {
-            let call = call_at(path, quote!((req)));
-            quote!(#rt::QuotaSource::PerRequest(|req: &#rt::HttpRequest| -> #rt::Quota { #call }))
+            let choose = at(path, quote!(|req: &#rt::HttpRequest| -> #rt::Quota { #path(req) }));
+            quote!(#rt::QuotaSource::PerRequest(#choose))
         }
     }
 }
@@ -181,30 +181,49 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
         ScopeSpec::Global => quote!(#rt::Scope::Global),
         ScopeSpec::Header(name) => quote!(#rt::Scope::Header(#rt::Cow::Borrowed(#name))),
         ScopeSpec::Custom(path) => {
-            let call = call_at(path, quote!((req)));
-            quote!(#rt::Scope::Custom(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#call)))
+            let key = at(path, quote!(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#path(req))));
+            quote!(#rt::Scope::Custom(#key))
         }
     }
 }
 
 fn exempt_expr(path: &Path) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
-    let call = call_at(path, quote!((req)));
-    quote!(|req: &#rt::HttpRequest| -> bool { #call })
+    at(path, quote!(|req: &#rt::HttpRequest| -> bool { #path(req) }))
 }
 
 fn over_limit_expr(path: &Path) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
-    let call = call_at(path, quote!((req, info)));
-    quote!(|req: &#rt::HttpRequest, info: &#rt::RateLimitInfo| -> #rt::HttpResponse {
-        #rt::over_limit_response(#call, req)
-    })
+    at(
+        path,
+        quote!(|req: &#rt::HttpRequest, info: &#rt::RateLimitInfo| -> #rt::HttpResponse {
+            #rt::over_limit_response(#path(req, info), req)
+        }),
+    )
 }
 
-/// A call of the user's function, spanned at its path so type errors point there.
-fn call_at(path: &Path, args: TokenStream) -> TokenStream {
+/// `tokens` re-spanned at the user's path, so that a function of the wrong type is reported
+/// there rather than on the whole attribute.
+fn at(path: &Path, tokens: TokenStream) -> TokenStream {
     let span: Span = path.span();
-    quote_spanned!(span=> #path #args)
+    tokens.into_iter().map(|mut tree| {
+        respan(&mut tree, span);
+        tree
+    }).collect()
+}
+
+fn respan(tree: &mut proc_macro2::TokenTree, span: Span) {
+    if let proc_macro2::TokenTree::Group(group) = tree {
+        let inner = group.stream().into_iter().map(|mut t| {
+            respan(&mut t, span);
+            t
+        });
+        let mut respanned = proc_macro2::Group::new(group.delimiter(), inner.collect());
+        respanned.set_span(span);
+        *group = respanned;
+    } else {
+        tree.set_span(span);
+    }
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {
