@@ -39,7 +39,10 @@ async fn rate_limited() -> impl Responder {
 
 /// Answers 401 to requests without an API key, before any limit is spent.
 fn missing_key(req: &HttpRequest) -> Option<HttpResponse> {
-    let has_key = req.headers().get("x-api-key").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+    let has_key = req
+        .headers()
+        .get("x-api-key")
+        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
     (!has_key).then(|| HttpResponse::Unauthorized().json(json!({"error": "missing_api_key"})))
 }
 
@@ -71,7 +74,10 @@ fn tier_of(key: &str) -> (&'static str, u32) {
 }
 
 fn api_key(req: &HttpRequest) -> &str {
-    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("")
+    req.headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The hourly quota of the request's tier.
@@ -119,8 +125,14 @@ async fn main() -> std::io::Result<()> {
     }
     let bind = bind_address();
     println!("serving on http://{bind} (limits in process memory)");
-    HttpServer::new(|| App::new().service(endpoints).service(rate_limited).service(data).service(tiered))
-        .bind(&bind)?
-        .run()
-        .await
+    HttpServer::new(|| {
+        App::new()
+            .service(endpoints)
+            .service(rate_limited)
+            .service(data)
+            .service(tiered)
+    })
+    .bind(&bind)?
+    .run()
+    .await
 }

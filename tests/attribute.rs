@@ -31,12 +31,18 @@ fn get(path: &str) -> TestRequest {
 }
 
 fn header<B>(res: &ServiceResponse<B>, name: &str) -> Option<String> {
-    res.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 fn limit_headers<B>(res: &ServiceResponse<B>) -> (String, String, String) {
     let h = |n| header(res, n).unwrap_or_else(|| panic!("missing {n}"));
-    (h("x-ratelimit-limit"), h("x-ratelimit-remaining"), h("x-ratelimit-reset"))
+    (
+        h("x-ratelimit-limit"),
+        h("x-ratelimit-remaining"),
+        h("x-ratelimit-reset"),
+    )
 }
 
 macro_rules! app {
@@ -72,18 +78,35 @@ async fn create_order(order: web::Json<Order>) -> impl Responder {
 async fn denied_requests_never_reach_extractors_or_the_handler() {
     let clock = clock();
     let app = app!(limiter(&clock), create_order);
-    let order = || TestRequest::post().uri("/orders").peer_addr(peer("198.51.100.4"));
+    let order = || {
+        TestRequest::post()
+            .uri("/orders")
+            .peer_addr(peer("198.51.100.4"))
+    };
     let valid = || order().set_json(serde_json::json!({"item": "tea"}));
     assert_eq!(status(&app, valid()).await, StatusCode::CREATED);
     // A bad body that is allowed is parsed, fails, and still carries the headers.
-    let bad = test::call_service(&app, order().set_payload("{not json").insert_header(("content-type", "application/json")).to_request()).await;
+    let bad = test::call_service(
+        &app,
+        order()
+            .set_payload("{not json")
+            .insert_header(("content-type", "application/json"))
+            .to_request(),
+    )
+    .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(limit_headers(&bad).1, "0");
     // Spent: an invalid body is now refused by the limit, not by the JSON extractor.
-    let denied = order().set_payload("{not json").insert_header(("content-type", "application/json"));
+    let denied = order()
+        .set_payload("{not json")
+        .insert_header(("content-type", "application/json"));
     assert_eq!(status(&app, denied).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(status(&app, valid()).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(ORDERS_RUN.load(Ordering::SeqCst), 1, "only the first request ran the handler");
+    assert_eq!(
+        ORDERS_RUN.load(Ordering::SeqCst),
+        1,
+        "only the first request ran the handler"
+    );
 }
 
 #[get("/limited")]
@@ -101,15 +124,25 @@ async fn headers_on_allowed_and_denied_responses() {
     for remaining in ["2", "1", "0"] {
         let res = test::call_service(&app, get("/limited").to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(limit_headers(&res), ("3".into(), remaining.into(), reset.clone()));
+        assert_eq!(
+            limit_headers(&res),
+            ("3".into(), remaining.into(), reset.clone())
+        );
         assert_eq!(header(&res, "retry-after"), None);
     }
     let res = test::call_service(&app, get("/limited").to_request()).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limit_headers(&res), ("3".into(), "0".into(), reset));
-    assert_eq!(header(&res, "retry-after").as_deref(), Some("30"), "29.8 s rounds up to 30");
+    assert_eq!(
+        header(&res, "retry-after").as_deref(),
+        Some("30"),
+        "29.8 s rounds up to 30"
+    );
     assert_eq!(header(&res, "cache-control").as_deref(), Some("no-store"));
-    assert_eq!(header(&res, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("application/json")
+    );
     let body: serde_json::Value = test::read_body_json(res).await;
     assert_eq!(body["error"], "rate_limit_exceeded");
     assert_eq!(body["retry_after"], 30);
@@ -127,7 +160,9 @@ async fn headers_on_allowed_and_denied_responses() {
 #[get("/own-headers")]
 #[ratelimit(limit = 5, per = 60)]
 async fn own_headers() -> HttpResponse {
-    HttpResponse::Ok().insert_header(("X-RateLimit-Limit", "custom")).finish()
+    HttpResponse::Ok()
+        .insert_header(("X-RateLimit-Limit", "custom"))
+        .finish()
 }
 
 #[actix_web::test]
@@ -161,10 +196,16 @@ async fn works_above_get_and_with_to() {
     )
     .await;
     assert_eq!(status(&app, get("/below")).await, StatusCode::OK);
-    assert_eq!(status(&app, get("/below")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, get("/below")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let res = test::call_service(&app, get("/items/7").to_request()).await;
     assert_eq!(test::read_body(res).await, "item 7");
-    assert_eq!(status(&app, get("/items/8")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, get("/items/8")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[get("/stacked")]
@@ -181,7 +222,10 @@ async fn stacked_limits_all_apply_and_charge_none_when_denied() {
     let from = |ip: &str| TestRequest::get().uri("/stacked").peer_addr(peer(ip));
     // The global limit (3 per 10 s) is the most restrictive: headers describe it.
     let first = test::call_service(&app, from("192.0.2.1").to_request()).await;
-    assert_eq!(limit_headers(&first), ("3".into(), "2".into(), (T0 + 10).to_string()));
+    assert_eq!(
+        limit_headers(&first),
+        ("3".into(), "2".into(), (T0 + 10).to_string())
+    );
     assert_eq!(test::read_body(first).await, "2 left");
     assert_eq!(status(&app, from("192.0.2.1")).await, StatusCode::OK);
     assert_eq!(status(&app, from("192.0.2.2")).await, StatusCode::OK);
@@ -190,20 +234,33 @@ async fn stacked_limits_all_apply_and_charge_none_when_denied() {
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&denied, "x-ratelimit-limit").as_deref(), Some("3"));
     for _ in 0..5 {
-        assert_eq!(status(&app, from("192.0.2.1")).await, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            status(&app, from("192.0.2.1")).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
     clock.advance(Duration::from_secs(10));
     // 192.0.2.1 spent 2 of its 5: three more pass (the global allows three again). Both have
     // 2 left after this one; the later reset (the per-IP minute) is the more restrictive.
     let res = test::call_service(&app, from("192.0.2.1").to_request()).await;
-    assert_eq!(limit_headers(&res), ("5".into(), "2".into(), (T0 + 60).to_string()));
+    assert_eq!(
+        limit_headers(&res),
+        ("5".into(), "2".into(), (T0 + 60).to_string())
+    );
     assert_eq!(status(&app, from("192.0.2.1")).await, StatusCode::OK);
     let res = test::call_service(&app, from("192.0.2.1").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     clock.advance(Duration::from_secs(10));
     let res = test::call_service(&app, from("192.0.2.1").to_request()).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "five per minute for this address");
-    assert_eq!(limit_headers(&res), ("5".into(), "0".into(), (T0 + 60).to_string()));
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "five per minute for this address"
+    );
+    assert_eq!(
+        limit_headers(&res),
+        ("5".into(), "0".into(), (T0 + 60).to_string())
+    );
     assert_eq!(header(&res, "retry-after").as_deref(), Some("40"));
 }
 
@@ -226,7 +283,10 @@ async fn clients_are_their_tcp_peers_and_cannot_spoof() {
     assert_eq!(status(&app, forwarded).await, StatusCode::TOO_MANY_REQUESTS);
     // IPv6 clients are grouped by /64.
     assert_eq!(status(&app, from("2001:db8:1:2::1")).await, StatusCode::OK);
-    assert_eq!(status(&app, from("2001:db8:1:2:ffff::9")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, from("2001:db8:1:2:ffff::9")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(status(&app, from("2001:db8:1:3::1")).await, StatusCode::OK);
     // A request without a peer address shares one "unknown" budget; it is not unlimited.
     let no_peer = || TestRequest::get().uri("/per-ip");
@@ -237,16 +297,29 @@ async fn clients_are_their_tcp_peers_and_cannot_spoof() {
 #[actix_web::test]
 async fn trusted_proxies_name_the_client() {
     let clock = clock();
-    let limiter = RateLimiter::builder().clock(clock.clone()).trusted_proxies(["10.0.0.0/8"]).build().unwrap();
+    let limiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .unwrap();
     let app = app!(limiter, per_ip);
     let via_proxy = |xff: &str| {
-        TestRequest::get().uri("/per-ip").peer_addr(peer("10.0.0.3")).insert_header(("x-forwarded-for", xff))
+        TestRequest::get()
+            .uri("/per-ip")
+            .peer_addr(peer("10.0.0.3"))
+            .insert_header(("x-forwarded-for", xff))
     };
     assert_eq!(status(&app, via_proxy("203.0.113.7")).await, StatusCode::OK);
     assert_eq!(status(&app, via_proxy("203.0.113.8")).await, StatusCode::OK);
     // A client prepending a fake address does not get a fresh budget.
-    assert_eq!(status(&app, via_proxy("9.9.9.9, 203.0.113.7")).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(status(&app, via_proxy("203.0.113.7, 10.0.0.9")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, via_proxy("9.9.9.9, 203.0.113.7")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        status(&app, via_proxy("203.0.113.7, 10.0.0.9")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[get("/keyed")]
@@ -266,25 +339,40 @@ async fn a_missing_or_odd_header_key_never_escapes_the_limit() {
     for _ in 0..2 {
         assert_eq!(status(&app, with_key(b"alpha")).await, StatusCode::OK);
     }
-    assert_eq!(status(&app, with_key(b"alpha")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, with_key(b"alpha")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(status(&app, with_key(b"beta")).await, StatusCode::OK);
     // Without the header: counted per address, in a budget of its own.
     assert_eq!(status(&app, get("/keyed")).await, StatusCode::OK);
     assert_eq!(status(&app, with_key(b"")).await, StatusCode::OK);
-    assert_eq!(status(&app, get("/keyed")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, get("/keyed")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Non-UTF-8 and huge values are keys like any other.
     let odd = b"\xff\xfe\x80key";
     assert_eq!(status(&app, with_key(odd)).await, StatusCode::OK);
     assert_eq!(status(&app, with_key(odd)).await, StatusCode::OK);
-    assert_eq!(status(&app, with_key(odd)).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, with_key(odd)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let huge = vec![b'k'; 6_000];
-    for expected in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+    for expected in [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
         assert_eq!(status(&app, with_key(&huge)).await, expected);
     }
 }
 
 fn account(req: &HttpRequest) -> Option<String> {
-    req.query_string().strip_prefix("account=").map(str::to_owned)
+    req.query_string()
+        .strip_prefix("account=")
+        .map(str::to_owned)
 }
 
 fn plan(req: &HttpRequest) -> Quota {
@@ -319,7 +407,10 @@ async fn custom_keys_and_per_request_quotas() {
     assert_eq!(count_ok("pro1").await, 4);
     assert_eq!(count_ok("free2").await, 2);
     let res = test::call_service(&app, get("/tiers?account=pro2").to_request()).await;
-    assert_eq!(limit_headers(&res), ("4".into(), "3".into(), (T0 + 3_600).to_string()));
+    assert_eq!(
+        limit_headers(&res),
+        ("4".into(), "3".into(), (T0 + 3_600).to_string())
+    );
 }
 
 #[get("/a")]
@@ -363,12 +454,20 @@ async fn exempt_quiet_and_custom_over_limit() {
     let clock = clock();
     let app = app!(limiter(&clock), options);
     for _ in 0..3 {
-        let probe = test::call_service(&app, get("/options").insert_header(("x-probe", "1")).to_request()).await;
+        let probe = test::call_service(
+            &app,
+            get("/options").insert_header(("x-probe", "1")).to_request(),
+        )
+        .await;
         assert_eq!(probe.status(), StatusCode::OK);
     }
     let first = test::call_service(&app, get("/options").to_request()).await;
     assert_eq!(first.status(), StatusCode::OK);
-    assert_eq!(header(&first, "x-ratelimit-limit"), None, "send_x_headers = false");
+    assert_eq!(
+        header(&first, "x-ratelimit-limit"),
+        None,
+        "send_x_headers = false"
+    );
     let denied = test::call_service(&app, get("/options").to_request()).await;
     assert_eq!(denied.status(), StatusCode::IM_A_TEAPOT);
     assert_eq!(header(&denied, "retry-after").as_deref(), Some("10"));
@@ -387,8 +486,14 @@ async fn costs_spend_more_than_one() {
     let clock = clock();
     let app = app!(limiter(&clock), expensive);
     let body = |res| async { String::from_utf8(test::read_body(res).await.to_vec()).unwrap() };
-    assert_eq!(body(test::call_service(&app, get("/expensive").to_request()).await).await, "6");
-    assert_eq!(body(test::call_service(&app, get("/expensive").to_request()).await).await, "2");
+    assert_eq!(
+        body(test::call_service(&app, get("/expensive").to_request()).await).await,
+        "6"
+    );
+    assert_eq!(
+        body(test::call_service(&app, get("/expensive").to_request()).await).await,
+        "2"
+    );
     let denied = test::call_service(&app, get("/expensive").to_request()).await;
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&denied, "retry-after").as_deref(), Some("60"));
@@ -412,17 +517,26 @@ async fn works_without_any_configuration() {
         statuses.push(status(&app, get("/no-config")).await);
     }
     // Two per day: unless this ran across midnight UTC, the third request is refused.
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
 }
 
 #[actix_web::test]
 async fn a_flood_of_distinct_clients_stays_under_the_key_cap() {
     let clock = clock();
-    let limiter = RateLimiter::builder().clock(clock.clone()).max_keys(640).build().unwrap();
+    let limiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .max_keys(640)
+        .build()
+        .unwrap();
     let app = app!(limiter, per_ip);
     for i in 0..5_000u32 {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-        let req = TestRequest::get().uri("/per-ip").peer_addr(SocketAddr::new(ip.into(), 1));
+        let req = TestRequest::get()
+            .uri("/per-ip")
+            .peer_addr(SocketAddr::new(ip.into(), 1));
         assert_eq!(status(&app, req).await, StatusCode::OK);
     }
     let stats = limiter.memory_store().stats();

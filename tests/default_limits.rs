@@ -11,7 +11,9 @@ use ratelimit_runtime::{ratelimit, DefaultLimits, ManualClock, RateLimiter};
 const T0: u64 = 1_800_000_000;
 
 fn get(path: &str) -> TestRequest {
-    TestRequest::get().uri(path).peer_addr(SocketAddr::from(([192, 0, 2, 10], 5_000)))
+    TestRequest::get()
+        .uri(path)
+        .peer_addr(SocketAddr::from(([192, 0, 2, 10], 5_000)))
 }
 
 #[get("/tight")]
@@ -28,7 +30,9 @@ fn is_health(req: &HttpRequest) -> bool {
 async fn defaults_apply_to_every_route_and_share_the_header_hook() {
     let clock = ManualClock::at_secs(T0);
     let limiter = RateLimiter::builder().clock(clock.clone()).build().unwrap();
-    let defaults = DefaultLimits::new("5/minute;100/day").unwrap().exempt(is_health);
+    let defaults = DefaultLimits::new("5/minute;100/day")
+        .unwrap()
+        .exempt(is_health);
     let app = test::init_service(
         App::new()
             .app_data(limiter.clone())
@@ -56,7 +60,11 @@ async fn defaults_apply_to_every_route_and_share_the_header_hook() {
     // charged to the defaults (decided first), so one more passes anywhere, then none.
     assert_eq!(call("/plain").await.status(), StatusCode::OK);
     let denied = call("/nowhere").await;
-    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS, "denied before routing (no 404)");
+    assert_eq!(
+        denied.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "denied before routing (no 404)"
+    );
     assert!(denied.headers().contains_key("retry-after"));
     assert_eq!(call("/health").await.status(), StatusCode::OK, "exempt");
     clock.advance(Duration::from_secs(60));

@@ -38,8 +38,18 @@ pub struct Args {
 }
 
 const KEYS: [&str; 12] = [
-    "limit", "per", "scope", "key", "algorithm", "burst", "cost", "shared", "exempt",
-    "send_x_headers", "over_limit", "rate",
+    "limit",
+    "per",
+    "scope",
+    "key",
+    "algorithm",
+    "burst",
+    "cost",
+    "shared",
+    "exempt",
+    "send_x_headers",
+    "over_limit",
+    "rate",
 ];
 
 impl Args {
@@ -54,17 +64,30 @@ impl Args {
     /// The Flask-Limiter string may come first, without a key.
     fn take_leading_rate(&mut self, tokens: TokenStream) -> syn::Result<TokenStream> {
         let mut iter = tokens.into_iter().peekable();
-        let Some(TokenTree::Literal(lit)) = iter.peek().cloned() else { return Ok(iter.collect()) };
+        let Some(TokenTree::Literal(lit)) = iter.peek().cloned() else {
+            return Ok(iter.collect());
+        };
         iter.next();
         let rate = match Lit::new(lit) {
             Lit::Str(s) => s,
-            other => return Err(syn::Error::new(other.span(), "expected a rate string such as `\"100/minute\"` or `limit = N, per = S`")),
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "expected a rate string such as `\"100/minute\"` or `limit = N, per = S`",
+                ))
+            }
         };
-        self.rate = Some(Spanned { value: rate.value(), span: rate.span() });
+        self.rate = Some(Spanned {
+            value: rate.value(),
+            span: rate.span(),
+        });
         match iter.next() {
             None => Ok(TokenStream::new()),
             Some(TokenTree::Punct(p)) if p.as_char() == ',' => Ok(iter.collect()),
-            Some(other) => Err(syn::Error::new(other.span(), "expected `,` after the rate string")),
+            Some(other) => Err(syn::Error::new(
+                other.span(),
+                "expected `,` after the rate string",
+            )),
         }
     }
 
@@ -80,13 +103,28 @@ impl Args {
             "per" => put(&mut self.per, "per", span, period(&value)?),
             "scope" => put(&mut self.scope, "scope", span, string(&value, "scope")?),
             "key" => put(&mut self.key, "key", span, path(&value, "key")?),
-            "algorithm" => put(&mut self.algorithm, "algorithm", span, string(&value, "algorithm")?),
+            "algorithm" => put(
+                &mut self.algorithm,
+                "algorithm",
+                span,
+                string(&value, "algorithm")?,
+            ),
             "burst" => put(&mut self.burst, "burst", span, positive(&value, "burst")?),
             "cost" => put(&mut self.cost, "cost", span, positive(&value, "cost")?),
             "shared" => put(&mut self.shared, "shared", span, string(&value, "shared")?),
             "exempt" => put(&mut self.exempt, "exempt", span, path(&value, "exempt")?),
-            "send_x_headers" => put(&mut self.send_x_headers, "send_x_headers", span, boolean(&value)?),
-            "over_limit" => put(&mut self.over_limit, "over_limit", span, path(&value, "over_limit")?),
+            "send_x_headers" => put(
+                &mut self.send_x_headers,
+                "send_x_headers",
+                span,
+                boolean(&value)?,
+            ),
+            "over_limit" => put(
+                &mut self.over_limit,
+                "over_limit",
+                span,
+                path(&value, "over_limit")?,
+            ),
             _ => Err(unknown_key(&meta)),
         }
     }
@@ -94,21 +132,36 @@ impl Args {
 
 fn put<T>(slot: &mut Option<Spanned<T>>, name: &str, span: Span, value: T) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new(span, format!("`{name}` is given twice; keep one")));
+        return Err(syn::Error::new(
+            span,
+            format!("`{name}` is given twice; keep one"),
+        ));
     }
     *slot = Some(Spanned { value, span });
     Ok(())
 }
 
 fn unknown_key(meta: &ParseNestedMeta<'_>) -> syn::Error {
-    let written = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+    let written = meta
+        .path
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
     let nearest = KEYS
         .iter()
         .min_by_key(|k| strsim::levenshtein(k, &written))
         .filter(|k| strsim::levenshtein(k, &written) <= 3);
-    let hint = nearest.map(|k| format!("did you mean `{k}`? ")).unwrap_or_default();
-    let keys = KEYS[..11].iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-    meta.error(format!("unknown argument `{written}`; {hint}the arguments are {keys}"))
+    let hint = nearest
+        .map(|k| format!("did you mean `{k}`? "))
+        .unwrap_or_default();
+    let keys = KEYS[..11]
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    meta.error(format!(
+        "unknown argument `{written}`; {hint}the arguments are {keys}"
+    ))
 }
 
 fn integer(value: &Expr, name: &str) -> syn::Result<u64> {
@@ -130,9 +183,15 @@ fn integer(value: &Expr, name: &str) -> syn::Result<u64> {
 fn positive(value: &Expr, name: &str) -> syn::Result<u32> {
     let n = integer(value, name)?;
     match u32::try_from(n) {
-        Ok(0) => Err(syn::Error::new(value.span(), format!("`{name}` must be at least 1"))),
+        Ok(0) => Err(syn::Error::new(
+            value.span(),
+            format!("`{name}` must be at least 1"),
+        )),
         Ok(n) => Ok(n),
-        Err(_) => Err(syn::Error::new(value.span(), format!("`{name}` must be at most {}", u32::MAX))),
+        Err(_) => Err(syn::Error::new(
+            value.span(),
+            format!("`{name}` must be at most {}", u32::MAX),
+        )),
     }
 }
 
@@ -151,35 +210,57 @@ fn limit(value: &Expr) -> syn::Result<LimitArg> {
 }
 
 fn period(value: &Expr) -> syn::Result<u32> {
-    if let Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) = value {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Str(s), ..
+    }) = value
+    {
         return crate::rate::parse_period(&s.value())
             .map_err(|e| syn::Error::new(s.span(), format!("invalid `per`: {e}; write seconds (`30`) or `\"30s\"`, `\"5m\"`, `\"1h\"`, `\"1d\"`")));
     }
     let secs = integer(value, "per")?;
     match u32::try_from(secs) {
-        Ok(0) => Err(syn::Error::new(value.span(), "`per = 0` is an empty period; `per` must be at least 1 second")),
+        Ok(0) => Err(syn::Error::new(
+            value.span(),
+            "`per = 0` is an empty period; `per` must be at least 1 second",
+        )),
         Ok(secs) => Ok(secs),
-        Err(_) => Err(syn::Error::new(value.span(), "`per` is too large; at most 4294967295 seconds")),
+        Err(_) => Err(syn::Error::new(
+            value.span(),
+            "`per` is too large; at most 4294967295 seconds",
+        )),
     }
 }
 
 fn string(value: &Expr, name: &str) -> syn::Result<String> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.value()),
-        _ => Err(syn::Error::new(value.span(), format!("`{name}` takes a string literal"))),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.value()),
+        _ => Err(syn::Error::new(
+            value.span(),
+            format!("`{name}` takes a string literal"),
+        )),
     }
 }
 
 fn path(value: &Expr, name: &str) -> syn::Result<Path> {
     match value {
         Expr::Path(p) => Ok(p.path.clone()),
-        _ => Err(syn::Error::new(value.span(), format!("`{name}` takes a path to a function, e.g. `{name} = crate::my_fn`"))),
+        _ => Err(syn::Error::new(
+            value.span(),
+            format!("`{name}` takes a path to a function, e.g. `{name} = crate::my_fn`"),
+        )),
     }
 }
 
 fn boolean(value: &Expr) -> syn::Result<bool> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
-        _ => Err(syn::Error::new(value.span(), "`send_x_headers` takes `true` or `false`")),
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        _ => Err(syn::Error::new(
+            value.span(),
+            "`send_x_headers` takes `true` or `false`",
+        )),
     }
 }

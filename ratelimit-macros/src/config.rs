@@ -58,7 +58,10 @@ impl Args {
         let scope = self.scope_spec()?;
         let quotas = self.quotas(at)?;
         if let Some(shared) = self.shared.as_ref().filter(|s| s.value.trim().is_empty()) {
-            return Err(syn::Error::new(shared.span, "`shared` needs a name, e.g. `shared = \"search\"`"));
+            return Err(syn::Error::new(
+                shared.span,
+                "`shared` needs a name, e.g. `shared = \"search\"`",
+            ));
         }
         let cost = self.cost.as_ref().map_or(1, |c| c.value);
         for quota in &quotas {
@@ -98,7 +101,10 @@ impl Args {
 
     fn scope_spec(&self) -> syn::Result<ScopeSpec> {
         match (&self.scope, &self.key) {
-            (Some(_), Some(key)) => Err(syn::Error::new(key.span, "`key` replaces `scope`; keep one of them")),
+            (Some(_), Some(key)) => Err(syn::Error::new(
+                key.span,
+                "`key` replaces `scope`; keep one of them",
+            )),
             (None, Some(key)) => Ok(ScopeSpec::Custom(key.value.clone())),
             (Some(scope), None) => parse_scope(scope),
             (None, None) => Ok(ScopeSpec::Ip),
@@ -106,8 +112,12 @@ impl Args {
     }
 
     fn burst_for(&self, algorithm: &str) -> syn::Result<Option<u32>> {
-        let Some(burst) = &self.burst else { return Ok(None) };
-        let has_capacity = ALGORITHMS.iter().any(|&(name, cap)| name == algorithm && cap);
+        let Some(burst) = &self.burst else {
+            return Ok(None);
+        };
+        let has_capacity = ALGORITHMS
+            .iter()
+            .any(|&(name, cap)| name == algorithm && cap);
         if has_capacity {
             return Ok(Some(burst.value));
         }
@@ -122,7 +132,10 @@ fn both_forms(span: Span, key: &str) -> syn::Error {
     syn::Error::new(span, format!("`{key}` conflicts with the rate string; give either `\"100/minute\"` or `limit = 100, per = 60`"))
 }
 
-fn quota_from_limit(limit: &Spanned<LimitArg>, per: Option<&Spanned<u32>>) -> syn::Result<Vec<QuotaSpec>> {
+fn quota_from_limit(
+    limit: &Spanned<LimitArg>,
+    per: Option<&Spanned<u32>>,
+) -> syn::Result<Vec<QuotaSpec>> {
     match (&limit.value, per) {
         (LimitArg::Count(n), Some(per)) => Ok(vec![QuotaSpec::Fixed { limit: *n, period_secs: per.value }]),
         (LimitArg::Count(_), None) => Err(syn::Error::new(
@@ -138,7 +151,9 @@ fn quota_from_limit(limit: &Spanned<LimitArg>, per: Option<&Spanned<u32>>) -> sy
 }
 
 fn algorithm(written: Option<&Spanned<String>>) -> syn::Result<&'static str> {
-    let Some(written) = written else { return Ok("fixed_window") };
+    let Some(written) = written else {
+        return Ok("fixed_window");
+    };
     let Some(&(name, _)) = ALGORITHMS.iter().find(|(name, _)| *name == written.value) else {
         let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
         return Err(choice_error(written, "algorithm", &names));
@@ -170,7 +185,9 @@ fn parse_scope(scope: &Spanned<String>) -> syn::Result<ScopeSpec> {
 /// An HTTP header name: a non-empty token (RFC 9110).
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn choice_error(written: &Spanned<String>, key: &str, choices: &[&str]) -> syn::Error {
@@ -178,14 +195,32 @@ fn choice_error(written: &Spanned<String>, key: &str, choices: &[&str]) -> syn::
         .iter()
         .min_by_key(|c| strsim::levenshtein(c, &written.value))
         .filter(|c| strsim::levenshtein(c, &written.value) <= 3);
-    let hint = nearest.map(|c| format!("did you mean `\"{c}\"`? ")).unwrap_or_default();
-    let list = choices.iter().map(|c| format!("`\"{c}\"`")).collect::<Vec<_>>().join(", ");
-    syn::Error::new(written.span, format!("unknown {key} `\"{}\"`; {hint}choose one of {list}", written.value))
+    let hint = nearest
+        .map(|c| format!("did you mean `\"{c}\"`? "))
+        .unwrap_or_default();
+    let list = choices
+        .iter()
+        .map(|c| format!("`\"{c}\"`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    syn::Error::new(
+        written.span,
+        format!(
+            "unknown {key} `\"{}\"`; {hint}choose one of {list}",
+            written.value
+        ),
+    )
 }
 
 /// A request that costs more than a limit can ever hold would never pass.
-fn check_cost(cost: Option<&Spanned<u32>>, quota: &QuotaSpec, burst: Option<u32>) -> syn::Result<()> {
-    let (Some(cost), QuotaSpec::Fixed { limit, .. }) = (cost, quota) else { return Ok(()) };
+fn check_cost(
+    cost: Option<&Spanned<u32>>,
+    quota: &QuotaSpec,
+    burst: Option<u32>,
+) -> syn::Result<()> {
+    let (Some(cost), QuotaSpec::Fixed { limit, .. }) = (cost, quota) else {
+        return Ok(());
+    };
     let capacity = burst.unwrap_or(*limit);
     if cost.value <= capacity {
         return Ok(());

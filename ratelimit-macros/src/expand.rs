@@ -22,7 +22,10 @@ pub fn ratelimit(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn not_a_function(item: &TokenStream) -> syn::Error {
-    syn::Error::new(item.span(), "`#[ratelimit]` goes on an `async fn` Actix handler")
+    syn::Error::new(
+        item.span(),
+        "`#[ratelimit]` goes on an `async fn` Actix handler",
+    )
 }
 
 fn error_with_item(error: syn::Error, item: TokenStream) -> TokenStream {
@@ -34,8 +37,9 @@ fn error_with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 /// are taken off it: one decision covers all of them.
 fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> {
     let mut rules = Args::parse(args)?.build(Span::call_site())?;
-    let (stacked, others): (Vec<Attribute>, Vec<Attribute>) =
-        std::mem::take(&mut func.attrs).into_iter().partition(is_ratelimit);
+    let (stacked, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut func.attrs)
+        .into_iter()
+        .partition(is_ratelimit);
     func.attrs = others;
     for attr in stacked {
         let (tokens, span) = match &attr.meta {
@@ -43,7 +47,10 @@ fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> 
             other => (TokenStream::new(), other.span()),
         };
         let more = Args::parse(tokens)?.build(span)?;
-        if more.iter().any(|r| rules.iter().any(|known| same_limit(known, r))) {
+        if more
+            .iter()
+            .any(|r| rules.iter().any(|known| same_limit(known, r)))
+        {
             return Err(syn::Error::new(
                 span,
                 "this `#[ratelimit]` repeats a limit already on this handler; remove one",
@@ -55,7 +62,10 @@ fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> 
 }
 
 fn is_ratelimit(attr: &Attribute) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == "ratelimit")
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "ratelimit")
 }
 
 /// Two rules that would count in the same state.
@@ -71,14 +81,28 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         ScopeSpec::Header(h) => format!("header:{h}"),
         ScopeSpec::Custom(p) => text(p),
     };
-    (quota(&a.quota), a.algorithm, scope(&a.scope), &a.shared, a.burst)
-        == (quota(&b.quota), b.algorithm, scope(&b.scope), &b.shared, b.burst)
+    (
+        quota(&a.quota),
+        a.algorithm,
+        scope(&a.scope),
+        &a.shared,
+        a.burst,
+    ) == (
+        quota(&b.quota),
+        b.algorithm,
+        scope(&b.scope),
+        &b.shared,
+        b.burst,
+    )
 }
 
 fn check_signature(func: &ItemFn) -> syn::Result<()> {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
-        return Err(syn::Error::new(sig.fn_token.span, "`#[ratelimit]` needs an `async fn`: Actix handlers are async"));
+        return Err(syn::Error::new(
+            sig.fn_token.span,
+            "`#[ratelimit]` needs an `async fn`: Actix handlers are async",
+        ));
     }
     if let Some(receiver) = sig.receiver() {
         return Err(syn::Error::new(
@@ -87,22 +111,38 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        return Err(syn::Error::new(sig.generics.span(), "`#[ratelimit]` handlers cannot be generic"));
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "`#[ratelimit]` handlers cannot be generic",
+        ));
     }
     if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new(variadic.span(), "`#[ratelimit]` handlers cannot be variadic"));
+        return Err(syn::Error::new(
+            variadic.span(),
+            "`#[ratelimit]` handlers cannot be variadic",
+        ));
     }
     Ok(())
 }
 
 /// The handler, rewritten.
 fn wrap(func: ItemFn, rules: &[RuleSpec]) -> TokenStream {
-    let ItemFn { attrs, vis, sig, block } = func;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
     let name = &sig.ident;
     let rt = quote!(::ratelimit_runtime::__private);
-    let inner_sig = syn::Signature { ident: format_ident!("__ratelimit_handler"), ..sig.clone() };
+    let inner_sig = syn::Signature {
+        ident: format_ident!("__ratelimit_handler"),
+        ..sig.clone()
+    };
     let types: Vec<&Type> = sig.inputs.iter().filter_map(arg_type).collect();
-    let args: Vec<_> = (0..types.len()).map(|i| format_ident!("__ratelimit_arg{i}")).collect();
+    let args: Vec<_> = (0..types.len())
+        .map(|i| format_ident!("__ratelimit_arg{i}"))
+        .collect();
     let rule_exprs = rules.iter().map(|rule| rule_expr(rule, name));
     let count = rules.len();
     quote! {
@@ -138,7 +178,9 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
     let name = match &rule.shared {
         Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared))),
-        None => quote!(#rt::Cow::Borrowed(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#handler)))),
+        None => {
+            quote!(#rt::Cow::Borrowed(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#handler))))
+        }
     };
     let quota = quota_expr(&rule.quota);
     let algorithm = format_ident!("{}", camel(rule.algorithm));
@@ -166,9 +208,14 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
 fn quota_expr(quota: &QuotaSpec) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
     match quota {
-        QuotaSpec::Fixed { limit, period_secs } => quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs))),
+        QuotaSpec::Fixed { limit, period_secs } => {
+            quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs)))
+        }
         QuotaSpec::PerRequest(path) => {
-            let choose = at(path, quote!(|req: &#rt::HttpRequest| -> #rt::Quota { #path(req) }));
+            let choose = at(
+                path,
+                quote!(|req: &#rt::HttpRequest| -> #rt::Quota { #path(req) }),
+            );
             quote!(#rt::QuotaSource::PerRequest(#choose))
         }
     }
@@ -181,7 +228,10 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
         ScopeSpec::Global => quote!(#rt::Scope::Global),
         ScopeSpec::Header(name) => quote!(#rt::Scope::Header(#rt::Cow::Borrowed(#name))),
         ScopeSpec::Custom(path) => {
-            let key = at(path, quote!(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#path(req))));
+            let key = at(
+                path,
+                quote!(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#path(req))),
+            );
             quote!(#rt::Scope::Custom(#key))
         }
     }
@@ -189,7 +239,10 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
 
 fn exempt_expr(path: &Path) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
-    at(path, quote!(|req: &#rt::HttpRequest| -> bool { #path(req) }))
+    at(
+        path,
+        quote!(|req: &#rt::HttpRequest| -> bool { #path(req) }),
+    )
 }
 
 fn over_limit_expr(path: &Path) -> TokenStream {
@@ -206,10 +259,13 @@ fn over_limit_expr(path: &Path) -> TokenStream {
 /// there rather than on the whole attribute.
 fn at(path: &Path, tokens: TokenStream) -> TokenStream {
     let span: Span = path.span();
-    tokens.into_iter().map(|mut tree| {
-        respan(&mut tree, span);
-        tree
-    }).collect()
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            respan(&mut tree, span);
+            tree
+        })
+        .collect()
 }
 
 fn respan(tree: &mut proc_macro2::TokenTree, span: Span) {
@@ -239,7 +295,10 @@ fn camel(snake: &str) -> String {
         .split('_')
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }

@@ -35,7 +35,10 @@ impl FromRequest for RawRequest {
     type Future = Ready<Result<RawRequest, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        ready(Ok(RawRequest { req: req.clone(), payload: payload.take() }))
+        ready(Ok(RawRequest {
+            req: req.clone(),
+            payload: payload.take(),
+        }))
     }
 }
 
@@ -45,8 +48,13 @@ pub async fn check(req: &HttpRequest, rules: &'static [Rule]) -> Result<Pass, Ht
 }
 
 /// Runs one of the handler's extractors; an error becomes its response.
-pub async fn extract<T: FromRequest>(req: &HttpRequest, payload: &mut Payload) -> Result<T, HttpResponse> {
-    T::from_request(req, payload).await.map_err(|e| HttpResponse::from_error(e.into()))
+pub async fn extract<T: FromRequest>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> Result<T, HttpResponse> {
+    T::from_request(req, payload)
+        .await
+        .map_err(|e| HttpResponse::from_error(e.into()))
 }
 
 /// A custom key function's result as a key.

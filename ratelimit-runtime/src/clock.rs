@@ -35,8 +35,13 @@ pub struct SystemClock {
 impl SystemClock {
     /// A clock anchored at the current system time.
     pub fn new() -> SystemClock {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        SystemClock { anchor_unix: duration_nanos(since_epoch), anchor: Instant::now() }
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        SystemClock {
+            anchor_unix: duration_nanos(since_epoch),
+            anchor: Instant::now(),
+        }
     }
 }
 
@@ -48,7 +53,8 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixNanos {
-        self.anchor_unix.saturating_add(duration_nanos(self.anchor.elapsed()))
+        self.anchor_unix
+            .saturating_add(duration_nanos(self.anchor.elapsed()))
     }
 }
 
@@ -71,7 +77,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `now`.
     pub fn new(now: UnixNanos) -> ManualClock {
-        ManualClock { now: Arc::new(AtomicU64::new(now)) }
+        ManualClock {
+            now: Arc::new(AtomicU64::new(now)),
+        }
     }
 
     /// A clock showing `secs` seconds after the Unix epoch.
@@ -130,7 +138,11 @@ mod tests {
         assert_eq!(secs_until_ceil(0, 1), 1);
         assert_eq!(secs_until_ceil(0, NANOS_PER_SEC), 1);
         assert_eq!(secs_until_ceil(0, NANOS_PER_SEC + 1), 2);
-        assert_eq!(secs_until_ceil(10, 5), 1, "at least one second, even when already due");
+        assert_eq!(
+            secs_until_ceil(10, 5),
+            1,
+            "at least one second, even when already due"
+        );
         assert_eq!(unix_secs_ceil(3 * NANOS_PER_SEC), 3);
         assert_eq!(unix_secs_ceil(3 * NANOS_PER_SEC + 1), 4);
     }

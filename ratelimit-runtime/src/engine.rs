@@ -40,13 +40,27 @@ impl RateLimiter {
             }
             let limit = rule.limit_for(req);
             let identity = rule.scope.identify(req, &inner.client_ip);
-            let key = inner.fingerprint((&rule.name, rule.algorithm, limit, ScopeName(&rule.scope), identity));
-            checks.push(Check { key, algorithm: rule.algorithm, limit, cost: rule.cost.get() });
+            let key = inner.fingerprint((
+                &rule.name,
+                rule.algorithm,
+                limit,
+                ScopeName(&rule.scope),
+                identity,
+            ));
+            checks.push(Check {
+                key,
+                algorithm: rule.algorithm,
+                limit,
+                cost: rule.cost.get(),
+            });
             active.push(rule);
         }
         let style = inner.header_style;
         if checks.is_empty() {
-            return Ok(Pass { headers: None, style });
+            return Ok(Pass {
+                headers: None,
+                style,
+            });
         }
         // The memory store cannot fail; a remote store's failure policy arrives with it.
         let verdict = match inner.store.decide(&checks, now).await {
@@ -59,7 +73,10 @@ impl RateLimiter {
             if let Some(info) = shown {
                 req.extensions_mut().insert(info);
             }
-            let headers = most_restrictive(decided.filter(|(r, _)| r.send_x_headers).map(|(_, d)| d), now);
+            let headers = most_restrictive(
+                decided.filter(|(r, _)| r.send_x_headers).map(|(_, d)| d),
+                now,
+            );
             return Ok(Pass { headers, style });
         }
         let (rule, decision) = decided
@@ -90,7 +107,9 @@ impl Pass {
     /// The after-response hook: adds the limit headers to `response` unless the handler set
     /// them, or hands them to an enclosing [`DefaultLimits`](crate::DefaultLimits) hook.
     pub fn finish(self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
-        let Some(info) = self.headers else { return response };
+        let Some(info) = self.headers else {
+            return response;
+        };
         if let Some(deferred) = req.extensions_mut().get_mut::<DeferredHeaders>() {
             deferred.0 = Some(match deferred.0 {
                 Some(other) if other.is_more_restrictive_than(&info) => other,
@@ -119,7 +138,10 @@ impl Pass {
 }
 
 /// The decision leaving the least room, as an info.
-fn most_restrictive<'a>(decisions: impl Iterator<Item = &'a Decision>, now: u64) -> Option<RateLimitInfo> {
+fn most_restrictive<'a>(
+    decisions: impl Iterator<Item = &'a Decision>,
+    now: u64,
+) -> Option<RateLimitInfo> {
     decisions
         .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
         .map(|d| RateLimitInfo::new(*d, now))

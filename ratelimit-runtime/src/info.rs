@@ -89,8 +89,15 @@ impl FromRequest for RateLimitInfo {
     type Future = Ready<Result<RateLimitInfo, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<RateLimitInfo>().copied().ok_or_else(|| {
-            ErrorInternalServerError("RateLimitInfo is extracted on a handler without #[ratelimit]")
-        }))
+        ready(
+            req.extensions()
+                .get::<RateLimitInfo>()
+                .copied()
+                .ok_or_else(|| {
+                    ErrorInternalServerError(
+                        "RateLimitInfo is extracted on a handler without #[ratelimit]",
+                    )
+                }),
+        )
     }
 }

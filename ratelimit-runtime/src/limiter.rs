@@ -73,7 +73,10 @@ impl RateLimiter {
     /// The limiter of `req`'s app, or the process-wide one.
     pub fn for_request(req: &HttpRequest) -> &RateLimiter {
         req.app_data::<RateLimiter>()
-            .or_else(|| req.app_data::<web::Data<RateLimiter>>().map(|data| data.get_ref()))
+            .or_else(|| {
+                req.app_data::<web::Data<RateLimiter>>()
+                    .map(|data| data.get_ref())
+            })
             .unwrap_or_else(|| RateLimiter::global())
     }
 
@@ -174,7 +177,10 @@ impl RateLimiterBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let list: Vec<String> = proxies.into_iter().map(|p| p.as_ref().to_string()).collect();
+        let list: Vec<String> = proxies
+            .into_iter()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         self.trusted_proxies = match self.trusted_proxies {
             Ok(mut known) => {
                 known.extend(list);
@@ -214,11 +220,16 @@ impl RateLimiterBuilder {
         if self.max_keys == Some(0) {
             return Err(ConfigError::ZeroMaxKeys);
         }
-        let proxies = self.trusted_proxies.clone().map_err(ConfigError::InvalidProxy)?;
+        let proxies = self
+            .trusted_proxies
+            .clone()
+            .map_err(ConfigError::InvalidProxy)?;
         let client_ip = ClientIp::trusting(proxies, self.proxy_header)
             .map_err(ConfigError::InvalidProxy)?
             .with_ipv6_prefix(self.ipv6_prefix);
-        let store = self.max_keys.map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
+        let store = self
+            .max_keys
+            .map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
         Ok(RateLimiter {
             inner: Arc::new(Inner {
                 store,
@@ -246,18 +257,33 @@ mod tests {
 
     #[test]
     fn invalid_configuration_is_refused() {
-        let err = RateLimiter::builder().trusted_proxies(["10.0.0.0/8", "ten"]).build().unwrap_err();
+        let err = RateLimiter::builder()
+            .trusted_proxies(["10.0.0.0/8", "ten"])
+            .build()
+            .unwrap_err();
         assert_eq!(err, ConfigError::InvalidProxy(InvalidProxy("ten".into())));
-        assert_eq!(RateLimiter::builder().max_keys(0).build().unwrap_err(), ConfigError::ZeroMaxKeys);
+        assert_eq!(
+            RateLimiter::builder().max_keys(0).build().unwrap_err(),
+            ConfigError::ZeroMaxKeys
+        );
     }
 
     #[test]
     fn fingerprints_depend_on_prefix_and_parts() {
         let a = RateLimiter::builder().key_prefix("a").build().unwrap();
         let b = RateLimiter::builder().key_prefix("b").build().unwrap();
-        assert_eq!(a.inner().fingerprint(("x", 1)), a.inner().fingerprint(("x", 1)));
-        assert_ne!(a.inner().fingerprint(("x", 1)), a.inner().fingerprint(("x", 2)));
+        assert_eq!(
+            a.inner().fingerprint(("x", 1)),
+            a.inner().fingerprint(("x", 1))
+        );
+        assert_ne!(
+            a.inner().fingerprint(("x", 1)),
+            a.inner().fingerprint(("x", 2))
+        );
         // Different limiters have different seeds and prefixes.
-        assert_ne!(a.inner().fingerprint(("x", 1)), b.inner().fingerprint(("x", 1)));
+        assert_ne!(
+            a.inner().fingerprint(("x", 1)),
+            b.inner().fingerprint(("x", 1))
+        );
     }
 }

@@ -50,7 +50,10 @@ impl DefaultLimits {
 
     /// Limits from quotas.
     pub fn from_quotas(quotas: impl IntoIterator<Item = Quota>) -> DefaultLimits {
-        let rules = quotas.into_iter().map(|q| Rule::new("default", QuotaSource::Fixed(q))).collect();
+        let rules = quotas
+            .into_iter()
+            .map(|q| Rule::new("default", QuotaSource::Fixed(q)))
+            .collect();
         DefaultLimits { rules }
     }
 
@@ -89,7 +92,9 @@ impl DefaultLimits {
     fn map(self, mut change: impl FnMut(&mut Rule)) -> DefaultLimits {
         let mut rules = self.rules.to_vec();
         rules.iter_mut().for_each(&mut change);
-        DefaultLimits { rules: rules.into() }
+        DefaultLimits {
+            rules: rules.into(),
+        }
     }
 }
 
@@ -105,7 +110,10 @@ where
     type Future = Ready<Result<DefaultLimitsService<S>, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(DefaultLimitsService { service: Rc::new(service), rules: self.rules.clone() }))
+        ready(Ok(DefaultLimitsService {
+            service: Rc::new(service),
+            rules: self.rules.clone(),
+        }))
     }
 }
 
@@ -139,7 +147,10 @@ where
             };
             req.extensions_mut().insert(DeferredHeaders::default());
             let mut response = service.call(req).await?;
-            let deferred = response.request().extensions_mut().remove::<DeferredHeaders>();
+            let deferred = response
+                .request()
+                .extensions_mut()
+                .remove::<DeferredHeaders>();
             pass.finish_deferred(response.headers_mut(), deferred.and_then(|d| d.0));
             Ok(response.map_into_left_body())
         })

@@ -95,7 +95,8 @@ impl Quota {
 
     fn from_spec(spec: rate::RateSpec) -> Quota {
         // The parser never returns zeros; `from_parts` re-checks rather than trusting it.
-        Quota::from_parts(spec.limit, spec.period_secs).unwrap_or(Quota::per_second(NonZeroU32::MIN))
+        Quota::from_parts(spec.limit, spec.period_secs)
+            .unwrap_or(Quota::per_second(NonZeroU32::MIN))
     }
 }
 
@@ -131,7 +132,10 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!("5/5 minutes".parse::<Quota>(), Ok(Quota::from_parts(5, 300).unwrap()));
+        assert_eq!(
+            "5/5 minutes".parse::<Quota>(),
+            Ok(Quota::from_parts(5, 300).unwrap())
+        );
         assert_eq!(Quota::parse_many("1/second;2/minute").unwrap().len(), 2);
         assert!("1/second;2/minute".parse::<Quota>().is_err());
     }

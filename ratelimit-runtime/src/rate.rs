@@ -62,7 +62,8 @@ impl fmt::Display for RateError {
 
 impl std::error::Error for RateError {}
 
-const UNIT_LIST: &str = "`second`, `minute`, `hour`, `day`, `month` (30 days) and `year` (360 days)";
+const UNIT_LIST: &str =
+    "`second`, `minute`, `hour`, `day`, `month` (30 days) and `year` (360 days)";
 
 /// Units as Flask-Limiter names them, with their length in seconds.
 const UNITS: [(&str, u64); 6] = [
@@ -119,7 +120,10 @@ pub fn parse_rate(part: &str) -> Result<RateSpec, RateError> {
     if limit == 0 || period == 0 {
         return Err(RateError::Zero(part.to_string()));
     }
-    Ok(RateSpec { limit, period_secs: period })
+    Ok(RateSpec {
+        limit,
+        period_secs: period,
+    })
 }
 
 /// Parses a period: whole seconds (`"30"`) or a number with a suffix (`"30s"`, `"5m"`, `"1h"`,
@@ -147,7 +151,9 @@ pub fn parse_period(text: &str) -> Result<u32, RateError> {
 
 /// Splits a leading run of ASCII digits off `text`, returning the number and the rest.
 fn split_number(text: &str) -> Option<(u64, &str)> {
-    let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     if end == 0 {
         return None;
     }
@@ -169,7 +175,10 @@ fn lookup_unit(unit: &str) -> Result<u64, RateError> {
         .filter(|(_, distance)| *distance <= 3)
         .min_by_key(|(_, distance)| *distance)
         .map(|(name, _)| name);
-    Err(RateError::UnknownUnit { unit: unit.to_string(), suggestion })
+    Err(RateError::UnknownUnit {
+        unit: unit.to_string(),
+        suggestion,
+    })
 }
 
 #[cfg(test)]
@@ -196,17 +205,29 @@ mod tests {
             parse_rates("100/hour;10/second"),
             Ok(vec![rate(100, 3_600), rate(10, 1)])
         );
-        assert_eq!(parse_rates(" 1/second , 2/minute ;"), Ok(vec![rate(1, 1), rate(2, 60)]));
+        assert_eq!(
+            parse_rates(" 1/second , 2/minute ;"),
+            Ok(vec![rate(1, 1), rate(2, 60)])
+        );
     }
 
     #[test]
     fn suggests_the_nearest_unit() {
         assert_eq!(
             parse_rates("10/minuets"),
-            Err(RateError::UnknownUnit { unit: "minuets".into(), suggestion: Some("minute") })
+            Err(RateError::UnknownUnit {
+                unit: "minuets".into(),
+                suggestion: Some("minute")
+            })
         );
         let err = parse_rates("10/fortnight").unwrap_err();
-        assert_eq!(err, RateError::UnknownUnit { unit: "fortnight".into(), suggestion: None });
+        assert_eq!(
+            err,
+            RateError::UnknownUnit {
+                unit: "fortnight".into(),
+                suggestion: None
+            }
+        );
         assert!(err.to_string().contains("`second`"));
     }
 
@@ -214,13 +235,28 @@ mod tests {
     fn refuses_bad_rates() {
         assert_eq!(parse_rates(""), Err(RateError::Empty));
         assert_eq!(parse_rates(" ; "), Err(RateError::Empty));
-        assert!(matches!(parse_rates("ten/second"), Err(RateError::Malformed(_))));
-        assert!(matches!(parse_rates("10 second"), Err(RateError::Malformed(_))));
+        assert!(matches!(
+            parse_rates("ten/second"),
+            Err(RateError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_rates("10 second"),
+            Err(RateError::Malformed(_))
+        ));
         assert!(matches!(parse_rates("10/"), Err(RateError::Malformed(_))));
-        assert!(matches!(parse_rates("-1/second"), Err(RateError::Malformed(_))));
+        assert!(matches!(
+            parse_rates("-1/second"),
+            Err(RateError::Malformed(_))
+        ));
         assert!(matches!(parse_rates("0/second"), Err(RateError::Zero(_))));
-        assert!(matches!(parse_rates("5/0 minutes"), Err(RateError::Zero(_))));
-        assert!(matches!(parse_rates("5000000000/second"), Err(RateError::TooLarge(_))));
+        assert!(matches!(
+            parse_rates("5/0 minutes"),
+            Err(RateError::Zero(_))
+        ));
+        assert!(matches!(
+            parse_rates("5000000000/second"),
+            Err(RateError::TooLarge(_))
+        ));
         assert!(matches!(
             parse_rates("1/99999999999999999999999 years"),
             Err(RateError::TooLarge(_))
@@ -236,7 +272,10 @@ mod tests {
         assert_eq!(parse_period("1d"), Ok(86_400));
         assert_eq!(parse_period("2 minutes"), Ok(120));
         assert!(matches!(parse_period("0s"), Err(RateError::Zero(_))));
-        assert!(matches!(parse_period("5x"), Err(RateError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse_period("5x"),
+            Err(RateError::UnknownUnit { .. })
+        ));
         assert!(matches!(parse_period("m"), Err(RateError::Malformed(_))));
     }
 }

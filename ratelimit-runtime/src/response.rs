@@ -34,9 +34,12 @@ const DRAFT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 pub(crate) fn add_limit_headers(headers: &mut HeaderMap, info: &RateLimitInfo, style: HeaderStyle) {
     let (limit, remaining, reset, reset_value) = match style {
         HeaderStyle::XRateLimit => (X_LIMIT, X_REMAINING, X_RESET, info.reset_unix_secs()),
-        HeaderStyle::Draft => {
-            (DRAFT_LIMIT, DRAFT_REMAINING, DRAFT_RESET, info.reset_after().as_secs_f64().ceil() as u64)
-        }
+        HeaderStyle::Draft => (
+            DRAFT_LIMIT,
+            DRAFT_REMAINING,
+            DRAFT_RESET,
+            info.reset_after().as_secs_f64().ceil() as u64,
+        ),
         HeaderStyle::None => return,
     };
     insert_absent(headers, limit, u64::from(info.limit()));

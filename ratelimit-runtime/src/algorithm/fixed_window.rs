@@ -47,7 +47,12 @@ impl Algorithm for FixedWindow {
     type State = FixedWindowState;
     const KIND: AlgorithmKind = AlgorithmKind::FixedWindow;
 
-    fn evaluate(state: &mut FixedWindowState, now: UnixNanos, limit: &Limit, cost: u32) -> Decision {
+    fn evaluate(
+        state: &mut FixedWindowState,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) -> Decision {
         let max = limit.quota.limit();
         let (end, spent) = state.current(now, limit.quota.period_secs());
         let reset_at = u64::from(end) * NANOS_PER_SEC;
@@ -64,7 +69,10 @@ impl Algorithm for FixedWindow {
 
     fn charge(state: &mut FixedWindowState, now: UnixNanos, limit: &Limit, cost: u32) {
         let (end, spent) = state.current(now, limit.quota.period_secs());
-        *state = FixedWindowState { end_secs: end, spent: spent.saturating_add(cost) };
+        *state = FixedWindowState {
+            end_secs: end,
+            spent: spent.saturating_add(cost),
+        };
     }
 
     fn expires_at(state: &FixedWindowState) -> UnixNanos {
@@ -105,7 +113,10 @@ mod tests {
         assert!(!denied.allowed);
         assert_eq!(denied.retry_at, T0 + 30 * NANOS_PER_SEC);
         assert_eq!(denied.remaining, 0);
-        assert!(spend(&mut s, T0 + 30 * NANOS_PER_SEC, &l, 1).allowed, "new window at the boundary");
+        assert!(
+            spend(&mut s, T0 + 30 * NANOS_PER_SEC, &l, 1).allowed,
+            "new window at the boundary"
+        );
     }
 
     #[test]
@@ -136,7 +147,10 @@ mod tests {
         let l = limit(1, 10);
         let mut s = FixedWindowState::default();
         assert!(spend(&mut s, T0 + 15 * NANOS_PER_SEC, &l, 1).allowed);
-        assert!(!spend(&mut s, T0 + 5 * NANOS_PER_SEC, &l, 1).allowed, "earlier window cannot reopen");
+        assert!(
+            !spend(&mut s, T0 + 5 * NANOS_PER_SEC, &l, 1).allowed,
+            "earlier window cannot reopen"
+        );
         assert_eq!(FixedWindow::expires_at(&s), T0 + 20 * NANOS_PER_SEC);
     }
 }

@@ -48,13 +48,21 @@ impl Algorithm for SlidingLog {
             Some(&t) if cost <= max => t,
             _ => reset_at.max(newest),
         };
-        Decision { allowed, limit: max, remaining: max.saturating_sub(held as u32), reset_at, retry_at }
+        Decision {
+            allowed,
+            limit: max,
+            remaining: max.saturating_sub(held as u32),
+            reset_at,
+            retry_at,
+        }
     }
 
     fn charge(state: &mut SlidingLogState, now: UnixNanos, limit: &Limit, cost: u32) {
         let log = &mut state.expiries;
         // Keep the log sorted even if the clock stepped back.
-        let expiry = now.saturating_add(limit.quota.period_nanos()).max(log.back().copied().unwrap_or(0));
+        let expiry = now
+            .saturating_add(limit.quota.period_nanos())
+            .max(log.back().copied().unwrap_or(0));
         log.extend(std::iter::repeat_n(expiry, cost as usize));
     }
 
@@ -110,7 +118,10 @@ mod tests {
             }
         }
         for (i, &t) in admitted.iter().enumerate() {
-            let in_window = admitted[i..].iter().take_while(|&&u| u < t + 10 * NANOS_PER_SEC).count();
+            let in_window = admitted[i..]
+                .iter()
+                .take_while(|&&u| u < t + 10 * NANOS_PER_SEC)
+                .count();
             assert!(in_window <= 3);
         }
         assert!(s.expiries.len() <= 3, "memory bounded by the limit");
@@ -125,7 +136,11 @@ mod tests {
         let d = spend(&mut s, T0 + 2 * NANOS_PER_SEC, &l, 3);
         assert!(!d.allowed);
         assert_eq!(d.remaining, 1);
-        assert_eq!(d.retry_at, T0 + 11 * NANOS_PER_SEC, "two units must leave: both admitted at 1 s");
+        assert_eq!(
+            d.retry_at,
+            T0 + 11 * NANOS_PER_SEC,
+            "two units must leave: both admitted at 1 s"
+        );
         assert!(spend(&mut s, d.retry_at, &l, 3).allowed);
     }
 

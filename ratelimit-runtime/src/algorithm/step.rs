@@ -17,10 +17,13 @@ pub struct Limit {
 impl Limit {
     /// A limit whose capacity is its quota's limit.
     pub const fn new(quota: Quota) -> Limit {
-        Limit { quota, capacity: match NonZeroU32::new(quota.limit()) {
-            Some(c) => c,
-            None => NonZeroU32::MIN,
-        } }
+        Limit {
+            quota,
+            capacity: match NonZeroU32::new(quota.limit()) {
+                Some(c) => c,
+                None => NonZeroU32::MIN,
+            },
+        }
     }
 
     /// A limit with an explicit capacity (`burst`).

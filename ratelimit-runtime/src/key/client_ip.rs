@@ -21,7 +21,11 @@ pub struct InvalidProxy(pub String);
 
 impl fmt::Display for InvalidProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not an IP address or network (write `10.0.0.1` or `10.0.0.0/8`)", self.0)
+        write!(
+            f,
+            "`{}` is not an IP address or network (write `10.0.0.1` or `10.0.0.0/8`)",
+            self.0
+        )
     }
 }
 
@@ -42,7 +46,11 @@ pub struct ClientIp {
 
 impl Default for ClientIp {
     fn default() -> ClientIp {
-        ClientIp { trusted: Vec::new(), header: ProxyHeader::default(), ipv6_prefix: 64 }
+        ClientIp {
+            trusted: Vec::new(),
+            header: ProxyHeader::default(),
+            ipv6_prefix: 64,
+        }
     }
 }
 
@@ -53,8 +61,15 @@ impl ClientIp {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let trusted = proxies.into_iter().map(|p| parse_net(p.as_ref())).collect::<Result<_, _>>()?;
-        Ok(ClientIp { trusted, header, ..ClientIp::default() })
+        let trusted = proxies
+            .into_iter()
+            .map(|p| parse_net(p.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(ClientIp {
+            trusted,
+            header,
+            ..ClientIp::default()
+        })
     }
 
     /// Groups IPv6 clients by their first `bits` bits (capped at 128).
@@ -66,7 +81,11 @@ impl ClientIp {
     /// The client address of `req`, grouped; `None` when the request has no peer address.
     pub fn of(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip().to_canonical();
-        let client = if self.is_trusted(peer) { self.forwarded_client(req.headers(), peer) } else { peer };
+        let client = if self.is_trusted(peer) {
+            self.forwarded_client(req.headers(), peer)
+        } else {
+            peer
+        };
         Some(self.group(client))
     }
 
@@ -79,12 +98,17 @@ impl ClientIp {
     /// clients behind it, never a fresh budget for a forger.
     fn forwarded_client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
-            ProxyHeader::XForwardedFor => (HeaderName::from_static("x-forwarded-for"), parse_xff_entry),
+            ProxyHeader::XForwardedFor => {
+                (HeaderName::from_static("x-forwarded-for"), parse_xff_entry)
+            }
             ProxyHeader::Forwarded => (FORWARDED, parse_forwarded_entry),
         };
         let mut hop = peer;
         // Several header lines form one list, in order.
-        let lines: Vec<&str> = headers.get_all(name).map(|v| v.to_str().unwrap_or("\u{0}")).collect();
+        let lines: Vec<&str> = headers
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .collect();
         for entry in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
             match parse(entry.trim()) {
                 Some(ip) if self.is_trusted(ip) => hop = ip,
@@ -98,7 +122,9 @@ impl ClientIp {
     fn group(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V6(v6) if self.ipv6_prefix < 128 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.ipv6_prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.ipv6_prefix))
+                    .unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
             }
             other => other,
@@ -122,7 +148,9 @@ fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
 fn parse_forwarded_entry(element: &str) -> Option<IpAddr> {
     let node = element.split(';').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("for").then_some(value.trim())
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
     })?;
     parse_node(node.trim_matches('"'))
 }
@@ -133,7 +161,12 @@ fn parse_node(node: &str) -> Option<IpAddr> {
         return Some(ip.to_canonical());
     }
     if let Some(rest) = node.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical());
+        return rest
+            .split_once(']')?
+            .0
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| IpAddr::V6(ip).to_canonical());
     }
     let (host, port) = node.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
@@ -173,8 +206,14 @@ mod tests {
         let xff = [("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.1.1")];
         let req = request("192.168.1.1", &xff);
         assert_eq!(behind_proxy().of(&req), Some(ip("198.51.100.7")));
-        let split = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7")];
-        assert_eq!(behind_proxy().of(&request("10.0.0.2", &split)), Some(ip("198.51.100.7")));
+        let split = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ];
+        assert_eq!(
+            behind_proxy().of(&request("10.0.0.2", &split)),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]
@@ -184,7 +223,10 @@ mod tests {
         let junk = [("x-forwarded-for", "1.1.1.1, not-an-ip, 10.9.9.9")];
         assert_eq!(ips.of(&request("10.0.0.2", &junk)), Some(ip("10.9.9.9")));
         let all_trusted = [("x-forwarded-for", "10.3.3.3")];
-        assert_eq!(ips.of(&request("10.0.0.2", &all_trusted)), Some(ip("10.3.3.3")));
+        assert_eq!(
+            ips.of(&request("10.0.0.2", &all_trusted)),
+            Some(ip("10.3.3.3"))
+        );
         let empty = [("x-forwarded-for", "")];
         assert_eq!(ips.of(&request("10.0.0.2", &empty)), Some(ip("10.0.0.2")));
     }
@@ -192,18 +234,33 @@ mod tests {
     #[test]
     fn forwarded_header() {
         let ips = ClientIp::trusting(["10.0.0.0/8"], ProxyHeader::Forwarded).unwrap();
-        let fwd = [("forwarded", r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.5"#)];
-        assert_eq!(ips.of(&request("10.0.0.2", &fwd)), Some(ip("2001:db8:cafe::")));
+        let fwd = [(
+            "forwarded",
+            r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.5"#,
+        )];
+        assert_eq!(
+            ips.of(&request("10.0.0.2", &fwd)),
+            Some(ip("2001:db8:cafe::"))
+        );
         let xff_ignored = [("x-forwarded-for", "7.7.7.7")];
-        assert_eq!(ips.of(&request("10.0.0.2", &xff_ignored)), Some(ip("10.0.0.2")));
+        assert_eq!(
+            ips.of(&request("10.0.0.2", &xff_ignored)),
+            Some(ip("10.0.0.2"))
+        );
     }
 
     #[test]
     fn ipv6_grouping_and_mapped_v4() {
         let req = request("[2001:db8:1:2:3:4:5:6]", &[]);
         assert_eq!(ClientIp::default().of(&req), Some(ip("2001:db8:1:2::")));
-        assert_eq!(ClientIp::default().with_ipv6_prefix(128).of(&req), Some(ip("2001:db8:1:2:3:4:5:6")));
-        assert_eq!(ClientIp::default().with_ipv6_prefix(0).of(&req), Some(ip("::")));
+        assert_eq!(
+            ClientIp::default().with_ipv6_prefix(128).of(&req),
+            Some(ip("2001:db8:1:2:3:4:5:6"))
+        );
+        assert_eq!(
+            ClientIp::default().with_ipv6_prefix(0).of(&req),
+            Some(ip("::"))
+        );
         let mapped = request("[::ffff:1.2.3.4]", &[]);
         assert_eq!(ClientIp::default().of(&mapped), Some(ip("1.2.3.4")));
     }
@@ -214,7 +271,10 @@ mod tests {
         assert_eq!(parse_node("[::1]:80"), Some(ip("::1")));
         assert_eq!(parse_node("unknown"), None);
         assert_eq!(parse_node("1.2.3.4:99999"), None);
-        assert_eq!(parse_forwarded_entry("proto=http;FOR=1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(
+            parse_forwarded_entry("proto=http;FOR=1.2.3.4"),
+            Some(ip("1.2.3.4"))
+        );
         assert_eq!(parse_forwarded_entry("for=_hidden"), None);
         assert!(ClientIp::trusting(["nope"], ProxyHeader::Forwarded).is_err());
     }

@@ -91,12 +91,16 @@ mod tests {
     fn header_scope_falls_back_to_the_address() {
         let scope = Scope::Header("X-API-Key".into());
         let ips = ClientIp::default();
-        let with = peer("10.0.0.1").insert_header(("x-api-key", "k1")).to_http_request();
+        let with = peer("10.0.0.1")
+            .insert_header(("x-api-key", "k1"))
+            .to_http_request();
         assert_eq!(scope.identify(&with, &ips), Identity::Header(b"k1"));
         let without = peer("10.0.0.1").to_http_request();
         let anon = Identity::Anonymous("10.0.0.1".parse().unwrap());
         assert_eq!(scope.identify(&without, &ips), anon);
-        let blank = peer("10.0.0.1").insert_header(("x-api-key", "  ")).to_http_request();
+        let blank = peer("10.0.0.1")
+            .insert_header(("x-api-key", "  "))
+            .to_http_request();
         assert_eq!(scope.identify(&blank, &ips), anon);
     }
 
@@ -104,8 +108,13 @@ mod tests {
     fn non_utf8_header_values_are_keys_too() {
         let scope = Scope::Header("x-api-key".into());
         let value = actix_web::http::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap();
-        let req = peer("10.0.0.1").insert_header(("x-api-key", value)).to_http_request();
-        assert_eq!(scope.identify(&req, &ClientIp::default()), Identity::Header(b"\xff\xfe"));
+        let req = peer("10.0.0.1")
+            .insert_header(("x-api-key", value))
+            .to_http_request();
+        assert_eq!(
+            scope.identify(&req, &ClientIp::default()),
+            Identity::Header(b"\xff\xfe")
+        );
     }
 
     #[test]

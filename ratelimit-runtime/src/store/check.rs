@@ -39,7 +39,9 @@ pub struct StoreError {
 impl StoreError {
     /// A failure described by `message`.
     pub fn new(message: impl Into<String>) -> StoreError {
-        StoreError { message: message.into() }
+        StoreError {
+            message: message.into(),
+        }
     }
 }
 

@@ -107,7 +107,10 @@ impl MemoryStore {
     /// Keys tracked and evictions so far.
     pub fn stats(&self) -> MemoryStoreStats {
         let keys = (0..SHARDS).map(|i| self.lock(i).len()).sum();
-        MemoryStoreStats { keys, evictions: self.evictions.load(Ordering::Relaxed) }
+        MemoryStoreStats {
+            keys,
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
     }
 
     /// Decides `checks` at `now` synchronously: all charged if all allow, none otherwise.
@@ -115,7 +118,10 @@ impl MemoryStore {
         match checks {
             [one] => {
                 let decision = self.decide_one(one, now);
-                Verdict { allowed: decision.allowed, decisions: SmallVec::from_elem(decision, 1) }
+                Verdict {
+                    allowed: decision.allowed,
+                    decisions: SmallVec::from_elem(decision, 1),
+                }
             }
             many => self.decide_many(many, now),
         }
@@ -140,8 +146,10 @@ impl MemoryStore {
             indices.iter().map(|&i| self.lock(i)).collect();
         // Every key's shard is in `indices`, so the search always finds it.
         let guard_of = |key: u64| indices.binary_search(&shard_of(key)).unwrap_or_default();
-        let decisions: SmallVec<[Decision; 4]> =
-            checks.iter().map(|c| guards[guard_of(c.key)].evaluate(c, now)).collect();
+        let decisions: SmallVec<[Decision; 4]> = checks
+            .iter()
+            .map(|c| guards[guard_of(c.key)].evaluate(c, now))
+            .collect();
         let allowed = decisions.iter().all(|d| d.allowed);
         if allowed {
             for check in checks {
@@ -182,7 +190,9 @@ impl MemoryStore {
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
         // A panic elsewhere while a shard was locked leaves consistent data (every update is a
         // single assignment), so a poisoned lock is still usable.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -219,8 +229,10 @@ impl Shard {
 
     /// Drops every expired key.
     fn sweep(&mut self, now: UnixNanos) {
-        self.fixed_window.retain(|_, s| FixedWindow::expires_at(s) > now);
-        self.sliding_log.retain(|_, s| SlidingLog::expires_at(s) > now);
+        self.fixed_window
+            .retain(|_, s| FixedWindow::expires_at(s) > now);
+        self.sliding_log
+            .retain(|_, s| SlidingLog::expires_at(s) > now);
         self.last_sweep = now;
     }
 
@@ -256,7 +268,12 @@ mod tests {
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
     fn check(key: u64, algorithm: AlgorithmKind, n: u32, per: u32) -> Check {
-        Check { key, algorithm, limit: Limit::new(Quota::from_parts(n, per).unwrap()), cost: 1 }
+        Check {
+            key,
+            algorithm,
+            limit: Limit::new(Quota::from_parts(n, per).unwrap()),
+            cost: 1,
+        }
     }
 
     fn spread(i: u64) -> u64 {
@@ -300,14 +317,23 @@ mod tests {
         for i in 1_000..1_000 + 64 * 20 {
             store.decide_now(&[check(spread(i), AlgorithmKind::FixedWindow, 5, 1)], later);
         }
-        assert_eq!(store.stats(), MemoryStoreStats { keys: 64 * 20, evictions: 0 });
+        assert_eq!(
+            store.stats(),
+            MemoryStoreStats {
+                keys: 64 * 20,
+                evictions: 0
+            }
+        );
     }
 
     #[test]
     fn the_cap_holds_under_a_flood_of_distinct_keys() {
         let store = MemoryStore::with_max_keys(6_400);
         for i in 0..100_000 {
-            let d = store.decide_now(&[check(spread(i), AlgorithmKind::SlidingLog, 10, 3_600)], T0);
+            let d = store.decide_now(
+                &[check(spread(i), AlgorithmKind::SlidingLog, 10, 3_600)],
+                T0,
+            );
             assert!(d.allowed);
         }
         let stats = store.stats();
