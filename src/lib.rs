@@ -1,1 +1,3 @@
 //! Examples and integration tests live beside this crate.
+
+pub mod hungry;

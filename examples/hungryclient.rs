@@ -1,0 +1,135 @@
+//! `hungryclient`: hammers a rate-limited endpoint at a given rate and honours
+//! `429 Too Many Requests` answers, then prints a summary.
+//!
+//! ```text
+//! cargo run --example server            # in one terminal
+//! cargo run --example hungryclient -- --url http://127.0.0.1:8080/rate-limited \
+//!     --rpm 600 --requests 50 -H "X-API-Key: key1"
+//! ```
+//!
+//! Without `--url` or `--rpm`, the client asks for them when stdin is a
+//! terminal and uses the defaults otherwise. Exit status: 0 when every request
+//! eventually succeeded, 1 otherwise, 2 on invalid input.
+//! All the logic lives in `ratelimit_workspace::hungry`.
+
+use std::{
+    error::Error,
+    io::{self, IsTerminal},
+    process::ExitCode,
+    time::Duration,
+};
+
+use actix_web::http::{
+    header::{HeaderName, HeaderValue},
+    Method, Uri,
+};
+use clap::Parser;
+use ratelimit_workspace::hungry::{self, Config};
+
+/// Hammer a rate-limited HTTP API at a fixed rate, honouring 429 Retry-After.
+#[derive(Debug, Parser)]
+#[command(name = "hungryclient", version)]
+struct Cli {
+    /// Target URL (http:// only) [asked for, or default http://127.0.0.1:8080/rate-limited]
+    #[arg(long, value_parser = hungry::parse_url)]
+    url: Option<Uri>,
+
+    /// Target rate in requests per minute [asked for, or default 600]
+    #[arg(long, value_parser = hungry::parse_rpm)]
+    rpm: Option<f64>,
+
+    /// Number of requests that should succeed
+    #[arg(long, default_value_t = hungry::DEFAULT_REQUESTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+
+    /// HTTP method; only idempotent methods are retried after a 429
+    #[arg(long, default_value = "GET", value_parser = hungry::parse_method)]
+    method: Method,
+
+    /// Extra request header, repeatable: -H "X-API-Key: key1"
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE",
+          value_parser = hungry::parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+
+    /// Cap on a single wait after a 429, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = hungry::DEFAULT_MAX_WAIT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_wait: u64,
+
+    /// Deadline for the whole run, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = hungry::DEFAULT_MAX_TIME_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_time: u64,
+
+    /// Timeout of a single request, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = hungry::DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Do not draw the progress bar
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Turns the parsed flags into a [`Config`], asking on the terminal for a
+/// missing URL or rate.
+fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
+    let interactive = io::stdin().is_terminal();
+    let ask = |question: &str, default: &str| -> io::Result<String> {
+        if interactive {
+            hungry::prompt_with_default(
+                &mut io::stdin().lock(),
+                &mut io::stdout(),
+                question,
+                default,
+            )
+        } else {
+            eprintln!("hungryclient: {question} not given; using {default}");
+            Ok(default.to_owned())
+        }
+    };
+
+    let url = match cli.url {
+        Some(url) => url,
+        None => hungry::parse_url(&ask("Target URL", hungry::DEFAULT_URL)?)?,
+    };
+    let rpm = match cli.rpm {
+        Some(rpm) => rpm,
+        None => hungry::parse_rpm(&ask(
+            "Requests per minute",
+            &hungry::DEFAULT_RPM.to_string(),
+        )?)?,
+    };
+
+    let mut config = Config::new(url, hungry::interval_for_rpm(rpm)?);
+    config.requests = cli.requests;
+    config.method = cli.method;
+    config.headers = cli.headers;
+    config.max_wait = Duration::from_secs(cli.max_wait);
+    config.max_time = Duration::from_secs(cli.max_time);
+    config.request_timeout = Duration::from_secs(cli.timeout);
+    config.progress = !cli.no_progress && io::stdout().is_terminal();
+    Ok(config)
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+
+    let config = match build_config(Cli::parse()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("hungryclient: {err}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let summary = hungry::run(&config).await;
+    print!("{}", hungry::format_summary(&summary));
+    if summary.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
