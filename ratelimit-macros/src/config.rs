@@ -46,9 +46,6 @@ const ALGORITHMS: [(&str, bool); 6] = [
     ("gcra", true),
 ];
 
-/// Algorithms this version implements end to end.
-const AVAILABLE: [&str; 2] = ["fixed_window", "sliding_log"];
-
 impl Args {
     /// Checks the combination and returns one rule per quota; `at` is where to report a
     /// missing limit.
@@ -65,7 +62,7 @@ impl Args {
         }
         let cost = self.cost.as_ref().map_or(1, |c| c.value);
         for quota in &quotas {
-            check_cost(self.cost.as_ref(), quota, burst)?;
+            check_cost(self.cost.as_ref(), quota, algorithm, burst)?;
         }
         Ok(quotas
             .into_iter()
@@ -158,12 +155,6 @@ fn algorithm(written: Option<&Spanned<String>>) -> syn::Result<&'static str> {
         let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
         return Err(choice_error(written, "algorithm", &names));
     };
-    if !AVAILABLE.contains(&name) {
-        return Err(syn::Error::new(
-            written.span,
-            format!("`{name}` is not available in this version yet; available: `fixed_window`, `sliding_log`"),
-        ));
-    }
     Ok(name)
 }
 
@@ -212,16 +203,23 @@ fn choice_error(written: &Spanned<String>, key: &str, choices: &[&str]) -> syn::
     )
 }
 
-/// A request that costs more than a limit can ever hold would never pass.
+/// A request that costs more than a limit can ever hold would never pass. (The leaky bucket
+/// holds one request unless given a `burst`.)
 fn check_cost(
     cost: Option<&Spanned<u32>>,
     quota: &QuotaSpec,
+    algorithm: &str,
     burst: Option<u32>,
 ) -> syn::Result<()> {
     let (Some(cost), QuotaSpec::Fixed { limit, .. }) = (cost, quota) else {
         return Ok(());
     };
-    let capacity = burst.unwrap_or(*limit);
+    let default_capacity = if algorithm == "leaky_bucket" {
+        1
+    } else {
+        *limit
+    };
+    let capacity = burst.unwrap_or(default_capacity);
     if cost.value <= capacity {
         return Ok(());
     }

@@ -43,7 +43,7 @@ use proc_macro::TokenStream;
 /// | `"100/minute"` | the Flask-Limiter notation, first and without a key: `"10 per second"`, `"5/5 minutes"`, `"100/hour;10/second"` (several limits) |
 /// | `scope = "ip"` | per client address (the default); `"global"`: one budget for all; `"header:X-API-Key"`: per header value |
 /// | `key = path::to::fn` | per value of `fn(&HttpRequest) -> K`, `K` a `String`, `&str` or `Option` of them |
-/// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_log"` |
+/// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_window"`, `"sliding_log"`, `"token_bucket"`, `"leaky_bucket"`, `"gcra"` |
 /// | `burst = N` | the capacity of algorithms that have one |
 /// | `cost = N` | what one request spends (default 1) |
 /// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Quota` (tiers) |

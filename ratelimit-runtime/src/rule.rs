@@ -75,7 +75,7 @@ impl Rule {
         };
         match self.burst {
             Some(capacity) => Limit::with_capacity(quota, capacity),
-            None => Limit::new(quota),
+            None => self.algorithm.default_limit(quota),
         }
     }
 }

@@ -57,16 +57,47 @@ pub trait Algorithm {
 pub enum AlgorithmKind {
     /// Clock-aligned windows, as the Flask decorator: [`FixedWindow`](super::FixedWindow).
     FixedWindow,
+    /// Weighted previous and current windows: [`SlidingWindow`](super::SlidingWindow).
+    SlidingWindow,
     /// One timestamp per admitted request: [`SlidingLog`](super::SlidingLog).
     SlidingLog,
+    /// Tokens refilled continuously: [`TokenBucket`](super::TokenBucket).
+    TokenBucket,
+    /// A bucket leaking at the rate: [`LeakyBucket`](super::LeakyBucket).
+    LeakyBucket,
+    /// One theoretical arrival time: [`Gcra`](super::Gcra).
+    Gcra,
 }
 
 impl AlgorithmKind {
+    /// Every algorithm.
+    pub const ALL: [AlgorithmKind; 6] = [
+        AlgorithmKind::FixedWindow,
+        AlgorithmKind::SlidingWindow,
+        AlgorithmKind::SlidingLog,
+        AlgorithmKind::TokenBucket,
+        AlgorithmKind::LeakyBucket,
+        AlgorithmKind::Gcra,
+    ];
+
     /// The name used in `algorithm = "..."`.
     pub const fn name(self) -> &'static str {
         match self {
             AlgorithmKind::FixedWindow => "fixed_window",
+            AlgorithmKind::SlidingWindow => "sliding_window",
             AlgorithmKind::SlidingLog => "sliding_log",
+            AlgorithmKind::TokenBucket => "token_bucket",
+            AlgorithmKind::LeakyBucket => "leaky_bucket",
+            AlgorithmKind::Gcra => "gcra",
+        }
+    }
+
+    /// The algorithm's limit for `quota` when no `burst` is given: the quota's limit, except
+    /// for the leaky bucket, which smooths to one request at a time (as nginx's `limit_req`).
+    pub const fn default_limit(self, quota: Quota) -> Limit {
+        match self {
+            AlgorithmKind::LeakyBucket => Limit::with_capacity(quota, NonZeroU32::MIN),
+            _ => Limit::new(quota),
         }
     }
 }

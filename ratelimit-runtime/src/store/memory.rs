@@ -18,7 +18,10 @@ use nohash_hasher::NoHashHasher;
 use smallvec::SmallVec;
 
 use super::{Check, Store, StoreError, Verdict};
-use crate::algorithm::{Algorithm, AlgorithmKind, FixedWindow, SlidingLog};
+use crate::algorithm::{
+    Algorithm, AlgorithmKind, FixedWindow, Gcra, LeakyBucket, SlidingLog, SlidingWindow,
+    TokenBucket,
+};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
 
@@ -61,7 +64,11 @@ pub struct MemoryStoreStats {
 #[derive(Debug, Default)]
 struct Shard {
     fixed_window: Table<<FixedWindow as Algorithm>::State>,
+    sliding_window: Table<<SlidingWindow as Algorithm>::State>,
     sliding_log: Table<<SlidingLog as Algorithm>::State>,
+    token_bucket: Table<<TokenBucket as Algorithm>::State>,
+    leaky_bucket: Table<<LeakyBucket as Algorithm>::State>,
+    gcra: Table<<Gcra as Algorithm>::State>,
     last_sweep: UnixNanos,
 }
 
@@ -70,16 +77,55 @@ trait TableOf: Algorithm {
     fn table(shard: &mut Shard) -> &mut Table<Self::State>;
 }
 
-impl TableOf for FixedWindow {
-    fn table(shard: &mut Shard) -> &mut Table<Self::State> {
-        &mut shard.fixed_window
-    }
+macro_rules! table_of {
+    ($($algorithm:ident => $field:ident),* $(,)?) => {$(
+        impl TableOf for $algorithm {
+            fn table(shard: &mut Shard) -> &mut Table<Self::State> {
+                &mut shard.$field
+            }
+        }
+    )*};
 }
 
-impl TableOf for SlidingLog {
-    fn table(shard: &mut Shard) -> &mut Table<Self::State> {
-        &mut shard.sliding_log
-    }
+table_of! {
+    FixedWindow => fixed_window,
+    SlidingWindow => sliding_window,
+    SlidingLog => sliding_log,
+    TokenBucket => token_bucket,
+    LeakyBucket => leaky_bucket,
+    Gcra => gcra,
+}
+
+/// Runs `$body` with `$A` the algorithm type of the kind `$kind`.
+macro_rules! with_algorithm {
+    ($kind:expr, $A:ident => $body:expr) => {
+        match $kind {
+            AlgorithmKind::FixedWindow => {
+                type $A = FixedWindow;
+                $body
+            }
+            AlgorithmKind::SlidingWindow => {
+                type $A = SlidingWindow;
+                $body
+            }
+            AlgorithmKind::SlidingLog => {
+                type $A = SlidingLog;
+                $body
+            }
+            AlgorithmKind::TokenBucket => {
+                type $A = TokenBucket;
+                $body
+            }
+            AlgorithmKind::LeakyBucket => {
+                type $A = LeakyBucket;
+                $body
+            }
+            AlgorithmKind::Gcra => {
+                type $A = Gcra;
+                $body
+            }
+        }
+    };
 }
 
 impl Default for MemoryStore {
@@ -161,10 +207,7 @@ impl MemoryStore {
     }
 
     fn charge(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
-        match check.algorithm {
-            AlgorithmKind::FixedWindow => self.charge_in::<FixedWindow>(shard, check, now),
-            AlgorithmKind::SlidingLog => self.charge_in::<SlidingLog>(shard, check, now),
-        }
+        with_algorithm!(check.algorithm, A => self.charge_in::<A>(shard, check, now))
     }
 
     fn charge_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
@@ -210,14 +253,16 @@ fn shard_of(key: u64) -> usize {
 
 impl Shard {
     fn len(&self) -> usize {
-        self.fixed_window.len() + self.sliding_log.len()
+        self.fixed_window.len()
+            + self.sliding_window.len()
+            + self.sliding_log.len()
+            + self.token_bucket.len()
+            + self.leaky_bucket.len()
+            + self.gcra.len()
     }
 
     fn evaluate(&mut self, check: &Check, now: UnixNanos) -> Decision {
-        match check.algorithm {
-            AlgorithmKind::FixedWindow => self.evaluate_in::<FixedWindow>(check, now),
-            AlgorithmKind::SlidingLog => self.evaluate_in::<SlidingLog>(check, now),
-        }
+        with_algorithm!(check.algorithm, A => self.evaluate_in::<A>(check, now))
     }
 
     fn evaluate_in<A: TableOf>(&mut self, check: &Check, now: UnixNanos) -> Decision {
@@ -229,21 +274,20 @@ impl Shard {
 
     /// Drops every expired key.
     fn sweep(&mut self, now: UnixNanos) {
-        self.fixed_window
-            .retain(|_, s| FixedWindow::expires_at(s) > now);
-        self.sliding_log
-            .retain(|_, s| SlidingLog::expires_at(s) > now);
+        for kind in AlgorithmKind::ALL {
+            with_algorithm!(kind, A => A::table(self).retain(|_, s| A::expires_at(s) > now));
+        }
         self.last_sweep = now;
     }
 
     /// Removes, among a few entries of the largest table, the one that expires first. Returns
     /// whether a live key was lost.
     fn evict_one(&mut self, now: UnixNanos) -> bool {
-        let expiry = if self.fixed_window.len() >= self.sliding_log.len() {
-            evict_earliest::<FixedWindow>(&mut self.fixed_window)
-        } else {
-            evict_earliest::<SlidingLog>(&mut self.sliding_log)
-        };
+        let largest = AlgorithmKind::ALL
+            .into_iter()
+            .max_by_key(|&kind| with_algorithm!(kind, A => A::table(self).len()));
+        let expiry = largest
+            .and_then(|kind| with_algorithm!(kind, A => evict_earliest::<A>(A::table(self))));
         expiry.is_some_and(|t| t > now)
     }
 }
