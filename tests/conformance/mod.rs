@@ -24,10 +24,17 @@ pub fn fresh_key() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(|| {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        (nanos as u64 ^ u64::from(std::process::id()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        (nanos as u64 ^ u64::from(std::process::id()).rotate_left(32))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
     });
-    base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(0xD1B5_4A32_D192_ED03))
+    base.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 /// One key under one algorithm and limit, spent through a store.
@@ -39,12 +46,18 @@ pub struct Subject<'s, S> {
 impl<'s, S: Store> Subject<'s, S> {
     pub fn new(store: &'s S, algorithm: AlgorithmKind, limit: u32, per_secs: u32) -> Self {
         let quota = Quota::from_parts(limit, per_secs).unwrap();
-        let check = Check { key: fresh_key(), algorithm, limit: algorithm.default_limit(quota), cost: 1 };
+        let check = Check {
+            key: fresh_key(),
+            algorithm,
+            limit: algorithm.default_limit(quota),
+            cost: 1,
+        };
         Subject { store, check }
     }
 
     pub fn with_capacity(mut self, capacity: u32) -> Self {
-        self.check.limit = Limit::with_capacity(self.check.limit.quota, NonZeroU32::new(capacity).unwrap());
+        self.check.limit =
+            Limit::with_capacity(self.check.limit.quota, NonZeroU32::new(capacity).unwrap());
         self
     }
 
@@ -55,7 +68,11 @@ impl<'s, S: Store> Subject<'s, S> {
     /// Spends `cost` at `now`.
     pub async fn spend(&self, now: UnixNanos, cost: u32) -> Decision {
         let check = Check { cost, ..self.check };
-        let verdict = self.store.decide(&[check], now).await.expect("store answers");
+        let verdict = self
+            .store
+            .decide(&[check], now)
+            .await
+            .expect("store answers");
         assert_eq!(verdict.allowed, verdict.decisions[0].allowed);
         verdict.decisions[0]
     }
@@ -88,13 +105,20 @@ pub async fn exact_limit_and_one_more<S: Store>(store: &S) {
         for i in 0..capacity {
             let d = subject.spend(T0 + SEC, 1).await;
             assert!(d.allowed, "{algorithm}: request {i} of {capacity}");
-            assert_eq!(d.remaining, capacity - i - 1, "{algorithm}: remaining after {i}");
+            assert_eq!(
+                d.remaining,
+                capacity - i - 1,
+                "{algorithm}: remaining after {i}"
+            );
             assert_eq!(d.limit, capacity, "{algorithm}: reported limit");
         }
         let denied = subject.spend(T0 + SEC, 1).await;
         assert!(!denied.allowed, "{algorithm}: one more than the capacity");
         assert_eq!(denied.remaining, 0, "{algorithm}");
-        assert!(denied.retry_at > T0 + SEC, "{algorithm}: a denial names a later instant");
+        assert!(
+            denied.retry_at > T0 + SEC,
+            "{algorithm}: a denial names a later instant"
+        );
     }
 }
 
@@ -111,7 +135,10 @@ pub async fn retry_at_is_exact<S: Store>(store: &S) {
                 !subject.spend(denied.retry_at - 1, cost).await.allowed,
                 "{algorithm} cost {cost}: one ns before retry_at"
             );
-            assert!(subject.spend(denied.retry_at, cost).await.allowed, "{algorithm} cost {cost}: at retry_at");
+            assert!(
+                subject.spend(denied.retry_at, cost).await.allowed,
+                "{algorithm} cost {cost}: at retry_at"
+            );
         }
     }
 }
@@ -121,7 +148,10 @@ pub async fn denied_costs_are_not_charged<S: Store>(store: &S) {
     for algorithm in AlgorithmKind::ALL {
         let subject = Subject::new(store, algorithm, 5, 60).with_capacity(5);
         assert!(subject.spend(T0, 3).await.allowed, "{algorithm}");
-        assert!(!subject.spend(T0, 3).await.allowed, "{algorithm}: 3 more do not fit");
+        assert!(
+            !subject.spend(T0, 3).await.allowed,
+            "{algorithm}: 3 more do not fit"
+        );
         let exact = subject.spend(T0, 2).await;
         assert!(exact.allowed, "{algorithm}: the remaining 2 fit exactly");
         assert_eq!(exact.remaining, 0, "{algorithm}");
@@ -133,15 +163,25 @@ pub async fn fixed_window_edges<S: Store>(store: &S) {
     let subject = Subject::new(store, AlgorithmKind::FixedWindow, 3, 30);
     assert_eq!(subject.admit_all(T0 + 10 * SEC, 5).await, 3);
     let denied = subject.spend(T0 + 30 * SEC - 1, 1).await;
-    assert_eq!((denied.allowed, denied.reset_at, denied.retry_at), (false, T0 + 30 * SEC, T0 + 30 * SEC));
-    assert!(subject.allowed(T0 + 30 * SEC).await, "a new window at the boundary");
+    assert_eq!(
+        (denied.allowed, denied.reset_at, denied.retry_at),
+        (false, T0 + 30 * SEC, T0 + 30 * SEC)
+    );
+    assert!(
+        subject.allowed(T0 + 30 * SEC).await,
+        "a new window at the boundary"
+    );
 }
 
 /// The fixed window's known weakness, kept on purpose: a full budget on each side of a boundary.
 pub async fn fixed_window_boundary_burst<S: Store>(store: &S) {
     let subject = Subject::new(store, AlgorithmKind::FixedWindow, 10, 60);
     assert_eq!(subject.admit_all(T0 + MIN - 1, 12).await, 10);
-    assert_eq!(subject.admit_all(T0 + MIN, 12).await, 10, "20 within two nanoseconds");
+    assert_eq!(
+        subject.admit_all(T0 + MIN, 12).await,
+        10,
+        "20 within two nanoseconds"
+    );
 }
 
 /// Sliding log: 5 requests per 5 minutes, one a minute; the sixth waits for the first to leave.
@@ -152,7 +192,10 @@ pub async fn sliding_log_five_per_five_minutes<S: Store>(store: &S) {
     }
     let sixth = subject.spend(T0 + 5 * MIN - 1, 1).await;
     assert!(!sixth.allowed);
-    assert_eq!((sixth.retry_at, sixth.reset_at), (T0 + 5 * MIN, T0 + 9 * MIN));
+    assert_eq!(
+        (sixth.retry_at, sixth.reset_at),
+        (T0 + 5 * MIN, T0 + 9 * MIN)
+    );
     assert!(subject.allowed(T0 + 5 * MIN).await);
     assert!(!subject.allowed(T0 + 5 * MIN).await);
 }
@@ -176,15 +219,31 @@ pub async fn token_bucket_ten_per_minute<S: Store>(store: &S) {
     let denied = subject.spend(T0, 1).await;
     assert_eq!((denied.retry_at, denied.reset_at), (T0 + 6 * SEC, T0 + MIN));
     assert_eq!(subject.admit_all(T0 + 30 * SEC, 12).await, 5);
-    assert_eq!(subject.spend(T0 + 3 * MIN, 1).await.remaining, 9, "never above capacity");
+    assert_eq!(
+        subject.spend(T0 + 3 * MIN, 1).await.remaining,
+        9,
+        "never above capacity"
+    );
 }
 
 /// Buckets take a capacity: a burst twice the rate, then the rate.
 pub async fn bursts<S: Store>(store: &S) {
-    for algorithm in [AlgorithmKind::TokenBucket, AlgorithmKind::LeakyBucket, AlgorithmKind::Gcra] {
+    for algorithm in [
+        AlgorithmKind::TokenBucket,
+        AlgorithmKind::LeakyBucket,
+        AlgorithmKind::Gcra,
+    ] {
         let subject = Subject::new(store, algorithm, 10, 10).with_capacity(20);
-        assert_eq!(subject.admit_all(T0, 25).await, 20, "{algorithm}: the burst");
-        assert_eq!(subject.admit_all(T0 + SEC, 5).await, 1, "{algorithm}: then one per second");
+        assert_eq!(
+            subject.admit_all(T0, 25).await,
+            20,
+            "{algorithm}: the burst"
+        );
+        assert_eq!(
+            subject.admit_all(T0 + SEC, 5).await,
+            1,
+            "{algorithm}: then one per second"
+        );
         assert_eq!(subject.admit_all(T0 + 4 * SEC, 5).await, 3, "{algorithm}");
     }
 }
@@ -200,14 +259,25 @@ pub async fn leaky_bucket_smooths<S: Store>(store: &S) {
 /// Several checks in one decision: all charged, or none.
 pub async fn stacked_checks_all_or_nothing<S: Store>(store: &S) {
     for algorithm in AlgorithmKind::ALL {
-        let tight = Subject::new(store, algorithm, 1, 60).with_capacity(1).check();
+        let tight = Subject::new(store, algorithm, 1, 60)
+            .with_capacity(1)
+            .check();
         let loose = Subject::new(store, AlgorithmKind::FixedWindow, 10, 60).check();
-        assert!(decide(store, &[tight, loose], T0).await.allowed, "{algorithm}");
+        assert!(
+            decide(store, &[tight, loose], T0).await.allowed,
+            "{algorithm}"
+        );
         let denied = decide(store, &[loose, tight], T0).await;
         assert!(!denied.allowed, "{algorithm}");
-        assert!(denied.decisions[0].allowed && !denied.decisions[1].allowed, "{algorithm}");
+        assert!(
+            denied.decisions[0].allowed && !denied.decisions[1].allowed,
+            "{algorithm}"
+        );
         let after = decide(store, &[loose], T0).await;
-        assert_eq!(after.decisions[0].remaining, 8, "{algorithm}: the denied decision charged nothing");
+        assert_eq!(
+            after.decisions[0].remaining, 8,
+            "{algorithm}: the denied decision charged nothing"
+        );
     }
 }
 
@@ -216,7 +286,10 @@ pub async fn clock_stepping_back<S: Store>(store: &S) {
     for algorithm in AlgorithmKind::ALL {
         let subject = Subject::new(store, algorithm, 2, 10).with_capacity(2);
         assert_eq!(subject.admit_all(T0 + 5 * SEC, 3).await, 2, "{algorithm}");
-        assert!(!subject.allowed(T0 - 20 * SEC).await, "{algorithm}: 25 s back in time");
+        assert!(
+            !subject.allowed(T0 - 20 * SEC).await,
+            "{algorithm}: 25 s back in time"
+        );
         assert!(!subject.allowed(T0 + 5 * SEC).await, "{algorithm}");
     }
 }
