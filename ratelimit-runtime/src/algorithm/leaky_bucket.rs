@@ -27,14 +27,26 @@ pub struct LeakyBucket;
 pub struct BucketLevel {
     /// When the level was last brought up to date.
     last: UnixNanos,
-    /// The level, scaled by the period in nanoseconds: 0 is an empty bucket.
-    level: u128,
+    /// The level, scaled by the period in nanoseconds (0 is an empty bucket), as the high and
+    /// low halves of a `u128`: two `u64`s align to 8 bytes, where a `u128` would pad the state
+    /// to 32.
+    level: [u64; 2],
+}
+
+impl BucketLevel {
+    fn level(&self) -> u128 {
+        (u128::from(self.level[0]) << 64) | u128::from(self.level[1])
+    }
+
+    fn new(last: UnixNanos, level: u128) -> BucketLevel {
+        BucketLevel { last, level: [(level >> 64) as u64, level as u64] }
+    }
 }
 
 /// The level at `now`, after leaking since `last` (never below zero).
 fn level_at(state: &BucketLevel, now: UnixNanos, limit: &Limit) -> u128 {
     let leaked = u128::from(now.saturating_sub(state.last)) * u128::from(limit.quota.limit());
-    state.level.saturating_sub(leaked)
+    state.level().saturating_sub(leaked)
 }
 
 impl Algorithm for LeakyBucket {
@@ -70,19 +82,15 @@ impl Algorithm for LeakyBucket {
         let level = level_at(state, now, limit);
         let spend = u128::from(cost) * u128::from(limit.quota.period_nanos());
         // A clock that stepped back keeps the later instant: no leak for time not lived.
-        *state = BucketLevel {
-            last: now.max(state.last),
-            level: level + spend,
-        };
+        *state = BucketLevel::new(now.max(state.last), level + spend);
     }
 
     fn expires_at(state: &BucketLevel) -> UnixNanos {
         // The rate is not at hand here; it leaks at least one scaled unit per nanosecond (a
         // limit of at least 1), so the bucket is empty by `last + level` nanoseconds at the
         // latest. Later than exact, never earlier: live state is never dropped.
-        state
-            .last
-            .saturating_add(u64::try_from(state.level).unwrap_or(u64::MAX))
+        let level = u64::try_from(state.level()).unwrap_or(u64::MAX);
+        state.last.saturating_add(level)
     }
 }
 
