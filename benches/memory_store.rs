@@ -54,7 +54,7 @@ impl Ours {
             limit: self.limit,
             cost: 1,
         };
-        self.store.decide_now(&[check], now).allowed
+        self.store.decide_one(&check, now).allowed
     }
 }
 

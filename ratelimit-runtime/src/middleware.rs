@@ -59,6 +59,11 @@ impl DefaultLimits {
 
     /// Who each budget is per (default: the client address).
     pub fn scope(self, scope: Scope) -> DefaultLimits {
+        // Header names are case-insensitive; the key uses one spelling.
+        let scope = match scope {
+            Scope::Header(name) => Scope::Header(Cow::Owned(name.to_ascii_lowercase())),
+            other => other,
+        };
         self.map(|rule| rule.scope = scope.clone())
     }
 

@@ -39,7 +39,10 @@ impl BucketLevel {
     }
 
     fn new(last: UnixNanos, level: u128) -> BucketLevel {
-        BucketLevel { last, level: [(level >> 64) as u64, level as u64] }
+        BucketLevel {
+            last,
+            level: [(level >> 64) as u64, level as u64],
+        }
     }
 }
 

@@ -15,7 +15,7 @@ pub enum Scope {
     Global,
     /// Per value of a request header, such as an API key. A request without the header (or
     /// with an empty value) is counted per client address instead, in a budget of its own: it
-    /// never escapes the limit.
+    /// never escapes the limit. Write the name in lowercase: it is part of the key.
     Header(Cow<'static, str>),
     /// Per value of a function of the request; `None` is counted per client address, as a
     /// missing header is.
@@ -68,7 +68,7 @@ impl Scope {
         match self {
             Scope::Ip => "ip".hash(state),
             Scope::Global => "global".hash(state),
-            Scope::Header(name) => ("header", name.to_ascii_lowercase()).hash(state),
+            Scope::Header(name) => ("header", name).hash(state),
             Scope::Custom(f) => ("custom", *f as usize).hash(state),
         }
     }

@@ -173,11 +173,27 @@ impl MemoryStore {
         }
     }
 
-    fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
+    /// Decides one check at `now` synchronously, charging it if allowed: the fast path.
+    pub fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
         let mut shard = self.lock(shard_of(check.key));
-        let decision = shard.evaluate(check, now);
+        with_algorithm!(check.algorithm, A => self.decide_in::<A>(&mut shard, check, now))
+    }
+
+    /// One check, one table lookup for a known key.
+    fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
+        if let Some(state) = A::table(shard).get_mut(&check.key) {
+            let decision = A::evaluate(state, now, &check.limit, check.cost);
+            if decision.allowed {
+                A::charge(state, now, &check.limit, check.cost);
+            }
+            return decision;
+        }
+        let mut state = A::State::default();
+        let decision = A::evaluate(&mut state, now, &check.limit, check.cost);
         if decision.allowed {
-            self.charge(&mut shard, check, now);
+            A::charge(&mut state, now, &check.limit, check.cost);
+            self.make_room(shard, now);
+            A::table(shard).insert(check.key, state);
         }
         decision
     }
