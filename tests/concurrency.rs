@@ -87,3 +87,38 @@ fn stacked_checks_under_contention_charge_all_or_none() {
         .remaining;
     assert_eq!(loose_left, 5_000 - 600 - 1);
 }
+
+#[test]
+fn a_million_key_flood_stays_at_a_cap_of_a_hundred_thousand() {
+    let store = MemoryStore::with_max_keys(100_000);
+    let limit = Limit::new(Quota::from_parts(10, 3_600).unwrap());
+    let flood = |thread: u64| {
+        for i in 0..250_000u64 {
+            let key = (thread << 56 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let check = Check {
+                key,
+                algorithm: AlgorithmKind::Gcra,
+                limit,
+                cost: 1,
+            };
+            assert!(store.decide_one(&check, T0).allowed);
+        }
+    };
+    thread::scope(|scope| {
+        for t in 0..4 {
+            scope.spawn(move || flood(t));
+        }
+    });
+    let stats = store.stats();
+    // The cap is 100,000 rounded up to a multiple of the 64 shards.
+    assert_eq!(store.max_keys(), 100_032);
+    assert!(
+        stats.keys <= store.max_keys() && stats.keys > 99_000,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.evictions,
+        1_000_000 - stats.keys as u64,
+        "every key beyond the cap is counted"
+    );
+}
