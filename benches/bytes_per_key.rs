@@ -65,6 +65,7 @@ fn ours(algorithm: AlgorithmKind, ips: &[IpAddr]) -> MemoryStore {
         let key = hasher.hash_one(("bench::handler", algorithm, limit, ip));
         store.decide_now(
             &[Check {
+                group: 0,
                 key,
                 algorithm,
                 limit,

@@ -49,6 +49,7 @@ impl Ours {
             .hasher
             .hash_one(("bench::handler", self.algorithm, self.limit, ip));
         let check = Check {
+            group: 0,
             key,
             algorithm: self.algorithm,
             limit: self.limit,

@@ -34,6 +34,7 @@ fn one_hot_key_admits_exactly_the_capacity() {
     for (i, algorithm) in AlgorithmKind::ALL.into_iter().enumerate() {
         let quota = Quota::from_parts(1_000, 3_600).unwrap();
         let check = Check {
+            group: 0,
             key: 77 + i as u64,
             algorithm,
             limit: algorithm.default_limit(quota),
@@ -51,12 +52,14 @@ fn stacked_checks_under_contention_charge_all_or_none() {
     // The same two keys, listed in both orders by different threads: no deadlock, and the
     // looser limit is charged exactly as often as the tighter one admits.
     let tight = Check {
+        group: 0,
         key: 1 << 40,
         algorithm: AlgorithmKind::SlidingLog,
         limit: limit(300),
         cost: 1,
     };
     let loose = Check {
+        group: 0,
         key: 2 << 40,
         algorithm: AlgorithmKind::Gcra,
         limit: limit(5_000),
@@ -96,6 +99,7 @@ fn a_million_key_flood_stays_at_a_cap_of_a_hundred_thousand() {
         for i in 0..250_000u64 {
             let key = (thread << 56 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let check = Check {
+                group: 0,
                 key,
                 algorithm: AlgorithmKind::Gcra,
                 limit,

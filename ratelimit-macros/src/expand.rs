@@ -2,7 +2,7 @@
 //! a nested function that runs only after the limits allowed the request.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemFn, Path, Type};
 
@@ -70,7 +70,7 @@ fn is_ratelimit(attr: &Attribute) -> bool {
 
 /// Two rules that would count in the same state.
 fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
-    let text = |t: &dyn quote::ToTokens| t.to_token_stream().to_string();
+    let text = |t: &dyn ToTokens| t.to_token_stream().to_string();
     let quota = |q: &QuotaSpec| match q {
         QuotaSpec::Fixed { limit, period_secs } => format!("{limit}/{period_secs}"),
         QuotaSpec::PerRequest(p) => text(p),
@@ -176,11 +176,16 @@ fn arg_type(arg: &FnArg) -> Option<&Type> {
 /// One `Rule { .. }` constant.
 fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
+    // Custom keys are told apart by name: the key function's path joins it.
+    let key_fn = match &rule.scope {
+        ScopeSpec::Custom(path) => format!("#key={}", path.to_token_stream()).replace(' ', ""),
+        _ => String::new(),
+    };
     let name = match &rule.shared {
-        Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared))),
-        None => {
-            quote!(#rt::Cow::Borrowed(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#handler))))
-        }
+        Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared, #key_fn))),
+        None => quote!(#rt::Cow::Borrowed(::core::concat!(
+            ::core::module_path!(), "::", ::core::stringify!(#handler), #key_fn
+        ))),
     };
     let quota = quota_expr(&rule.quota);
     let algorithm = format_ident!("{}", camel(rule.algorithm));

@@ -6,12 +6,14 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
+use crate::backend::Outcome;
 use crate::decision::Decision;
 use crate::info::RateLimitInfo;
 use crate::limiter::RateLimiter;
+use crate::response::unavailable;
 use crate::response::{add_denied_headers, add_limit_headers, too_many_requests, HeaderStyle};
 use crate::rule::Rule;
-use crate::store::{Check, Store};
+use crate::store::Check;
 
 /// An allowed request: carries what its headers will say until the response exists.
 #[derive(Debug)]
@@ -40,19 +42,7 @@ impl RateLimiter {
             }
             let limit = rule.limit_for(req);
             let identity = rule.scope.identify(req, &inner.client_ip);
-            let key = inner.fingerprint((
-                &rule.name,
-                rule.algorithm,
-                limit,
-                ScopeName(&rule.scope),
-                identity,
-            ));
-            checks.push(Check {
-                key,
-                algorithm: rule.algorithm,
-                limit,
-                cost: rule.cost.get(),
-            });
+            checks.push(inner.check_for(rule, limit, &identity));
             active.push(rule);
         }
         let style = inner.header_style;
@@ -62,10 +52,15 @@ impl RateLimiter {
                 style,
             });
         }
-        // The memory store cannot fail; a remote store's failure policy arrives with it.
-        let verdict = match inner.store.decide(&checks, now).await {
-            Ok(verdict) => verdict,
-            Err(e) => unreachable!("the memory store never fails: {e}"),
+        let verdict = match inner.backend.decide(&inner.store, &checks, now).await {
+            Outcome::Decided(verdict) => verdict,
+            Outcome::Unlimited => {
+                return Ok(Pass {
+                    headers: None,
+                    style,
+                })
+            }
+            Outcome::Unavailable(secs) => return Err(unavailable(secs)),
         };
         let decided = active.iter().zip(verdict.decisions.iter());
         if verdict.allowed {
@@ -145,13 +140,4 @@ fn most_restrictive<'a>(
     decisions
         .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
         .map(|d| RateLimitInfo::new(*d, now))
-}
-
-/// Hashes a scope by its stable name.
-struct ScopeName<'a>(&'a crate::key::Scope);
-
-impl std::hash::Hash for ScopeName<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash_name(state);
-    }
 }

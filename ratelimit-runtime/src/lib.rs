@@ -16,7 +16,7 @@
 //! - [`RateLimiter`]: the store, clock, client-address rules and header style an app's limits
 //!   share (a process-wide default works without any setup);
 //! - [`algorithm`]: the algorithms, pure functions over explicit time;
-//! - [`store`]: the sharded, bounded in-memory store;
+//! - [`store`]: the sharded, bounded in-memory store and the Redis store a fleet shares;
 //! - [`key`]: who a limit counts (client address behind trusted proxies, header, custom);
 //! - [`DefaultLimits`]: a middleware for app-wide limits through the same engine;
 //! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it.
@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod algorithm;
+mod backend;
 pub mod clock;
 mod decision;
 mod engine;
@@ -40,6 +41,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod __private;
 
+pub use backend::{FailurePolicy, RedisStats, RedisTarget};
 pub use clock::{Clock, ManualClock, SystemClock, UnixNanos};
 pub use decision::Decision;
 pub use engine::Pass;

@@ -1,15 +1,20 @@
 //! [`RateLimiter`]: the configuration and state every limit of an app shares.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, HttpRequest};
+use xxhash_rust::xxh3::Xxh3;
 
+use crate::algorithm::Limit;
+use crate::backend::{Backend, FailurePolicy, RedisStats, RedisTarget};
 use crate::clock::{Clock, SystemClock};
-use crate::key::{ClientIp, InvalidProxy, ProxyHeader};
+use crate::key::fingerprint::{write_identity, write_rule};
+use crate::key::{ClientIp, Identity, InvalidProxy, ProxyHeader};
 use crate::response::HeaderStyle;
-use crate::store::MemoryStore;
+use crate::rule::Rule;
+use crate::store::{Check, MemoryStore, RedisOptions};
 
 /// The limiter: a store, a clock, the client-address rules and the header style.
 ///
@@ -42,7 +47,9 @@ pub struct RateLimiter {
 }
 
 pub(crate) struct Inner {
+    /// The in-memory store: the store itself, or the fallback of a Redis backend.
     pub(crate) store: MemoryStore,
+    pub(crate) backend: Backend,
     pub(crate) clock: Box<dyn Clock>,
     pub(crate) client_ip: ClientIp,
     pub(crate) header_style: HeaderStyle,
@@ -59,9 +66,11 @@ impl RateLimiter {
         RateLimiterBuilder::default()
     }
 
-    /// The process-wide limiter: the one [installed](RateLimiter::install), or a default one.
+    /// The process-wide limiter: the one [installed](RateLimiter::install), or a default one
+    /// (in memory, or on Redis when `REDIS_URL` or `REDIS_CLUSTER_URLS` is set; see
+    /// [`RateLimiterBuilder::from_env`]).
     pub fn global() -> &'static RateLimiter {
-        GLOBAL.get_or_init(|| RateLimiterBuilder::default().build_valid())
+        GLOBAL.get_or_init(|| RateLimiterBuilder::default().from_env().build_valid())
     }
 
     /// Makes this limiter the process-wide one, for apps that register none. Fails, returning
@@ -80,9 +89,14 @@ impl RateLimiter {
             .unwrap_or_else(|| RateLimiter::global())
     }
 
-    /// The in-memory store, for its statistics.
+    /// The in-memory store (or, on Redis, the fallback store), for its statistics.
     pub fn memory_store(&self) -> &MemoryStore {
         &self.inner.store
+    }
+
+    /// Counters of the Redis backend; `None` for a limiter in memory.
+    pub fn redis_stats(&self) -> Option<RedisStats> {
+        self.inner.backend.redis_stats()
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -91,19 +105,48 @@ impl RateLimiter {
 }
 
 impl Inner {
-    /// The 64-bit key of one rule's state for one client.
-    pub(crate) fn fingerprint(&self, parts: impl Hash) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        self.key_prefix.hash(&mut hasher);
-        parts.hash(&mut hasher);
-        hasher.finish()
+    /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
+    /// every process; in memory, they are seeded per process.
+    pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
+        let (key, group) = if self.backend.is_shared() {
+            let key = self.key_with(Xxh3::with_seed(0), rule, &limit, identity);
+            let mut group = Xxh3::with_seed(0);
+            group.update(self.key_prefix.as_bytes());
+            group.update(rule.name.as_bytes());
+            (key, group.digest())
+        } else {
+            (
+                self.key_with(self.hasher.build_hasher(), rule, &limit, identity),
+                0,
+            )
+        };
+        Check {
+            key,
+            group,
+            algorithm: rule.algorithm,
+            limit,
+            cost: rule.cost.get(),
+        }
+    }
+
+    fn key_with(
+        &self,
+        mut h: impl Hasher,
+        rule: &Rule,
+        limit: &Limit,
+        identity: &Identity<'_>,
+    ) -> u64 {
+        write_rule(&mut h, &self.key_prefix, rule, limit);
+        write_identity(&mut h, identity);
+        h.finish()
     }
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("store", &self.inner.store.stats())
+            .field("backend", &self.inner.backend)
+            .field("memory_store", &self.inner.store.stats())
             .field("client_ip", &self.inner.client_ip)
             .field("header_style", &self.inner.header_style)
             .field("key_prefix", &self.inner.key_prefix)
@@ -120,6 +163,9 @@ pub struct RateLimiterBuilder {
     ipv6_prefix: u8,
     header_style: HeaderStyle,
     key_prefix: String,
+    redis: Option<RedisTarget>,
+    redis_options: RedisOptions,
+    on_redis_failure: FailurePolicy,
 }
 
 impl Default for RateLimiterBuilder {
@@ -132,6 +178,9 @@ impl Default for RateLimiterBuilder {
             ipv6_prefix: 64,
             header_style: HeaderStyle::default(),
             key_prefix: "ratelimit".to_string(),
+            redis: None,
+            redis_options: RedisOptions::default(),
+            on_redis_failure: FailurePolicy::default(),
         }
     }
 }
@@ -215,6 +264,62 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// Keeps every limit on one Redis (`redis://host:port/db`), shared by every process that
+    /// uses it. The connection is made on first use and remade by itself; see
+    /// [`on_redis_failure`](Self::on_redis_failure) for what happens while Redis is down.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(RedisTarget::Single(url.into()));
+        self
+    }
+
+    /// Keeps every limit on a Redis Cluster, reached through any of `nodes`.
+    pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redis = Some(RedisTarget::Cluster(
+            nodes.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// The per-call timeout and the time source of the Redis store (its key prefix is
+    /// [`key_prefix`](Self::key_prefix)).
+    pub fn redis_options(mut self, options: RedisOptions) -> Self {
+        self.redis_options = options;
+        self
+    }
+
+    /// What to do while Redis fails (default: [`FailurePolicy::Fallback`]).
+    pub fn on_redis_failure(mut self, policy: FailurePolicy) -> Self {
+        self.on_redis_failure = policy;
+        self
+    }
+
+    /// Reads the environment: `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS`
+    /// (comma-separated node URLs) on a Redis Cluster. Without either, limits stay in memory.
+    /// The process-wide default limiter is built this way.
+    pub fn from_env(self) -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        if let Some(nodes) = var("REDIS_CLUSTER_URLS") {
+            return self.redis_cluster(
+                nodes
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        match var("REDIS_URL") {
+            Some(url) => self.redis(url.trim().to_string()),
+            None => self,
+        }
+    }
+
     /// The limiter, or what is wrong with the configuration.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
         if self.max_keys == Some(0) {
@@ -230,9 +335,20 @@ impl RateLimiterBuilder {
         let store = self
             .max_keys
             .map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
+        let backend = match self.redis {
+            Some(target) => {
+                let options = RedisOptions {
+                    prefix: self.key_prefix.clone(),
+                    ..self.redis_options
+                };
+                Backend::redis(target, options, self.on_redis_failure)
+            }
+            None => Backend::Memory,
+        };
         Ok(RateLimiter {
             inner: Arc::new(Inner {
                 store,
+                backend,
                 clock: self.clock,
                 client_ip,
                 header_style: self.header_style,
@@ -268,22 +384,64 @@ mod tests {
         );
     }
 
+    fn rule(name: &'static str) -> Rule {
+        Rule::new(
+            name,
+            crate::rule::QuotaSource::Fixed(crate::Quota::from_parts(5, 60).unwrap()),
+        )
+    }
+
+    fn key(limiter: &RateLimiter, name: &'static str, ip: [u8; 4]) -> Check {
+        let rule = rule(name);
+        let limit = rule
+            .algorithm
+            .default_limit(crate::Quota::from_parts(5, 60).unwrap());
+        limiter
+            .inner()
+            .check_for(&rule, limit, &Identity::Ip(ip.into()))
+    }
+
     #[test]
-    fn fingerprints_depend_on_prefix_and_parts() {
-        let a = RateLimiter::builder().key_prefix("a").build().unwrap();
-        let b = RateLimiter::builder().key_prefix("b").build().unwrap();
+    fn memory_keys_are_seeded_per_limiter() {
+        let a = RateLimiter::builder().build().unwrap();
+        let b = RateLimiter::builder().build().unwrap();
+        assert_eq!(key(&a, "x", [1, 2, 3, 4]), key(&a, "x", [1, 2, 3, 4]));
+        assert_ne!(
+            key(&a, "x", [1, 2, 3, 4]).key,
+            key(&a, "y", [1, 2, 3, 4]).key
+        );
+        assert_ne!(
+            key(&a, "x", [1, 2, 3, 4]).key,
+            key(&a, "x", [1, 2, 3, 5]).key
+        );
+        assert_ne!(
+            key(&a, "x", [1, 2, 3, 4]).key,
+            key(&b, "x", [1, 2, 3, 4]).key
+        );
+    }
+
+    #[test]
+    fn shared_store_keys_agree_across_limiters_and_group_by_rule() {
+        let redis = |prefix| {
+            RateLimiter::builder()
+                .redis("redis://127.0.0.1:1")
+                .key_prefix(prefix)
+                .build()
+                .unwrap()
+        };
+        let (a, b, other_app) = (redis("app"), redis("app"), redis("other"));
+        assert_eq!(key(&a, "x", [1, 2, 3, 4]), key(&b, "x", [1, 2, 3, 4]));
         assert_eq!(
-            a.inner().fingerprint(("x", 1)),
-            a.inner().fingerprint(("x", 1))
+            key(&a, "x", [1, 2, 3, 4]).group,
+            key(&a, "x", [9, 9, 9, 9]).group
         );
         assert_ne!(
-            a.inner().fingerprint(("x", 1)),
-            a.inner().fingerprint(("x", 2))
+            key(&a, "x", [1, 2, 3, 4]).group,
+            key(&a, "y", [1, 2, 3, 4]).group
         );
-        // Different limiters have different seeds and prefixes.
         assert_ne!(
-            a.inner().fingerprint(("x", 1)),
-            b.inner().fingerprint(("x", 1))
+            key(&a, "x", [1, 2, 3, 4]).key,
+            key(&other_app, "x", [1, 2, 3, 4]).key
         );
     }
 }

@@ -80,3 +80,14 @@ fn insert_absent(headers: &mut HeaderMap, name: HeaderName, value: u64) {
         headers.insert(name, HeaderValue::from(value));
     }
 }
+
+/// The answer of a fail-closed limiter while its store is down: 503 with `Retry-After`.
+pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
+    let body =
+        format!(r#"{{"error":"rate_limiter_unavailable","retry_after":{retry_after_secs}}}"#);
+    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .insert_header((RETRY_AFTER, HeaderValue::from(retry_after_secs)))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(body)
+}

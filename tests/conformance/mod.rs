@@ -47,6 +47,7 @@ impl<'s, S: Store> Subject<'s, S> {
     pub fn new(store: &'s S, algorithm: AlgorithmKind, limit: u32, per_secs: u32) -> Self {
         let quota = Quota::from_parts(limit, per_secs).unwrap();
         let check = Check {
+            group: fresh_key(),
             key: fresh_key(),
             algorithm,
             limit: algorithm.default_limit(quota),
@@ -262,7 +263,11 @@ pub async fn stacked_checks_all_or_nothing<S: Store>(store: &S) {
         let tight = Subject::new(store, algorithm, 1, 60)
             .with_capacity(1)
             .check();
-        let loose = Subject::new(store, AlgorithmKind::FixedWindow, 10, 60).check();
+        // Checks decided together share a group (one Cluster slot).
+        let loose = Check {
+            group: tight.group,
+            ..Subject::new(store, AlgorithmKind::FixedWindow, 10, 60).check()
+        };
         assert!(
             decide(store, &[tight, loose], T0).await.allowed,
             "{algorithm}"
@@ -311,21 +316,51 @@ pub async fn reset_is_when_whole_again<S: Store>(store: &S) {
     }
 }
 
-/// Declares one `#[test]` per case, each on a store from `$make` (an async expression).
+/// Calls `$callback!` with the name of every case, after `$arg;` when given.
 #[macro_export]
-macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+macro_rules! with_cases {
+    ($callback:ident $(, $arg:expr)?) => {
+        $crate::$callback! {
+            $($arg;)?
             exact_limit_and_one_more, retry_at_is_exact, denied_costs_are_not_charged,
             fixed_window_edges, fixed_window_boundary_burst, sliding_log_five_per_five_minutes,
             sliding_window_84_36, token_bucket_ten_per_minute, bursts, leaky_bucket_smooths,
-            stacked_checks_all_or_nothing, clock_stepping_back, reset_is_when_whole_again);
+            stacked_checks_all_or_nothing, clock_stepping_back, reset_is_when_whole_again
+        }
     };
-    (@cases $make:expr; $($case:ident),*) => {$(
+}
+
+#[macro_export]
+macro_rules! define_run_all {
+    ($($case:ident),*) => {
+        /// Runs every case in turn on one store, naming each as it starts.
+        pub async fn run_all<S: Store>(store: &S) {
+            $(
+                eprintln!("conformance case: {}", stringify!($case));
+                $case(store).await;
+            )*
+        }
+    };
+}
+
+with_cases!(define_run_all);
+
+#[macro_export]
+macro_rules! one_test_per_case {
+    ($make:expr; $($case:ident),*) => {$(
         #[actix_web::test]
         async fn $case() {
             let store = $make;
-            conformance::$case(&store).await;
+            $crate::conformance::$case(&store).await;
         }
     )*};
+}
+
+/// Declares one `#[actix_web::test]` per case, each on a fresh store from `$make` (an
+/// expression, evaluated inside the async test).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::with_cases!(one_test_per_case, $make);
+    };
 }

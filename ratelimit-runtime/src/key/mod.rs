@@ -1,6 +1,7 @@
 //! Who a request counts against: scopes, the client's address, trusted proxies.
 
 mod client_ip;
+pub(crate) mod fingerprint;
 mod scope;
 
 pub use client_ip::{ClientIp, InvalidProxy, ProxyHeader};

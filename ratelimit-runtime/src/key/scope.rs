@@ -1,5 +1,4 @@
 use std::borrow::Cow;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
@@ -18,7 +17,9 @@ pub enum Scope {
     /// never escapes the limit. Write the name in lowercase: it is part of the key.
     Header(Cow<'static, str>),
     /// Per value of a function of the request; `None` is counted per client address, as a
-    /// missing header is.
+    /// missing header is. The rule's name tells custom keys apart: two rules with the same name,
+    /// quota and algorithm but different key functions would share budgets (the attribute names
+    /// each after its function).
     Custom(fn(&HttpRequest) -> Option<String>),
 }
 
@@ -60,16 +61,6 @@ impl Scope {
                 Some(key) if !key.is_empty() => Identity::Custom(key),
                 _ => anonymous(),
             },
-        }
-    }
-
-    /// A stable name of the scope, part of every key so that scopes never share state.
-    pub(crate) fn hash_name<H: Hasher>(&self, state: &mut H) {
-        match self {
-            Scope::Ip => "ip".hash(state),
-            Scope::Global => "global".hash(state),
-            Scope::Header(name) => ("header", name).hash(state),
-            Scope::Custom(f) => ("custom", *f as usize).hash(state),
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Check {
     /// The key's 64-bit fingerprint (rule, quota and client identity, hashed with a per-process
     /// random seed).
     pub key: u64,
+    /// The group of the key: checks decided together share it (a Redis Cluster hash tag).
+    pub group: u64,
     /// The algorithm that owns the key's state.
     pub algorithm: AlgorithmKind,
     /// The quota and capacity.

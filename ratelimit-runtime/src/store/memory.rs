@@ -329,6 +329,7 @@ mod tests {
 
     fn check(key: u64, algorithm: AlgorithmKind, n: u32, per: u32) -> Check {
         Check {
+            group: 0,
             key,
             algorithm,
             limit: Limit::new(Quota::from_parts(n, per).unwrap()),

@@ -1,0 +1,210 @@
+//! Where a limiter decides: in process memory, or on Redis with a plan for when Redis fails.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::OnceCell;
+
+use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::store::{
+    BlockedKeys, Check, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
+};
+
+/// What a limiter on Redis does when Redis fails (unreachable, too slow, an error, a garbage
+/// reply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Decide in process memory meanwhile (limits then count per process, not per fleet), log
+    /// the switch once, count the decisions, and go back to Redis by itself once it answers.
+    /// The default: never a 5xx, never an unlimited request.
+    #[default]
+    Fallback,
+    /// Let requests through unlimited meanwhile (no rate-limit headers); logged and counted.
+    FailOpen,
+    /// Refuse requests meanwhile with `503 Service Unavailable` and `Retry-After`.
+    FailClosed,
+}
+
+/// Where Redis is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis: `redis://host:port/db`.
+    Single(String),
+    /// A Redis Cluster, through any of its nodes.
+    Cluster(Vec<String>),
+}
+
+/// Counters of a limiter on Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedisStats {
+    /// Redis calls that failed.
+    pub errors: u64,
+    /// Decisions made by the failure policy instead of Redis.
+    pub degraded_decisions: u64,
+    /// Denials answered from the local cache of blocked keys, without Redis.
+    pub blocked_cache_hits: u64,
+    /// Whether Redis is considered down now.
+    pub degraded: bool,
+}
+
+/// How long Redis is left alone after a failure before it is tried again.
+const RETRY_AFTER_FAILURE: u64 = NANOS_PER_SEC;
+const BLOCKED_KEYS: usize = 100_000;
+
+pub(crate) enum Backend {
+    Memory,
+    Redis(Box<RedisBackend>),
+}
+
+/// What the backend answered.
+pub(crate) enum Outcome {
+    Decided(Verdict),
+    /// Fail-open: allowed, state unknown.
+    Unlimited,
+    /// Fail-closed: refused for this many seconds.
+    Unavailable(u64),
+}
+
+pub(crate) struct RedisBackend {
+    target: RedisTarget,
+    options: RedisOptions,
+    policy: FailurePolicy,
+    store: OnceCell<RedisStore>,
+    blocked: BlockedKeys,
+    /// Until when (limiter time) Redis is skipped after a failure.
+    skip_until: AtomicU64,
+    degraded: AtomicBool,
+    errors: AtomicU64,
+    degraded_decisions: AtomicU64,
+}
+
+impl Backend {
+    pub(crate) fn redis(
+        target: RedisTarget,
+        options: RedisOptions,
+        policy: FailurePolicy,
+    ) -> Backend {
+        Backend::Redis(Box::new(RedisBackend {
+            target,
+            options,
+            policy,
+            store: OnceCell::new(),
+            blocked: BlockedKeys::new(BLOCKED_KEYS),
+            skip_until: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            degraded_decisions: AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether keys must be the same in every process (a shared store).
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
+    pub(crate) async fn decide(
+        &self,
+        memory: &MemoryStore,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> Outcome {
+        match self {
+            Backend::Memory => Outcome::Decided(memory.decide_now(checks, now)),
+            Backend::Redis(redis) => redis.decide(memory, checks, now).await,
+        }
+    }
+
+    pub(crate) fn redis_stats(&self) -> Option<RedisStats> {
+        let Backend::Redis(redis) = self else {
+            return None;
+        };
+        Some(RedisStats {
+            errors: redis.errors.load(Ordering::Relaxed),
+            degraded_decisions: redis.degraded_decisions.load(Ordering::Relaxed),
+            blocked_cache_hits: redis.blocked.hits(),
+            degraded: redis.degraded.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl RedisBackend {
+    async fn decide(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {
+        if let Some(denied) = self.blocked.lookup(checks, now) {
+            return Outcome::Decided(denied);
+        }
+        if now < self.skip_until.load(Ordering::Relaxed) {
+            return self.degrade(memory, checks, now);
+        }
+        match self.ask_redis(checks, now).await {
+            Ok(verdict) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    log::info!("rate limiter: Redis answers again; limits are back on Redis");
+                }
+                if !verdict.allowed {
+                    self.blocked.remember(checks, &verdict, now);
+                }
+                Outcome::Decided(verdict)
+            }
+            Err(error) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.skip_until
+                    .store(now.saturating_add(RETRY_AFTER_FAILURE), Ordering::Relaxed);
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    log::warn!("rate limiter: {error}; {}", self.policy_in_words());
+                }
+                self.degrade(memory, checks, now)
+            }
+        }
+    }
+
+    async fn ask_redis(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        let store = self.store.get_or_try_init(|| self.connect()).await?;
+        store.decide(checks, now).await
+    }
+
+    async fn connect(&self) -> Result<RedisStore, StoreError> {
+        match &self.target {
+            RedisTarget::Single(url) => RedisStore::connect(url, self.options.clone()).await,
+            RedisTarget::Cluster(nodes) => {
+                RedisStore::connect_cluster(nodes, self.options.clone()).await
+            }
+        }
+    }
+
+    fn degrade(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {
+        self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
+        match self.policy {
+            FailurePolicy::Fallback => Outcome::Decided(memory.decide_now(checks, now)),
+            FailurePolicy::FailOpen => Outcome::Unlimited,
+            FailurePolicy::FailClosed => {
+                let until = self.skip_until.load(Ordering::Relaxed);
+                Outcome::Unavailable(until.saturating_sub(now).div_ceil(NANOS_PER_SEC).max(1))
+            }
+        }
+    }
+
+    fn policy_in_words(&self) -> &'static str {
+        match self.policy {
+            FailurePolicy::Fallback => "limiting in process memory until Redis answers again",
+            FailurePolicy::FailOpen => {
+                "letting requests through unlimited until Redis answers again"
+            }
+            FailurePolicy::FailClosed => "refusing requests with 503 until Redis answers again",
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Memory => f.write_str("Memory"),
+            Backend::Redis(redis) => f
+                .debug_struct("Redis")
+                .field("target", &redis.target)
+                .field("policy", &redis.policy)
+                .field("options", &redis.options)
+                .finish(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A local cache of keys a remote store denied until some instant, so that a client hammering
+//! a spent budget costs the store nothing until then (as Envoy's over-limit cache).
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use nohash_hasher::NoHashHasher;
+use smallvec::SmallVec;
+
+use super::{Check, Verdict};
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+
+const SHARDS: usize = 16;
+
+type Entries = HashMap<u64, Decision, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// Denied keys and the decision that denied them, until its `retry_at`.
+#[derive(Debug)]
+pub struct BlockedKeys {
+    shards: Box<[Mutex<Entries>]>,
+    max_per_shard: usize,
+    hits: AtomicU64,
+}
+
+impl BlockedKeys {
+    /// A cache of at most about `max_keys` keys.
+    pub fn new(max_keys: usize) -> BlockedKeys {
+        BlockedKeys {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            max_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// A denial for `checks` at `now` from the cache, if one of their keys is still blocked.
+    pub fn lookup(&self, checks: &[Check], now: UnixNanos) -> Option<Verdict> {
+        let (at, denied) = checks
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| Some((i, self.get(c.key, now)?)))?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        // The other checks are not looked at: with one denied, none is charged.
+        let placeholder = Decision {
+            allowed: true,
+            limit: 0,
+            remaining: 0,
+            reset_at: now,
+            retry_at: now,
+        };
+        let mut decisions: SmallVec<[Decision; 4]> = SmallVec::from_elem(placeholder, checks.len());
+        decisions[at] = denied;
+        Some(Verdict {
+            decisions,
+            allowed: false,
+        })
+    }
+
+    /// Remembers the denied checks of `verdict` until their `retry_at`.
+    pub fn remember(&self, checks: &[Check], verdict: &Verdict, now: UnixNanos) {
+        for (check, decision) in checks.iter().zip(&verdict.decisions) {
+            if !decision.allowed && decision.retry_at > now {
+                let mut shard = self.shard(check.key);
+                if shard.len() >= self.max_per_shard {
+                    shard.retain(|_, d| d.retry_at > now);
+                }
+                if shard.len() < self.max_per_shard {
+                    shard.insert(check.key, *decision);
+                }
+            }
+        }
+    }
+
+    /// Requests answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, key: u64, now: UnixNanos) -> Option<Decision> {
+        let mut shard = self.shard(key);
+        let decision = *shard.get(&key)?;
+        if decision.retry_at > now {
+            return Some(decision);
+        }
+        shard.remove(&key);
+        None
+    }
+
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Entries> {
+        let index = (key >> 40) as usize % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::{AlgorithmKind, Limit};
+    use crate::quota::Quota;
+
+    fn check(key: u64) -> Check {
+        let limit = Limit::new(Quota::from_parts(1, 1).unwrap());
+        Check {
+            key,
+            group: 0,
+            algorithm: AlgorithmKind::Gcra,
+            limit,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn a_denied_key_is_answered_locally_until_retry_at() {
+        let cache = BlockedKeys::new(100);
+        let denied = Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset_at: 50,
+            retry_at: 40,
+        };
+        let allowed = Decision {
+            allowed: true,
+            limit: 5,
+            remaining: 3,
+            reset_at: 50,
+            retry_at: 10,
+        };
+        let verdict = Verdict {
+            decisions: [allowed, denied].into_iter().collect(),
+            allowed: false,
+        };
+        cache.remember(&[check(1), check(2)], &verdict, 10);
+        assert!(
+            cache.lookup(&[check(1)], 11).is_none(),
+            "allowed keys are not cached"
+        );
+        let hit = cache.lookup(&[check(1), check(2)], 39).unwrap();
+        assert!(!hit.allowed);
+        assert_eq!(hit.decisions[1], denied);
+        assert!(
+            cache.lookup(&[check(2)], 40).is_none(),
+            "free again at retry_at"
+        );
+        assert_eq!(cache.hits(), 1);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = BlockedKeys::new(16);
+        let denied = Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset_at: 50,
+            retry_at: 40,
+        };
+        for key in 0..10_000u64 {
+            let verdict = Verdict {
+                decisions: [denied].into_iter().collect(),
+                allowed: false,
+            };
+            cache.remember(&[check(key << 40)], &verdict, 10);
+        }
+        let held: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(held <= 16, "{held}");
+    }
+}

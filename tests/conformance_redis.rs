@@ -1,0 +1,55 @@
+//! The conformance suite on Redis: a standalone server and a three-master cluster, both
+//! started (and stopped) by the tests, deciding on the limiter's manual clock.
+
+mod conformance;
+mod support;
+
+use std::time::Duration;
+
+use ratelimit_runtime::store::{RedisOptions, RedisStore, TimeSource};
+use support::{RedisCluster, RedisServer};
+
+fn options() -> RedisOptions {
+    RedisOptions {
+        time: TimeSource::Client,
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    }
+}
+
+#[actix_web::test]
+async fn standalone_redis() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), options())
+        .await
+        .expect("connects");
+    conformance::run_all(&store).await;
+    // Every key the suite wrote expires.
+    let keys = server.cli(&["--scan", "--pattern", "ratelimit:*"]);
+    assert!(
+        !keys.trim().is_empty(),
+        "the suite wrote its state to Redis"
+    );
+    for key in keys.lines().take(50) {
+        let ttl: i64 = server.cli(&["PTTL", key]).trim().parse().unwrap();
+        assert!(ttl > 0 || ttl == -2, "{key} has no expiry ({ttl})");
+    }
+}
+
+#[actix_web::test]
+async fn redis_cluster_of_three_masters() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::connect_cluster(&cluster.urls(), options())
+        .await
+        .expect("connects");
+    conformance::run_all(&store).await;
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["DBSIZE"]).trim() != "0")
+        .count();
+    assert!(
+        holding >= 2,
+        "keys spread over the masters ({holding} of 3 hold some)"
+    );
+}
