@@ -4,6 +4,8 @@
 //! cargo run --example server                 # serves on 127.0.0.1:8080
 //! BIND=0.0.0.0:9000 cargo run --example server
 //! cargo run --example server -- --bind 127.0.0.1:9000
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example server      # limits shared on Redis
+//! REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example server
 //! ```
 //!
 //! Try it:
@@ -15,7 +17,7 @@
 use std::num::NonZeroU32;
 
 use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
-use ratelimit_runtime::{ratelimit, Quota, RateLimitInfo};
+use ratelimit_runtime::{ratelimit, Quota, RateLimitInfo, RateLimiter};
 use serde_json::json;
 
 /// `GET /`: what the endpoints are.
@@ -116,17 +118,27 @@ fn bind_address() -> String {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
-    if std::env::var_os("REDIS_URL").is_some() {
-        eprintln!(
-            "REDIS_URL is set, but this version keeps limits in process memory only; the Redis \
-             store is not supported yet. Unset REDIS_URL to run with the in-memory store."
-        );
-        std::process::exit(2);
-    }
+    // REDIS_URL (or REDIS_CLUSTER_URLS) puts every limit on Redis; otherwise in memory.
+    let limiter = match RateLimiter::builder().from_env().build() {
+        Ok(limiter) => limiter,
+        Err(e) => {
+            eprintln!("invalid rate-limiter configuration: {e}");
+            std::process::exit(2);
+        }
+    };
     let bind = bind_address();
-    println!("serving on http://{bind} (limits in process memory)");
-    HttpServer::new(|| {
+    let store = match (
+        std::env::var("REDIS_CLUSTER_URLS"),
+        std::env::var("REDIS_URL"),
+    ) {
+        (Ok(nodes), _) if !nodes.trim().is_empty() => format!("on the Redis Cluster at {nodes}"),
+        (_, Ok(url)) if !url.trim().is_empty() => format!("on Redis at {url}"),
+        _ => "in process memory".to_string(),
+    };
+    println!("serving on http://{bind} (limits {store})");
+    HttpServer::new(move || {
         App::new()
+            .app_data(limiter.clone())
             .service(endpoints)
             .service(rate_limited)
             .service(data)

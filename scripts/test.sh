@@ -8,6 +8,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The Redis tests start their own redis-server processes (standalone and cluster) on free
+# ports: install the server where it is missing.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    step "installing redis-server"
+    sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

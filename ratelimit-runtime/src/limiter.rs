@@ -298,21 +298,21 @@ impl RateLimiterBuilder {
     }
 
     /// Reads the environment: `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS`
-    /// (comma-separated node URLs) on a Redis Cluster. Without either, limits stay in memory.
+    /// (comma-separated node URLs) on a Redis Cluster, `RATELIMIT_REDIS_TIMEOUT_MS` sets the
+    /// per-call timeout. Without either URL, limits stay in memory.
     /// The process-wide default limiter is built this way.
-    pub fn from_env(self) -> Self {
+    pub fn from_env(mut self) -> Self {
         let var = |name| {
             std::env::var(name)
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
+        if let Some(ms) = var("RATELIMIT_REDIS_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()) {
+            self.redis_options.timeout = std::time::Duration::from_millis(ms);
+        }
         if let Some(nodes) = var("REDIS_CLUSTER_URLS") {
-            return self.redis_cluster(
-                nodes
-                    .split(',')
-                    .map(|n| n.trim().to_string())
-                    .filter(|n| !n.is_empty()),
-            );
+            let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).collect();
+            return self.redis_cluster(nodes.into_iter().filter(|n| !n.is_empty()));
         }
         match var("REDIS_URL") {
             Some(url) => self.redis(url.trim().to_string()),

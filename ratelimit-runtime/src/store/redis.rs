@@ -84,16 +84,21 @@ impl RedisStore {
             .set_response_timeout(Some(options.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let manager = with_timeout(options.timeout.max(Duration::from_millis(500)), async {
-            ConnectionManager::new_with_config(client, config)
+        let store = with_timeout(options.timeout.max(Duration::from_millis(500)), async {
+            let mut manager = ConnectionManager::new_with_config(client, config)
                 .await
-                .map_err(redis_error)
+                .map_err(redis_error)?;
+            let store = RedisStore::with_connection(Connection::Single(manager.clone()), options);
+            // Loaded now, so that the first decisions do not pay for it within their timeout.
+            store
+                .script
+                .load_async(&mut manager)
+                .await
+                .map_err(redis_error)?;
+            Ok(store)
         })
         .await?;
-        Ok(RedisStore::with_connection(
-            Connection::Single(manager),
-            options,
-        ))
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
