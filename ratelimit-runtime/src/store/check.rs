@@ -36,14 +36,29 @@ pub struct Verdict {
 #[derive(Debug)]
 pub struct StoreError {
     message: String,
+    unsupported: bool,
 }
 
 impl StoreError {
-    /// A failure described by `message`.
+    /// A failure of the store (unreachable, slow, an error or garbage reply): worth retrying.
     pub fn new(message: impl Into<String>) -> StoreError {
         StoreError {
             message: message.into(),
+            unsupported: false,
         }
+    }
+
+    /// A check the store cannot decide exactly, however healthy: retrying will not help.
+    pub fn unsupported(message: impl Into<String>) -> StoreError {
+        StoreError {
+            message: message.into(),
+            unsupported: true,
+        }
+    }
+
+    /// Whether the check itself, not the store, is at fault.
+    pub fn is_unsupported(&self) -> bool {
+        self.unsupported
     }
 }
 

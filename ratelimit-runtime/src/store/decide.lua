@@ -7,7 +7,8 @@
 -- Returns { now, all allowed (0/1), then per check: allowed, remaining, reset, retry }, times in
 -- microseconds since the Unix epoch. The arithmetic mirrors the Rust algorithms in
 -- src/algorithm/, in microseconds: Lua numbers are doubles, exact below 2^53 (the caller refuses
--- quotas whose scaled values would not be).
+-- quotas whose scaled values would not be). Redis runs this for every decision of a fleet, so
+-- it is written for few allocations: no closures per check, states parsed with one match.
 
 local US = 1000000
 local now
@@ -18,8 +19,10 @@ else
   now = tonumber(ARGV[1])
 end
 
+local floor, max, min, match, format = math.floor, math.max, math.min, string.match, string.format
+
 local function floor_div(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
   return q
 end
@@ -30,169 +33,167 @@ local function ceil_div(a, b)
   return q
 end
 
--- Numbers as stored: whole, without the exponent notation Lua uses for large ones.
-local function state(...)
-  local words = {}
-  for i, v in ipairs({...}) do words[i] = string.format('%.0f', v) end
-  return table.concat(words, ' ')
-end
-
-local function ttl_ms(until_us)
-  return math.max(1, ceil_div(math.max(until_us - now, 0), 1000) + 1)
-end
-
--- The numbers of a stored state "a b c"; a state that does not parse is an error, never a reset.
-local function numbers(key, count)
+-- A stored state "a b c" (as many numbers as `pattern` captures); one that does not parse is an
+-- error, never a silent reset.
+local function load(key, pattern)
   local stored = redis.call('GET', key)
-  if not stored then return nil end
-  local values = {}
-  for word in string.gmatch(stored, '%S+') do values[#values + 1] = tonumber(word) end
-  if #values ~= count then
-    return error('ratelimit: corrupt state at ' .. key)
-  end
-  return values
+  if not stored then return false end
+  local a, b, c = match(stored, pattern)
+  if not a then return error('ratelimit: corrupt state at ' .. key) end
+  return true, tonumber(a), tonumber(b), tonumber(c)
 end
 
-local function fixed_window(key, limit, period, _, cost)
-  local end_s = (floor_div(floor_div(now, US), period) + 1) * period
-  local spent = 0
-  local s = numbers(key, 2)
-  if s and s[1] >= end_s then end_s, spent = s[1], s[2] end
-  local allowed = spent + cost <= limit
-  local after = allowed and spent + cost or spent
-  local reset = end_s * US
-  return allowed, math.max(limit - after, 0), reset, allowed and now or reset, function()
-    redis.call('SET', key, state(end_s, after), 'PX', ttl_ms(reset))
-  end
-end
-
-local function sliding_window(key, limit, period, _, cost)
-  local end_now = (floor_div(floor_div(now, US), period) + 1) * period
-  local end_s, current, previous = end_now, 0, 0
-  local s = numbers(key, 3)
-  if s then
-    if s[1] >= end_now then end_s, current, previous = s[1], s[2], s[3]
-    elseif s[1] + period == end_now then previous = s[2] end
-  end
-  local per = period * US
-  local start = (end_s - period) * US
-  local elapsed = math.min(math.max(now - start, 0), per)
-  local estimate = previous * (per - elapsed) + current * per
-  local allowed = estimate + cost * per <= limit * per
-  local after = allowed and estimate + cost * per or estimate
-  local current_after = allowed and current + cost or current
-  local reset = now
-  if current_after > 0 then reset = (end_s + period) * US elseif previous > 0 then reset = end_s * US end
-  local retry = now
-  if not allowed then
-    retry = nil
-    local room = limit - current - cost
-    if room >= 0 and previous > 0 then
-      local e = per - math.min(floor_div(room * per, previous), per)
-      if e < per then retry = start + math.max(e, elapsed) end
-    end
-    if not retry then
-      if limit >= cost then
-        local allowance = per
-        if current > 0 then allowance = math.min(floor_div((limit - cost) * per, current), per) end
-        retry = start + per + (per - allowance)
-      else
-        retry = reset
-      end
-    end
-  end
-  return allowed, math.max(floor_div(limit * per - after, per), 0), reset, retry, function()
-    redis.call('SET', key, state(end_s, current_after, previous), 'PX', ttl_ms((end_s + period) * US))
-  end
-end
-
-local function sliding_log(key, limit, period, _, cost)
-  while true do
-    local oldest = redis.call('LINDEX', key, 0)
-    if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end
-  end
-  local held = redis.call('LLEN', key)
-  local newest = now + period * US
-  local allowed = held + cost <= limit
-  local newest_held = redis.call('LINDEX', key, -1)
-  local last = newest_held and tonumber(newest_held)
-  local reset, retry = newest, now
-  if not allowed then
-    reset = last or now
-    if cost <= limit then
-      retry = tonumber(redis.call('LINDEX', key, held + cost - limit - 1))
-    else
-      retry = math.max(reset, newest)
-    end
-  end
-  local remaining = allowed and limit - held - cost or math.max(limit - held, 0)
-  return allowed, remaining, reset, retry, function()
-    local expiry = math.max(newest, last or 0)
-    local left = cost
-    while left > 0 do
-      local batch = {}
-      for i = 1, math.min(left, 1000) do batch[i] = string.format('%.0f', expiry) end
-      redis.call('RPUSH', key, unpack(batch))
-      left = left - #batch
-    end
-    redis.call('PEXPIRE', key, ttl_ms(expiry))
-  end
-end
-
--- Token bucket and leaky bucket share one state: the level (tokens missing / water held), scaled
--- by the period in microseconds so that fractions are kept exactly.
-local function bucket(key, limit, period, capacity, cost)
-  local per = period * US
-  local last, level = now, 0
-  local s = numbers(key, 2)
-  if s then
-    last = s[1]
-    level = math.max(s[2] - math.max(now - s[1], 0) * limit, 0)
-  end
-  local spend = cost * per
-  local full = capacity * per
-  local allowed = level + spend <= full
-  local after = allowed and level + spend or level
-  local reset = now + ceil_div(after, limit)
-  local retry = allowed and now or now + ceil_div(level + spend - full, limit)
-  return allowed, floor_div(full - math.min(after, full), per), reset, retry, function()
-    redis.call('SET', key, state(math.max(now, last), after), 'PX', ttl_ms(reset))
-  end
-end
-
-local function gcra(key, limit, period, capacity, cost)
-  local interval = ceil_div(period * US, limit)
-  local window = capacity * interval
-  local s = numbers(key, 1)
-  local tat = math.max(s and s[1] or 0, now)
-  local new_tat = tat + cost * interval
-  local allowed = new_tat - now <= window
-  local held = (allowed and new_tat or tat) - now
-  local retry = allowed and now or math.max(new_tat - window, now)
-  return allowed, floor_div(window - math.min(held, window), interval), allowed and new_tat or tat, retry, function()
-    redis.call('SET', key, state(new_tat), 'PX', ttl_ms(new_tat))
-  end
-end
-
-local algorithms = { fixed_window, sliding_window, sliding_log, bucket, bucket, gcra }
+local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
 local reply = { now, 1 }
-local charges = {}
+local values, expiries = {}, {}
 for i = 1, #KEYS do
   local at = 2 + 5 * (i - 1)
-  local step = algorithms[tonumber(ARGV[at])]
-  if not step then return error('ratelimit: unknown algorithm ' .. tostring(ARGV[at])) end
-  local allowed, remaining, reset, retry, charge = step(KEYS[i], tonumber(ARGV[at + 1]),
-    tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]))
+  local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  local key = KEYS[i]
+  local allowed, remaining, reset, retry, value, expiry
+
+  if algorithm == 6 then
+    -- GCRA: one theoretical arrival time.
+    local interval = ceil_div(period * US, limit)
+    local window = capacity * interval
+    local found, stored = load(key, ONE)
+    local tat = (found and stored > now) and stored or now
+    local new_tat = tat + cost * interval
+    allowed = new_tat - now <= window
+    local held = (allowed and new_tat or tat) - now
+    remaining = floor_div(window - min(held, window), interval)
+    reset = allowed and new_tat or tat
+    retry = allowed and now or max(new_tat - window, now)
+    value, expiry = format('%.0f', new_tat), new_tat
+
+  elseif algorithm == 1 then
+    -- Fixed window: the window's end (s) and what was spent in it.
+    local end_s = (floor_div(floor_div(now, US), period) + 1) * period
+    local spent = 0
+    local found, stored_end, stored_spent = load(key, TWO)
+    if found and stored_end >= end_s then end_s, spent = stored_end, stored_spent end
+    allowed = spent + cost <= limit
+    local after = allowed and spent + cost or spent
+    remaining = max(limit - after, 0)
+    reset = end_s * US
+    retry = allowed and now or reset
+    value, expiry = format('%.0f %.0f', end_s, after), reset
+
+  elseif algorithm == 4 or algorithm == 5 then
+    -- Token and leaky bucket: the level scaled by the period in µs, exact fractions.
+    local per = period * US
+    local last, level = now, 0
+    local found, stored_last, stored_level = load(key, TWO)
+    if found then
+      last = stored_last
+      level = max(stored_level - max(now - stored_last, 0) * limit, 0)
+    end
+    local spend, full = cost * per, capacity * per
+    allowed = level + spend <= full
+    local after = allowed and level + spend or level
+    remaining = floor_div(full - min(after, full), per)
+    reset = now + ceil_div(after, limit)
+    retry = allowed and now or now + ceil_div(level + spend - full, limit)
+    value, expiry = format('%.0f %.0f', max(now, last), after), reset
+
+  elseif algorithm == 2 then
+    -- Sliding window counter: the current window's end (s), its count and the previous one's.
+    local end_now = (floor_div(floor_div(now, US), period) + 1) * period
+    local end_s, current, previous = end_now, 0, 0
+    local found, stored_end, stored_current, stored_previous = load(key, THREE)
+    if found then
+      if stored_end >= end_now then
+        end_s, current, previous = stored_end, stored_current, stored_previous
+      elseif stored_end + period == end_now then
+        previous = stored_current
+      end
+    end
+    local per = period * US
+    local start = (end_s - period) * US
+    local elapsed = min(max(now - start, 0), per)
+    local estimate = previous * (per - elapsed) + current * per
+    allowed = estimate + cost * per <= limit * per
+    local after = allowed and estimate + cost * per or estimate
+    local current_after = allowed and current + cost or current
+    remaining = max(floor_div(limit * per - after, per), 0)
+    reset = now
+    if current_after > 0 then reset = (end_s + period) * US elseif previous > 0 then reset = end_s * US end
+    retry = now
+    if not allowed then
+      retry = nil
+      local room = limit - current - cost
+      if room >= 0 and previous > 0 then
+        local e = per - min(floor_div(room * per, previous), per)
+        if e < per then retry = start + max(e, elapsed) end
+      end
+      if not retry then
+        if limit >= cost then
+          local allowance = per
+          if current > 0 then allowance = min(floor_div((limit - cost) * per, current), per) end
+          retry = start + per + (per - allowance)
+        else
+          retry = reset
+        end
+      end
+    end
+    value, expiry = format('%.0f %.0f %.0f', end_s, current_after, previous), (end_s + period) * US
+
+  elseif algorithm == 3 then
+    -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
+    while true do
+      local oldest = redis.call('LINDEX', key, 0)
+      if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end
+    end
+    local held = redis.call('LLEN', key)
+    local newest = now + period * US
+    local last_raw = redis.call('LINDEX', key, -1)
+    local last = last_raw and tonumber(last_raw) or 0
+    allowed = held + cost <= limit
+    reset, retry = newest, now
+    if not allowed then
+      reset = last_raw and last or now
+      if cost <= limit then
+        retry = tonumber(redis.call('LINDEX', key, held + cost - limit - 1))
+      else
+        retry = max(reset, newest)
+      end
+    end
+    remaining = allowed and limit - held - cost or max(limit - held, 0)
+    value, expiry = false, max(newest, last)
+
+  else
+    return error('ratelimit: unknown algorithm ' .. tostring(ARGV[at]))
+  end
+
   if not allowed then reply[2] = 0 end
-  charges[i] = charge
+  values[i], expiries[i] = value, expiry
   local base = #reply
   reply[base + 1] = allowed and 1 or 0
   reply[base + 2] = remaining
   reply[base + 3] = reset
   reply[base + 4] = retry
 end
+
 if reply[2] == 1 then
-  for i = 1, #charges do charges[i]() end
+  for i = 1, #KEYS do
+    local key, expiry = KEYS[i], expiries[i]
+    local ttl = max(1, ceil_div(max(expiry - now, 0), 1000) + 1)
+    if values[i] then
+      redis.call('SET', key, values[i], 'PX', ttl)
+    else
+      -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
+      local instant = format('%.0f', expiry)
+      local left = tonumber(ARGV[2 + 5 * (i - 1) + 4])
+      while left > 0 do
+        local batch = {}
+        for j = 1, min(left, 1000) do batch[j] = instant end
+        redis.call('RPUSH', key, unpack(batch))
+        left = left - #batch
+      end
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
 end
 return reply

@@ -239,15 +239,24 @@ fn algorithm_code(kind: AlgorithmKind) -> u8 {
 /// Refuses a quota whose scaled arithmetic would not be exact in the script's doubles.
 fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
     let period = u128::from(check.limit.quota.period_secs()) * MICROS_PER_SEC;
-    let largest = u128::from(check.limit.capacity.get().max(check.limit.quota.limit()))
-        + u128::from(check.cost);
-    if largest * period < EXACT {
+    let cost = u128::from(check.cost);
+    // The largest product each script step forms: counts times the period, where it scales.
+    let largest = match check.algorithm {
+        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingLog | AlgorithmKind::Gcra => period,
+        AlgorithmKind::SlidingWindow => (u128::from(check.limit.quota.limit()) + cost) * period,
+        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => {
+            (u128::from(check.limit.capacity.get()) + cost) * period
+        }
+    };
+    if largest < EXACT {
         return Ok(());
     }
-    Err(StoreError::new(format!(
-        "{} over {} s is too large to count exactly in Redis (limit × period in µs must stay below 2^53)",
+    Err(StoreError::unsupported(format!(
+        "{} ({} per {} s, capacity {}) is too large to count exactly in Redis: limit × period in µs must stay below 2^53",
+        check.algorithm,
         check.limit.quota.limit(),
-        check.limit.quota.period_secs()
+        check.limit.quota.period_secs(),
+        check.limit.capacity
     )))
 }
 
