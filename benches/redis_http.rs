@@ -161,7 +161,9 @@ fn load_blocking(port: u16) -> (f64, u64) {
 }
 
 fn warm_up(port: u16) {
-    let _ = Command::new("wrk").args(["-t1", "-c4", "-d1s", &format!("http://127.0.0.1:{port}/")]).output();
+    let _ = Command::new("wrk")
+        .args(["-t1", "-c4", "-d1s", &format!("http://127.0.0.1:{port}/")])
+        .output();
 }
 
 /// [`load_blocking`] off the async runtime, which keeps serving Redis connections meanwhile.

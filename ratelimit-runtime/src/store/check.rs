@@ -33,7 +33,7 @@ pub struct Verdict {
 }
 
 /// A store failed to decide; the limiter applies its failure policy.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StoreError {
     message: String,
     unsupported: bool,

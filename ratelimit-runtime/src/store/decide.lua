@@ -1,23 +1,26 @@
--- One rate-limit decision: every check of one request, charged all together or not at all.
+-- Rate-limit decisions, one or several per call (a batch), each deciding every check of one
+-- request and charging them all together or not at all, in order.
 --
--- KEYS[i]      the state of check i (all keys of one call share a Cluster hash tag)
--- ARGV[1]      now in microseconds, or "" to use the Redis server's clock (TIME)
--- ARGV[2 + 5(i-1) ..]  check i: algorithm, limit, period (s), capacity, cost
+-- ARGV[1]      "server" to use the Redis server's clock (TIME), "client" to use each decision's
+-- ARGV[2]      the number of decisions; then per decision: its number of checks n, its instant
+--              (µs), and per check: algorithm, limit, period (s), capacity, cost
+-- KEYS         the states of every check, in order (in a Cluster, one decision per call and all
+--              its keys share a hash tag)
 --
--- Returns { now, all allowed (0/1), then per check: allowed, remaining, reset, retry }, times in
--- microseconds since the Unix epoch. The arithmetic mirrors the Rust algorithms in
+-- Returns { server now, then per decision: outcome (1 all allowed, 0 denied, -1 error), then
+-- per check: allowed, remaining, reset, retry }, times in microseconds since the Unix epoch. A
+-- decision that fails (a key holding another type, a corrupt state) fails alone. The arithmetic mirrors the Rust algorithms in
 -- src/algorithm/, in microseconds: Lua numbers are doubles, exact below 2^53 (the caller refuses
 -- quotas whose scaled values would not be). Redis runs this for every decision of a fleet, so
 -- it is written for few allocations: no closures per check, states parsed with one match.
 
 local US = 1000000
-local now
-if ARGV[1] == '' then
+local server_now = 0
+if ARGV[1] == 'server' then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * US + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
+  server_now = tonumber(t[1]) * US + tonumber(t[2])
 end
+local now
 
 local floor, max, min, match, format = math.floor, math.max, math.min, string.match, string.format
 
@@ -45,147 +48,150 @@ end
 
 local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
-local reply = { now, 1 }
-local values, expiries = {}, {}
-for i = 1, #KEYS do
-  local at = 2 + 5 * (i - 1)
-  local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-  local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
-  local key = KEYS[i]
-  local allowed, remaining, reset, retry, value, expiry
+-- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
+-- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
+local function decide(first, arg, count, out)
+  local all = true
+  local values, expiries = {}, {}
+  for i = 1, count do
+    local at = arg + 5 * (i - 1)
+    local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+    local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local key = KEYS[first + i - 1]
+    local allowed, remaining, reset, retry, value, expiry
 
-  if algorithm == 6 then
-    -- GCRA: one theoretical arrival time.
-    local interval = ceil_div(period * US, limit)
-    local window = capacity * interval
-    local found, stored = load(key, ONE)
-    local tat = (found and stored > now) and stored or now
-    local new_tat = tat + cost * interval
-    allowed = new_tat - now <= window
-    local held = (allowed and new_tat or tat) - now
-    remaining = floor_div(window - min(held, window), interval)
-    reset = allowed and new_tat or tat
-    retry = allowed and now or max(new_tat - window, now)
-    value, expiry = format('%.0f', new_tat), new_tat
+    if algorithm == 6 then
+      -- GCRA: one theoretical arrival time.
+      local interval = ceil_div(period * US, limit)
+      local window = capacity * interval
+      local found, stored = load(key, ONE)
+      local tat = (found and stored > now) and stored or now
+      local new_tat = tat + cost * interval
+      allowed = new_tat - now <= window
+      local held = (allowed and new_tat or tat) - now
+      remaining = floor_div(window - min(held, window), interval)
+      reset = allowed and new_tat or tat
+      retry = allowed and now or max(new_tat - window, now)
+      value, expiry = format('%.0f', new_tat), new_tat
 
-  elseif algorithm == 1 then
-    -- Fixed window: the window's end (s) and what was spent in it.
-    local end_s = (floor_div(floor_div(now, US), period) + 1) * period
-    local spent = 0
-    local found, stored_end, stored_spent = load(key, TWO)
-    if found and stored_end >= end_s then end_s, spent = stored_end, stored_spent end
-    allowed = spent + cost <= limit
-    local after = allowed and spent + cost or spent
-    remaining = max(limit - after, 0)
-    reset = end_s * US
-    retry = allowed and now or reset
-    value, expiry = format('%.0f %.0f', end_s, after), reset
+    elseif algorithm == 1 then
+      -- Fixed window: the window's end (s) and what was spent in it.
+      local end_s = (floor_div(floor_div(now, US), period) + 1) * period
+      local spent = 0
+      local found, stored_end, stored_spent = load(key, TWO)
+      if found and stored_end >= end_s then end_s, spent = stored_end, stored_spent end
+      allowed = spent + cost <= limit
+      local after = allowed and spent + cost or spent
+      remaining = max(limit - after, 0)
+      reset = end_s * US
+      retry = allowed and now or reset
+      value, expiry = format('%.0f %.0f', end_s, after), reset
 
-  elseif algorithm == 4 or algorithm == 5 then
-    -- Token and leaky bucket: the level scaled by the period in µs, exact fractions.
-    local per = period * US
-    local last, level = now, 0
-    local found, stored_last, stored_level = load(key, TWO)
-    if found then
-      last = stored_last
-      level = max(stored_level - max(now - stored_last, 0) * limit, 0)
-    end
-    local spend, full = cost * per, capacity * per
-    allowed = level + spend <= full
-    local after = allowed and level + spend or level
-    remaining = floor_div(full - min(after, full), per)
-    reset = now + ceil_div(after, limit)
-    retry = allowed and now or now + ceil_div(level + spend - full, limit)
-    value, expiry = format('%.0f %.0f', max(now, last), after), reset
-
-  elseif algorithm == 2 then
-    -- Sliding window counter: the current window's end (s), its count and the previous one's.
-    local end_now = (floor_div(floor_div(now, US), period) + 1) * period
-    local end_s, current, previous = end_now, 0, 0
-    local found, stored_end, stored_current, stored_previous = load(key, THREE)
-    if found then
-      if stored_end >= end_now then
-        end_s, current, previous = stored_end, stored_current, stored_previous
-      elseif stored_end + period == end_now then
-        previous = stored_current
+    elseif algorithm == 4 or algorithm == 5 then
+      -- Token and leaky bucket: the level scaled by the period in µs, exact fractions.
+      local per = period * US
+      local last, level = now, 0
+      local found, stored_last, stored_level = load(key, TWO)
+      if found then
+        last = stored_last
+        level = max(stored_level - max(now - stored_last, 0) * limit, 0)
       end
-    end
-    local per = period * US
-    local start = (end_s - period) * US
-    local elapsed = min(max(now - start, 0), per)
-    local estimate = previous * (per - elapsed) + current * per
-    allowed = estimate + cost * per <= limit * per
-    local after = allowed and estimate + cost * per or estimate
-    local current_after = allowed and current + cost or current
-    remaining = max(floor_div(limit * per - after, per), 0)
-    reset = now
-    if current_after > 0 then reset = (end_s + period) * US elseif previous > 0 then reset = end_s * US end
-    retry = now
-    if not allowed then
-      retry = nil
-      local room = limit - current - cost
-      if room >= 0 and previous > 0 then
-        local e = per - min(floor_div(room * per, previous), per)
-        if e < per then retry = start + max(e, elapsed) end
-      end
-      if not retry then
-        if limit >= cost then
-          local allowance = per
-          if current > 0 then allowance = min(floor_div((limit - cost) * per, current), per) end
-          retry = start + per + (per - allowance)
-        else
-          retry = reset
+      local spend, full = cost * per, capacity * per
+      allowed = level + spend <= full
+      local after = allowed and level + spend or level
+      remaining = floor_div(full - min(after, full), per)
+      reset = now + ceil_div(after, limit)
+      retry = allowed and now or now + ceil_div(level + spend - full, limit)
+      value, expiry = format('%.0f %.0f', max(now, last), after), reset
+
+    elseif algorithm == 2 then
+      -- Sliding window counter: the current window's end (s), its count and the previous one's.
+      local end_now = (floor_div(floor_div(now, US), period) + 1) * period
+      local end_s, current, previous = end_now, 0, 0
+      local found, stored_end, stored_current, stored_previous = load(key, THREE)
+      if found then
+        if stored_end >= end_now then
+          end_s, current, previous = stored_end, stored_current, stored_previous
+        elseif stored_end + period == end_now then
+          previous = stored_current
         end
       end
-    end
-    value, expiry = format('%.0f %.0f %.0f', end_s, current_after, previous), (end_s + period) * US
-
-  elseif algorithm == 3 then
-    -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
-    while true do
-      local oldest = redis.call('LINDEX', key, 0)
-      if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end
-    end
-    local held = redis.call('LLEN', key)
-    local newest = now + period * US
-    local last_raw = redis.call('LINDEX', key, -1)
-    local last = last_raw and tonumber(last_raw) or 0
-    allowed = held + cost <= limit
-    reset, retry = newest, now
-    if not allowed then
-      reset = last_raw and last or now
-      if cost <= limit then
-        retry = tonumber(redis.call('LINDEX', key, held + cost - limit - 1))
-      else
-        retry = max(reset, newest)
+      local per = period * US
+      local start = (end_s - period) * US
+      local elapsed = min(max(now - start, 0), per)
+      local estimate = previous * (per - elapsed) + current * per
+      allowed = estimate + cost * per <= limit * per
+      local after = allowed and estimate + cost * per or estimate
+      local current_after = allowed and current + cost or current
+      remaining = max(floor_div(limit * per - after, per), 0)
+      reset = now
+      if current_after > 0 then reset = (end_s + period) * US elseif previous > 0 then reset = end_s * US end
+      retry = now
+      if not allowed then
+        retry = nil
+        local room = limit - current - cost
+        if room >= 0 and previous > 0 then
+          local e = per - min(floor_div(room * per, previous), per)
+          if e < per then retry = start + max(e, elapsed) end
+        end
+        if not retry then
+          if limit >= cost then
+            local allowance = per
+            if current > 0 then allowance = min(floor_div((limit - cost) * per, current), per) end
+            retry = start + per + (per - allowance)
+          else
+            retry = reset
+          end
+        end
       end
-    end
-    remaining = allowed and limit - held - cost or max(limit - held, 0)
-    value, expiry = false, max(newest, last)
+      value, expiry = format('%.0f %.0f %.0f', end_s, current_after, previous), (end_s + period) * US
 
-  else
-    return error('ratelimit: unknown algorithm ' .. tostring(ARGV[at]))
+    elseif algorithm == 3 then
+      -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
+      while true do
+        local oldest = redis.call('LINDEX', key, 0)
+        if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end
+      end
+      local held = redis.call('LLEN', key)
+      local newest = now + period * US
+      local last_raw = redis.call('LINDEX', key, -1)
+      local last = last_raw and tonumber(last_raw) or 0
+      allowed = held + cost <= limit
+      reset, retry = newest, now
+      if not allowed then
+        reset = last_raw and last or now
+        if cost <= limit then
+          retry = tonumber(redis.call('LINDEX', key, held + cost - limit - 1))
+        else
+          retry = max(reset, newest)
+        end
+      end
+      remaining = allowed and limit - held - cost or max(limit - held, 0)
+      value, expiry = false, max(newest, last)
+
+    else
+      return error('ratelimit: unknown algorithm ' .. tostring(ARGV[at]))
+    end
+
+    if not allowed then all = false end
+    values[i], expiries[i] = value, expiry
+    local base = #out
+    out[base + 1] = allowed and 1 or 0
+    out[base + 2] = remaining
+    out[base + 3] = reset
+    out[base + 4] = retry
   end
 
-  if not allowed then reply[2] = 0 end
-  values[i], expiries[i] = value, expiry
-  local base = #reply
-  reply[base + 1] = allowed and 1 or 0
-  reply[base + 2] = remaining
-  reply[base + 3] = reset
-  reply[base + 4] = retry
-end
-
-if reply[2] == 1 then
-  for i = 1, #KEYS do
-    local key, expiry = KEYS[i], expiries[i]
+  if not all then return false end
+  for i = 1, count do
+    local key, expiry = KEYS[first + i - 1], expiries[i]
     local ttl = max(1, ceil_div(max(expiry - now, 0), 1000) + 1)
     if values[i] then
       redis.call('SET', key, values[i], 'PX', ttl)
     else
       -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
       local instant = format('%.0f', expiry)
-      local left = tonumber(ARGV[2 + 5 * (i - 1) + 4])
+      local left = tonumber(ARGV[arg + 5 * (i - 1) + 4])
       while left > 0 do
         local batch = {}
         for j = 1, min(left, 1000) do batch[j] = instant end
@@ -195,5 +201,24 @@ if reply[2] == 1 then
       redis.call('PEXPIRE', key, ttl)
     end
   end
+  return true
+end
+
+local reply = { server_now }
+local arg, first = 3, 1
+for _ = 1, tonumber(ARGV[2]) do
+  local count = tonumber(ARGV[arg])
+  now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
+  local outcome_at = #reply + 1
+  local out = {}
+  local ok, all = pcall(decide, first, arg + 2, count, out)
+  if ok then
+    reply[outcome_at] = all and 1 or 0
+    for j = 1, #out do reply[outcome_at + j] = out[j] end
+  else
+    reply[outcome_at] = -1
+    for j = 1, 4 * count do reply[outcome_at + j] = 0 end
+  end
+  arg, first = arg + 2 + 5 * count, first + count
 end
 return reply

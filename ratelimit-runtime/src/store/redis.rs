@@ -1,15 +1,23 @@
 //! The Redis store: one limit for a whole fleet, one round trip per decision.
 //!
-//! Every decision is one `EVALSHA` of one script (`decide.lua`), whatever the number of checks:
-//! the script reads each key, decides each check with the same arithmetic as the Rust
-//! algorithms, and writes all of them or none. The script is loaded once and reloaded by itself
-//! after `NOSCRIPT` (a restarted Redis). Keys expire once their state no longer matters. The keys
-//! of one decision share a hash tag, so the script runs on Redis Cluster too.
+//! Every decision is one call of one script (`decide.lua`), whatever the number of checks: the
+//! script reads each key, decides each check with the same arithmetic as the Rust algorithms,
+//! and writes all of them or none. The script is loaded once and reloaded by itself after
+//! `NOSCRIPT` (a restarted Redis). Keys expire once their state no longer matters. The keys of
+//! one decision share a hash tag, so the script runs on Redis Cluster too.
+//!
+//! On a single Redis, decisions that arrive while others are in flight travel together: a
+//! thread of the store's own takes whatever decisions are waiting and sends them as one script
+//! call, each still decided (and charged) on its own, in order. Each decision still costs one
+//! round trip of latency, but Redis pays the script's fixed cost once per batch rather than once
+//! per request, which is most of its cost (measured in BENCHMARKS.md). On a Cluster, decisions
+//! go one per call, to the slot of their keys.
 //!
 //! Redis keeps time in microseconds (Lua numbers are doubles, exact to 2^53): instants go in
 //! rounded down to the microsecond and come back as whole microseconds.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -17,6 +25,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
 use smallvec::SmallVec;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::AlgorithmKind;
@@ -59,46 +68,59 @@ impl Default for RedisOptions {
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Connection,
-    script: Script,
-    options: RedisOptions,
+    options: Arc<RedisOptions>,
 }
 
 #[derive(Clone)]
 enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// Decisions go to the store's thread, which batches them on one connection.
+    Single(mpsc::UnboundedSender<Job>),
+    Cluster(ClusterConnection, Script),
+}
+
+/// One decision waiting for the store's thread.
+struct Job {
+    checks: SmallVec<[Check; 4]>,
+    now: UnixNanos,
+    done: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
 /// Doubles are exact below this: scaled values must stay under it.
 const EXACT: u128 = 1 << 53;
 const MICROS_PER_SEC: u128 = 1_000_000;
+/// The most decisions one script call carries.
+const MAX_BATCH: usize = 64;
+
+fn script() -> Script {
+    Script::new(include_str!("decide.lua"))
+}
 
 impl RedisStore {
     /// Connects to one Redis (`redis://host:port/db`), reconnecting by itself when the
-    /// connection drops.
+    /// connection drops. The connection lives on a thread of the store's own, which ends when
+    /// the store (and every clone) is dropped.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::new(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let store = with_timeout(options.timeout.max(Duration::from_millis(500)), async {
-            let mut manager = ConnectionManager::new_with_config(client, config)
+        let options = Arc::new(options);
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let (ready, connected) = oneshot::channel();
+        let thread_options = Arc::clone(&options);
+        std::thread::Builder::new()
+            .name("ratelimit-redis".into())
+            .spawn(move || serve_decisions(client, thread_options, queue, ready))
+            .map_err(|e| StoreError::new(format!("cannot start the Redis thread: {e}")))?;
+        let wait = options.timeout.max(Duration::from_millis(500));
+        with_timeout(wait, async {
+            connected
                 .await
-                .map_err(redis_error)?;
-            let store = RedisStore::with_connection(Connection::Single(manager.clone()), options);
-            // Loaded now, so that the first decisions do not pay for it within their timeout.
-            store
-                .script
-                .load_async(&mut manager)
-                .await
-                .map_err(redis_error)?;
-            Ok(store)
+                .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
         })
         .await?;
-        Ok(store)
+        Ok(RedisStore {
+            connection: Connection::Single(jobs),
+            options,
+        })
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
@@ -117,91 +139,174 @@ impl RedisStore {
             client.get_async_connection().await.map_err(redis_error)
         })
         .await?;
-        Ok(RedisStore::with_connection(
-            Connection::Cluster(connection),
-            options,
-        ))
-    }
-
-    fn with_connection(connection: Connection, options: RedisOptions) -> RedisStore {
-        RedisStore {
-            connection,
-            script: Script::new(include_str!("decide.lua")),
-            options,
-        }
+        Ok(RedisStore {
+            connection: Connection::Cluster(connection, script()),
+            options: Arc::new(options),
+        })
     }
 
     /// The Redis key of a check: `{prefix}:{tag}:{key}`, the tag shared by the checks of one
     /// decision so that Redis Cluster keeps them in one slot.
     pub fn key_of(&self, check: &Check) -> String {
-        format!(
-            "{}:{{{:016x}}}:{:016x}",
-            self.options.prefix, check.group, check.key
-        )
+        key_of(&self.options.prefix, check)
     }
+}
 
-    async fn run(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
-        let mut invocation = self.script.prepare_invoke();
-        let now_arg = match self.options.time {
-            TimeSource::Server => String::new(),
-            TimeSource::Client => (now / 1_000).to_string(),
+fn key_of(prefix: &str, check: &Check) -> String {
+    format!("{prefix}:{{{:016x}}}:{:016x}", check.group, check.key)
+}
+
+impl Store for RedisStore {
+    async fn decide(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        checks.iter().try_for_each(exact_in_redis)?;
+        let answer = async {
+            match &self.connection {
+                Connection::Single(jobs) => {
+                    let (done, answer) = oneshot::channel();
+                    let job = Job {
+                        checks: checks.iter().copied().collect(),
+                        now,
+                        done,
+                    };
+                    jobs.send(job)
+                        .map_err(|_| StoreError::new("the Redis thread stopped"))?;
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
+                }
+                Connection::Cluster(connection, script) => {
+                    let mut connection = connection.clone();
+                    let decisions = [(checks, now)];
+                    let mut answers =
+                        call(script, &mut connection, &self.options, &decisions).await?;
+                    answers
+                        .pop()
+                        .unwrap_or_else(|| Err(StoreError::new("Redis answered no decision")))
+                }
+            }
         };
-        invocation.arg(now_arg);
-        for check in checks {
-            exact_in_redis(check)?;
+        with_timeout(self.options.timeout, answer).await
+    }
+}
+
+/// The store's thread: connects, then sends waiting decisions in batches until the store is
+/// dropped.
+fn serve_decisions(
+    client: redis::Client,
+    options: Arc<RedisOptions>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    ready: oneshot::Sender<Result<(), StoreError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(StoreError::new(format!(
+                "cannot start the Redis runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let script = script();
+        let manager = match connect_manager(client, &options, &script).await {
+            Ok(manager) => manager,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        while let Some(first) = queue.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            // In flight while the next batch gathers: the connection is multiplexed.
+            tokio::spawn(send_batch(
+                manager.clone(),
+                script.clone(),
+                Arc::clone(&options),
+                batch,
+            ));
+        }
+    });
+}
+
+async fn connect_manager(
+    client: redis::Client,
+    options: &RedisOptions,
+    script: &Script,
+) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.timeout.max(Duration::from_millis(200))))
+        .set_response_timeout(Some(options.timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let mut manager = ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(redis_error)?;
+    // Loaded now, so that the first decisions do not pay for it within their timeout.
+    script.load_async(&mut manager).await.map_err(redis_error)?;
+    Ok(manager)
+}
+
+async fn send_batch(
+    mut manager: ConnectionManager,
+    script: Script,
+    options: Arc<RedisOptions>,
+    batch: Vec<Job>,
+) {
+    let decisions: Vec<(&[Check], UnixNanos)> =
+        batch.iter().map(|job| (&job.checks[..], job.now)).collect();
+    match call(&script, &mut manager, &options, &decisions).await {
+        Ok(answers) => {
+            for (job, answer) in batch.into_iter().zip(answers) {
+                let _ = job.done.send(answer);
+            }
+        }
+        Err(error) => {
+            for job in batch {
+                let _ = job.done.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// One script call deciding `decisions` in order; one answer per decision.
+async fn call<C: ConnectionLike>(
+    script: &Script,
+    connection: &mut C,
+    options: &RedisOptions,
+    decisions: &[(&[Check], UnixNanos)],
+) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
+    let mut invocation = script.prepare_invoke();
+    let server_time = options.time == TimeSource::Server;
+    invocation
+        .arg(if server_time { "server" } else { "client" })
+        .arg(decisions.len());
+    for (checks, now) in decisions {
+        invocation.arg(checks.len()).arg(now / 1_000);
+        for check in *checks {
             invocation
-                .key(self.key_of(check))
+                .key(key_of(&options.prefix, check))
                 .arg(algorithm_code(check.algorithm))
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
                 .arg(check.limit.capacity.get())
                 .arg(check.cost);
         }
-        let reply: Vec<i64> = match self.connection.clone() {
-            Connection::Single(mut c) => invoke(&invocation, &mut c).await?,
-            Connection::Cluster(mut c) => invoke(&invocation, &mut c).await?,
-        };
-        let mut verdict = parse_reply(&reply, checks)?;
-        if self.options.time == TimeSource::Server {
-            // Redis's clock decided; the limiter reports against its own. Moving the instants by
-            // the difference keeps Retry-After right on a server whose clock is skewed.
-            let redis_now = reply[0].max(0) as u64 * 1_000;
-            for d in &mut verdict.decisions {
-                d.reset_at = shift(d.reset_at, redis_now, now);
-                d.retry_at = shift(d.retry_at, redis_now, now);
-            }
-        }
-        Ok(verdict)
     }
-}
-
-async fn invoke<C: ConnectionLike>(
-    invocation: &redis::ScriptInvocation<'_>,
-    connection: &mut C,
-) -> Result<Vec<i64>, StoreError> {
-    invocation
+    let reply: Vec<i64> = invocation
         .invoke_async(connection)
         .await
-        .map_err(redis_error)
-}
-
-impl Store for RedisStore {
-    async fn decide(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
-        with_timeout(self.options.timeout, self.run(checks, now)).await
-    }
-}
-
-impl fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.connection {
-            Connection::Single(_) => "single",
-            Connection::Cluster(_) => "cluster",
-        };
-        f.debug_struct("RedisStore")
-            .field("connection", &kind)
-            .field("options", &self.options)
-            .finish()
-    }
+        .map_err(redis_error)?;
+    parse_reply(&reply, decisions, server_time)
 }
 
 async fn with_timeout<T>(
@@ -260,13 +365,23 @@ fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
     )))
 }
 
-/// `[now, all allowed, (allowed, remaining, reset, retry) per check]`, times in µs.
-fn parse_reply(reply: &[i64], checks: &[Check]) -> Result<Verdict, StoreError> {
+/// `[server now, per decision: outcome (1, 0, -1), (allowed, remaining, reset, retry) per
+/// check]`, times in µs. On server time, instants move by the difference between Redis's clock
+/// and the limiter's, so that Retry-After is right even on a server whose clock is skewed.
+fn parse_reply(
+    reply: &[i64],
+    decisions: &[(&[Check], UnixNanos)],
+    server_time: bool,
+) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
     let garbage = || StoreError::new(format!("Redis answered an unexpected reply: {reply:?}"));
-    let [_, all, rest @ ..] = reply else {
+    let expected = 1 + decisions
+        .iter()
+        .map(|(c, _)| 1 + 4 * c.len())
+        .sum::<usize>();
+    let Some((server_now, mut rest)) = reply.split_first() else {
         return Err(garbage());
     };
-    if rest.len() != 4 * checks.len() || !matches!(all, 0 | 1) {
+    if reply.len() != expected {
         return Err(garbage());
     }
     let micros = |t: i64| {
@@ -274,23 +389,46 @@ fn parse_reply(reply: &[i64], checks: &[Check]) -> Result<Verdict, StoreError> {
             .map(|t| t.saturating_mul(1_000))
             .map_err(|_| garbage())
     };
-    let mut decisions = SmallVec::new();
-    for (values, check) in rest.chunks_exact(4).zip(checks) {
-        let &[allowed, remaining, reset, retry] = values else {
+    let server_now = micros(*server_now)?;
+    let mut answers = Vec::with_capacity(decisions.len());
+    for (checks, now) in decisions {
+        let (&outcome, values) = rest.split_first().ok_or_else(garbage)?;
+        let (values, more) = values.split_at(4 * checks.len());
+        rest = more;
+        if outcome == -1 {
+            answers.push(Err(StoreError::new(
+                "Redis refused the decision: a key holds another type or a corrupt state",
+            )));
+            continue;
+        }
+        if !matches!(outcome, 0 | 1) {
             return Err(garbage());
+        }
+        let at = |t: i64| {
+            micros(t).map(|t| {
+                if server_time {
+                    shift(t, server_now, *now)
+                } else {
+                    t
+                }
+            })
         };
-        decisions.push(Decision {
-            allowed: allowed == 1,
-            limit: reported_limit(check),
-            remaining: u32::try_from(remaining).map_err(|_| garbage())?,
-            reset_at: micros(reset)?,
-            retry_at: micros(retry)?,
-        });
+        let mut decisions = SmallVec::new();
+        for (v, check) in values.chunks_exact(4).zip(checks.iter()) {
+            decisions.push(Decision {
+                allowed: v[0] == 1,
+                limit: reported_limit(check),
+                remaining: u32::try_from(v[1]).map_err(|_| garbage())?,
+                reset_at: at(v[2])?,
+                retry_at: at(v[3])?,
+            });
+        }
+        answers.push(Ok(Verdict {
+            decisions,
+            allowed: outcome == 1,
+        }));
     }
-    Ok(Verdict {
-        decisions,
-        allowed: *all == 1,
-    })
+    Ok(answers)
 }
 
 /// The limit the memory store reports for the same check: the quota's limit for windows and
@@ -304,6 +442,19 @@ fn reported_limit(check: &Check) -> u32 {
     }
 }
 
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.connection {
+            Connection::Single(_) => "single",
+            Connection::Cluster(..) => "cluster",
+        };
+        f.debug_struct("RedisStore")
+            .field("connection", &kind)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,37 +462,62 @@ mod tests {
     use crate::quota::Quota;
 
     fn check(algorithm: AlgorithmKind, limit: u32, per: u32) -> Check {
+        let limit = Limit::new(Quota::from_parts(limit, per).unwrap());
         Check {
             key: 1,
             group: 2,
             algorithm,
-            limit: Limit::new(Quota::from_parts(limit, per).unwrap()),
+            limit,
             cost: 1,
         }
     }
 
     #[test]
-    fn garbage_replies_are_errors() {
+    fn replies_are_split_per_decision_and_garbage_refused() {
         let one = [check(AlgorithmKind::Gcra, 10, 1)];
-        assert!(parse_reply(&[], &one).is_err());
-        assert!(parse_reply(&[1, 1, 1, 9, 5], &one).is_err(), "too short");
+        let two = [
+            check(AlgorithmKind::Gcra, 10, 1),
+            check(AlgorithmKind::FixedWindow, 5, 1),
+        ];
+        let batch: [(&[Check], UnixNanos); 2] = [(&one, 0), (&two, 0)];
+        let reply = [7, 1, 1, 9, 5, 6, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let answers = parse_reply(&reply, &batch, false).unwrap();
+        assert_eq!(answers[0].as_ref().unwrap().decisions[0].retry_at, 6_000);
+        assert!(answers[1].is_err(), "a failed decision fails alone");
+        assert!(parse_reply(&[], &batch, false).is_err());
         assert!(
-            parse_reply(&[1, 7, 1, 9, 5, 5], &one).is_err(),
-            "not a boolean"
+            parse_reply(&reply[..10], &batch, false).is_err(),
+            "too short"
         );
+        let mut bad = reply;
+        bad[1] = 7;
+        assert!(parse_reply(&bad, &batch, false).is_err(), "not an outcome");
+        let mut negative = reply;
+        negative[3] = -9;
         assert!(
-            parse_reply(&[1, 1, 1, -9, 5, 5], &one).is_err(),
+            parse_reply(&negative, &batch, false).is_err(),
             "negative remaining"
         );
-        let ok = parse_reply(&[1, 1, 1, 9, 5, 6], &one).unwrap();
-        assert_eq!(ok.decisions[0].retry_at, 6_000);
+    }
+
+    #[test]
+    fn server_time_is_reported_on_the_limiter_clock() {
+        let one = [check(AlgorithmKind::Gcra, 10, 1)];
+        // Redis's clock is 5 s ahead of ours; retry 2 s after its now.
+        let batch: [(&[Check], UnixNanos); 1] = [(&one, 100_000_000_000)];
+        let reply = [105_000_000, 0, 0, 0, 107_000_000, 107_000_000];
+        let verdict = parse_reply(&reply, &batch, true)
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(verdict.decisions[0].retry_at, 102_000_000_000);
     }
 
     #[test]
     fn quotas_beyond_exact_doubles_are_refused() {
         assert!(exact_in_redis(&check(AlgorithmKind::TokenBucket, 100_000, 86_400)).is_ok());
-        assert!(
-            exact_in_redis(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30)).is_err()
-        );
+        let too_large = exact_in_redis(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30));
+        assert!(too_large.is_err_and(|e| e.is_unsupported()));
+        assert!(exact_in_redis(&check(AlgorithmKind::FixedWindow, u32::MAX, 86_400 * 30)).is_ok());
     }
 }
