@@ -53,3 +53,37 @@ async fn redis_cluster_of_three_masters() {
         "keys spread over the masters ({holding} of 3 hold some)"
     );
 }
+
+#[actix_web::test]
+async fn a_corrupt_key_fails_its_own_decision_only() {
+    use futures_util::future::join_all;
+    use ratelimit_runtime::algorithm::{AlgorithmKind, Limit};
+    use ratelimit_runtime::store::{Check, Store};
+    use ratelimit_runtime::Quota;
+
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), options())
+        .await
+        .expect("connects");
+    let limit = Limit::new(Quota::from_parts(10, 60).unwrap());
+    let checks: Vec<Check> = (0..40u64)
+        .map(|i| Check {
+            key: 1_000 + i,
+            group: 1_000 + i,
+            algorithm: AlgorithmKind::FixedWindow,
+            limit,
+            cost: 1,
+        })
+        .collect();
+    server.cli(&["SET", &store.key_of(&checks[7]), "not a state"]);
+    // Decided concurrently, so that the store's thread batches them into shared script calls.
+    let answers = join_all(
+        checks
+            .iter()
+            .map(|c| store.decide(std::slice::from_ref(c), conformance::T0)),
+    )
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.is_err(), i == 7, "decision {i}: {answer:?}");
+    }
+}

@@ -36,13 +36,16 @@ local function ceil_div(a, b)
   return q
 end
 
--- A stored state "a b c" (as many numbers as `pattern` captures); one that does not parse is an
--- error, never a silent reset.
+-- Raised (and caught per decision) for a state that is not ours: never a silent reset.
+local CORRUPT = 'ratelimit: a key holds another type or a corrupt state'
+
+-- A stored state "a b c" (as many numbers as `pattern` captures).
 local function load(key, pattern)
-  local stored = redis.call('GET', key)
+  local stored = redis.pcall('GET', key)
   if not stored then return false end
-  local a, b, c = match(stored, pattern)
-  if not a then return error('ratelimit: corrupt state at ' .. key) end
+  local a, b, c
+  if type(stored) == 'string' then a, b, c = match(stored, pattern) end
+  if not a then error(CORRUPT) end
   return true, tonumber(a), tonumber(b), tonumber(c)
 end
 
@@ -50,6 +53,7 @@ local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
 -- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
 -- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
+-- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
 local function decide(first, arg, count, out)
   local all = true
   local values, expiries = {}, {}
@@ -206,16 +210,23 @@ end
 
 local reply = { server_now }
 local arg, first = 3, 1
-for _ = 1, tonumber(ARGV[2]) do
+local decisions = tonumber(ARGV[2])
+for _ = 1, decisions do
   local count = tonumber(ARGV[arg])
   now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
   local outcome_at = #reply + 1
-  local out = {}
-  local ok, all = pcall(decide, first, arg + 2, count, out)
+  reply[outcome_at] = 0
+  local ok, all
+  if decisions == 1 then
+    -- Alone in the call: an error can only be this decision's, no need to isolate it.
+    ok, all = true, decide(first, arg + 2, count, reply)
+  else
+    ok, all = pcall(decide, first, arg + 2, count, reply)
+  end
   if ok then
     reply[outcome_at] = all and 1 or 0
-    for j = 1, #out do reply[outcome_at + j] = out[j] end
   else
+    if not string.find(tostring(all), CORRUPT, 1, true) then error(all) end
     reply[outcome_at] = -1
     for j = 1, 4 * count do reply[outcome_at + j] = 0 end
   end
