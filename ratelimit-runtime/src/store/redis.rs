@@ -174,6 +174,12 @@ impl Store for RedisStore {
                         .await
                         .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
                 }
+                Connection::Cluster(_, _) if checks.windows(2).any(|w| w[0].group != w[1].group) => {
+                    Err(StoreError::unsupported(
+                        "the limits of this handler have different budget names (`shared`), so their keys \
+                         live in different Redis Cluster slots and cannot be decided together; give them one name",
+                    ))
+                }
                 Connection::Cluster(connection, script) => {
                     let mut connection = connection.clone();
                     let decisions = [(checks, now)];
