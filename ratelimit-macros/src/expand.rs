@@ -37,6 +37,7 @@ fn error_with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 /// are taken off it: one decision covers all of them.
 fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> {
     let mut rules = Args::parse(args)?.build(Span::call_site())?;
+    refuse_repeats(&[], &rules, Span::call_site())?;
     let (stacked, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut func.attrs)
         .into_iter()
         .partition(is_ratelimit);
@@ -47,18 +48,28 @@ fn rules_of(args: TokenStream, func: &mut ItemFn) -> syn::Result<Vec<RuleSpec>> 
             other => (TokenStream::new(), other.span()),
         };
         let more = Args::parse(tokens)?.build(span)?;
-        if more
-            .iter()
-            .any(|r| rules.iter().any(|known| same_limit(known, r)))
-        {
-            return Err(syn::Error::new(
-                span,
-                "this `#[ratelimit]` repeats a limit already on this handler; remove one",
-            ));
-        }
+        refuse_repeats(&rules, &more, span)?;
         rules.extend(more);
     }
     Ok(rules)
+}
+
+/// Two rules counting in the same state would charge it twice per request: one of `new` that
+/// repeats one of `known`, or another of `new`, is an error at `span`.
+fn refuse_repeats(known: &[RuleSpec], new: &[RuleSpec], span: Span) -> syn::Result<()> {
+    let repeated = new.iter().enumerate().any(|(i, rule)| {
+        known
+            .iter()
+            .chain(&new[..i])
+            .any(|earlier| same_limit(earlier, rule))
+    });
+    if repeated {
+        return Err(syn::Error::new(
+            span,
+            "this `#[ratelimit]` repeats a limit of this handler (same quota, algorithm, scope and budget), so each request would count twice; remove one",
+        ));
+    }
+    Ok(())
 }
 
 fn is_ratelimit(attr: &Attribute) -> bool {
@@ -81,18 +92,25 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         ScopeSpec::Header(h) => format!("header:{h}"),
         ScopeSpec::Custom(p) => text(p),
     };
+    // The capacity as the runtime resolves it: no `burst` and the default burst are one state.
+    let capacity = |r: &RuleSpec| match (&r.quota, r.burst) {
+        (_, Some(burst)) => Some(burst),
+        (_, None) if r.algorithm == "leaky_bucket" => Some(1),
+        (QuotaSpec::Fixed { limit, .. }, None) => Some(*limit),
+        (QuotaSpec::PerRequest(_), None) => None,
+    };
     (
         quota(&a.quota),
         a.algorithm,
         scope(&a.scope),
         &a.shared,
-        a.burst,
+        capacity(a),
     ) == (
         quota(&b.quota),
         b.algorithm,
         scope(&b.scope),
         &b.shared,
-        b.burst,
+        capacity(b),
     )
 }
 

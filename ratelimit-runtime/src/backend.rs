@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::OnceCell;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::store::{
@@ -54,7 +56,7 @@ const BLOCKED_KEYS: usize = 100_000;
 
 pub(crate) enum Backend {
     Memory,
-    Redis(Box<RedisBackend>),
+    Redis(Arc<RedisBackend>),
 }
 
 /// What the backend answered.
@@ -71,6 +73,9 @@ pub(crate) struct RedisBackend {
     options: RedisOptions,
     policy: FailurePolicy,
     store: OnceCell<RedisStore>,
+    /// Whether a connection attempt is under way, and its end announced.
+    connecting: AtomicBool,
+    connected: Notify,
     blocked: BlockedKeys,
     /// Until when (limiter time) Redis is skipped after a failure.
     skip_until: AtomicU64,
@@ -85,11 +90,13 @@ impl Backend {
         options: RedisOptions,
         policy: FailurePolicy,
     ) -> Backend {
-        Backend::Redis(Box::new(RedisBackend {
+        Backend::Redis(Arc::new(RedisBackend {
             target,
             options,
             policy,
             store: OnceCell::new(),
+            connecting: AtomicBool::new(false),
+            connected: Notify::new(),
             blocked: BlockedKeys::new(BLOCKED_KEYS),
             skip_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
@@ -129,7 +136,12 @@ impl Backend {
 }
 
 impl RedisBackend {
-    async fn decide(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {
+    async fn decide(
+        self: &Arc<Self>,
+        memory: &MemoryStore,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> Outcome {
         if let Some(denied) = self.blocked.lookup(checks, now) {
             return Outcome::Decided(denied);
         }
@@ -146,6 +158,15 @@ impl RedisBackend {
                 }
                 Outcome::Decided(verdict)
             }
+            Err(error) if error.is_unsupported() => {
+                // This decision, not Redis, is at fault: Redis stays in use for everything else.
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "rate limiter: {error}; {} for this decision",
+                    self.policy_in_words()
+                );
+                self.degrade(memory, checks, now)
+            }
             Err(error) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 self.skip_until
@@ -158,18 +179,44 @@ impl RedisBackend {
         }
     }
 
-    async fn ask_redis(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
-        let store = self.store.get_or_try_init(|| self.connect()).await?;
-        store.decide(checks, now).await
+    /// Decides on Redis. The connection is made in the background: a request never waits for
+    /// it longer than the decision timeout.
+    async fn ask_redis(
+        self: &Arc<Self>,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> Result<Verdict, StoreError> {
+        if let Some(store) = self.store.get() {
+            return store.decide(checks, now).await;
+        }
+        let connected = self.connected.notified();
+        self.start_connecting();
+        let _ = tokio::time::timeout(self.options.timeout, connected).await;
+        match self.store.get() {
+            Some(store) => store.decide(checks, now).await,
+            None => Err(StoreError::new("not connected to Redis (yet)")),
+        }
     }
 
-    async fn connect(&self) -> Result<RedisStore, StoreError> {
-        match &self.target {
-            RedisTarget::Single(url) => RedisStore::connect(url, self.options.clone()).await,
-            RedisTarget::Cluster(nodes) => {
-                RedisStore::connect_cluster(nodes, self.options.clone()).await
-            }
+    fn start_connecting(self: &Arc<Self>) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let connection = match &this.target {
+                RedisTarget::Single(url) => RedisStore::connect(url, this.options.clone()).await,
+                RedisTarget::Cluster(nodes) => {
+                    RedisStore::connect_cluster(nodes, this.options.clone()).await
+                }
+            };
+            match connection {
+                Ok(store) => drop(this.store.set(store)),
+                Err(e) => log::debug!("rate limiter: connecting to Redis failed: {e}"),
+            }
+            this.connecting.store(false, Ordering::Release);
+            this.connected.notify_waiters();
+        });
     }
 
     fn degrade(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {

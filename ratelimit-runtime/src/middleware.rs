@@ -156,7 +156,11 @@ where
                 .request()
                 .extensions_mut()
                 .remove::<DeferredHeaders>();
-            pass.finish_deferred(response.headers_mut(), deferred.and_then(|d| d.0));
+            // A response the handler's own limit refused already says what it must; a
+            // looser default's numbers on it would contradict its Remaining: 0.
+            if response.status() != actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+                pass.finish_deferred(response.headers_mut(), deferred.and_then(|d| d.0));
+            }
             Ok(response.map_into_left_body())
         })
     }

@@ -6,6 +6,7 @@
 //! same rate and capacity admits, with eight bytes of state. `T` is rounded up to a whole
 //! nanosecond, which can only make it stricter: at most one nanosecond per admitted unit.
 
+use super::step::saturate;
 use super::{Algorithm, AlgorithmKind, Limit};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
@@ -65,10 +66,6 @@ impl Algorithm for Gcra {
     fn expires_at(state: &GcraState) -> UnixNanos {
         state.tat
     }
-}
-
-fn saturate(t: u128) -> u64 {
-    u64::try_from(t).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -22,34 +22,24 @@ use crate::decision::Decision;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LeakyBucket;
 
-/// A key's bucket: its level as of `last`.
+/// A key's bucket, as the instant it will be empty: `empty_at + frac / limit` nanoseconds.
+///
+/// The level at `t` is the time left until then, times the rate: `(empty_at - t) × limit +
+/// frac`, in units of 1 / (period in ns) of a request. Twelve bytes, exact, and it knows when it
+/// expires without being told the rate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BucketLevel {
-    /// When the level was last brought up to date.
-    last: UnixNanos,
-    /// The level, scaled by the period in nanoseconds (0 is an empty bucket), as the high and
-    /// low halves of a `u128`: two `u64`s align to 8 bytes, where a `u128` would pad the state
-    /// to 32.
-    level: [u64; 2],
+    /// The whole nanosecond at which the bucket is empty (0 for a key never seen).
+    empty_at: UnixNanos,
+    /// The fraction of a nanosecond beyond it, in units of 1 / limit (below the limit).
+    frac: u32,
 }
 
-impl BucketLevel {
-    fn level(&self) -> u128 {
-        (u128::from(self.level[0]) << 64) | u128::from(self.level[1])
-    }
-
-    fn new(last: UnixNanos, level: u128) -> BucketLevel {
-        BucketLevel {
-            last,
-            level: [(level >> 64) as u64, level as u64],
-        }
-    }
-}
-
-/// The level at `now`, after leaking since `last` (never below zero).
+/// The level at `now`: what has not leaked out yet (never below zero).
 fn level_at(state: &BucketLevel, now: UnixNanos, limit: &Limit) -> u128 {
-    let leaked = u128::from(now.saturating_sub(state.last)) * u128::from(limit.quota.limit());
-    state.level().saturating_sub(leaked)
+    let rate = u128::from(limit.quota.limit());
+    let empty = u128::from(state.empty_at) * rate + u128::from(state.frac);
+    empty.saturating_sub(u128::from(now) * rate)
 }
 
 impl Algorithm for LeakyBucket {
@@ -82,18 +72,19 @@ impl Algorithm for LeakyBucket {
     }
 
     fn charge(state: &mut BucketLevel, now: UnixNanos, limit: &Limit, cost: u32) {
-        let level = level_at(state, now, limit);
-        let spend = u128::from(cost) * u128::from(limit.quota.period_nanos());
-        // A clock that stepped back keeps the later instant: no leak for time not lived.
-        *state = BucketLevel::new(now.max(state.last), level + spend);
+        let rate = u128::from(limit.quota.limit());
+        let level =
+            level_at(state, now, limit) + u128::from(cost) * u128::from(limit.quota.period_nanos());
+        // A clock that stepped back reads a fuller bucket (stricter), never an emptier one.
+        let empty = u128::from(now) * rate + level;
+        *state = BucketLevel {
+            empty_at: u64::try_from(empty / rate).unwrap_or(u64::MAX),
+            frac: (empty % rate) as u32,
+        };
     }
 
     fn expires_at(state: &BucketLevel) -> UnixNanos {
-        // The rate is not at hand here; it leaks at least one scaled unit per nanosecond (a
-        // limit of at least 1), so the bucket is empty by `last + level` nanoseconds at the
-        // latest. Later than exact, never earlier: live state is never dropped.
-        let level = u64::try_from(state.level()).unwrap_or(u64::MAX);
-        state.last.saturating_add(level)
+        state.empty_at.saturating_add(u64::from(state.frac > 0))
     }
 }
 

@@ -10,8 +10,8 @@
 //! | [`FixedWindow`] | 8 bytes | `limit` per clock-aligned window; up to `2 * limit` across a boundary |
 //! | [`SlidingWindow`] | 16 bytes | `limit` per aligned window; about `limit` per any window, `< 2 * limit` worst case |
 //! | [`SlidingLog`] | one timestamp per unit admitted | exactly `limit` per any window of length `per` |
-//! | [`TokenBucket`] | 24 bytes | `capacity` at once (default `limit`), then `limit` per `per` |
-//! | [`LeakyBucket`] | 24 bytes | `capacity` at once (default 1: smoothed), then `limit` per `per` |
+//! | [`TokenBucket`] | 16 bytes | `capacity` at once (default `limit`), then `limit` per `per` |
+//! | [`LeakyBucket`] | 16 bytes | `capacity` at once (default 1: smoothed), then `limit` per `per` |
 //! | [`Gcra`] | 8 bytes | as a token bucket of the same capacity |
 
 mod fixed_window;

@@ -12,6 +12,7 @@
 //! requests wrongly allowed or limited on real traffic. Use `sliding_log` when the bound must be
 //! exact.
 
+use super::step::saturate;
 use super::{Algorithm, AlgorithmKind, Limit};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
@@ -147,10 +148,6 @@ fn retry(c: &Counts, per: u128, max: u128, cost: u128) -> Option<u128> {
     let room = max.checked_sub(cost)?;
     let e = per - (room * per).checked_div(c.current).unwrap_or(per).min(per);
     Some(c.start + per + e)
-}
-
-fn saturate(t: u128) -> u64 {
-    u64::try_from(t).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

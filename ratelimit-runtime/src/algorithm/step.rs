@@ -92,6 +92,15 @@ impl AlgorithmKind {
         }
     }
 
+    /// Whether the limit it reports (`X-RateLimit-Limit`) is its capacity (the buckets and
+    /// GCRA) rather than the quota's limit (the windows and the log).
+    pub const fn reports_capacity(self) -> bool {
+        matches!(
+            self,
+            AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket | AlgorithmKind::Gcra
+        )
+    }
+
     /// The algorithm's limit for `quota` when no `burst` is given: the quota's limit, except
     /// for the leaky bucket, which smooths to one request at a time (as nginx's `limit_req`).
     pub const fn default_limit(self, quota: Quota) -> Limit {
@@ -106,4 +115,9 @@ impl fmt::Display for AlgorithmKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// An instant computed in `u128`, saturated to `UnixNanos`.
+pub(crate) fn saturate(t: u128) -> UnixNanos {
+    UnixNanos::try_from(t).unwrap_or(UnixNanos::MAX)
 }

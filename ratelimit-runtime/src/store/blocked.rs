@@ -15,7 +15,8 @@ use crate::decision::Decision;
 
 const SHARDS: usize = 16;
 
-type Entries = HashMap<u64, Decision, BuildHasherDefault<NoHashHasher<u64>>>;
+/// Key -> (the cost that was denied, the denial).
+type Entries = HashMap<u64, (u32, Decision), BuildHasherDefault<NoHashHasher<u64>>>;
 
 /// Denied keys and the decision that denied them, until its `retry_at`.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct BlockedKeys {
     shards: Box<[Mutex<Entries>]>,
     max_per_shard: usize,
     hits: AtomicU64,
+    /// Mixed into keys, as in the memory store: keys may come from a public hash.
+    seed: ahash::RandomState,
 }
 
 impl BlockedKeys {
@@ -32,15 +35,18 @@ impl BlockedKeys {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             hits: AtomicU64::new(0),
+            seed: ahash::RandomState::new(),
         }
     }
 
-    /// A denial for `checks` at `now` from the cache, if one of their keys is still blocked.
+    /// A denial for `checks` at `now` from the cache, if one of their keys is still blocked for
+    /// at least their cost (the one blocked longest decides, as Redis would).
     pub fn lookup(&self, checks: &[Check], now: UnixNanos) -> Option<Verdict> {
         let (at, denied) = checks
             .iter()
             .enumerate()
-            .find_map(|(i, c)| Some((i, self.get(c.key, now)?)))?;
+            .filter_map(|(i, c)| Some((i, self.get(c, now)?)))
+            .max_by_key(|(_, d)| d.retry_at)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         // The other checks are not looked at: with one denied, none is charged.
         let placeholder = Decision {
@@ -62,12 +68,13 @@ impl BlockedKeys {
     pub fn remember(&self, checks: &[Check], verdict: &Verdict, now: UnixNanos) {
         for (check, decision) in checks.iter().zip(&verdict.decisions) {
             if !decision.allowed && decision.retry_at > now {
-                let mut shard = self.shard(check.key);
+                let key = self.seed.hash_one(check.key);
+                let mut shard = self.shard(key);
                 if shard.len() >= self.max_per_shard {
-                    shard.retain(|_, d| d.retry_at > now);
+                    shard.retain(|_, (_, d)| d.retry_at > now);
                 }
                 if shard.len() < self.max_per_shard {
-                    shard.insert(check.key, *decision);
+                    shard.insert(key, (check.cost, *decision));
                 }
             }
         }
@@ -78,14 +85,17 @@ impl BlockedKeys {
         self.hits.load(Ordering::Relaxed)
     }
 
-    fn get(&self, key: u64, now: UnixNanos) -> Option<Decision> {
+    /// The cached denial of `check`'s key, if still in force and for a cost no larger than
+    /// `check`'s (a smaller cost may fit where a larger one did not).
+    fn get(&self, check: &Check, now: UnixNanos) -> Option<Decision> {
+        let key = self.seed.hash_one(check.key);
         let mut shard = self.shard(key);
-        let decision = *shard.get(&key)?;
-        if decision.retry_at > now {
-            return Some(decision);
+        let &(cost, decision) = shard.get(&key)?;
+        if decision.retry_at <= now {
+            shard.remove(&key);
+            return None;
         }
-        shard.remove(&key);
-        None
+        (check.cost >= cost).then_some(decision)
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Entries> {
@@ -164,7 +174,7 @@ mod tests {
                 decisions: [denied].into_iter().collect(),
                 allowed: false,
             };
-            cache.remember(&[check(key << 40)], &verdict, 10);
+            cache.remember(&[check(key)], &verdict, 10);
         }
         let held: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 16, "{held}");

@@ -157,6 +157,8 @@ local function decide(first, arg, count, out)
 
     elseif algorithm == 3 then
       -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
+      local kind = redis.call('TYPE', key).ok
+      if kind ~= 'list' and kind ~= 'none' then error(CORRUPT) end
       while true do
         local oldest = redis.call('LINDEX', key, 0)
         if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end

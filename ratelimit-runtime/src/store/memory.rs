@@ -50,6 +50,10 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     max_keys_per_shard: usize,
     evictions: AtomicU64,
+    /// Keys are mixed with a seed of this store's own before they pick a shard and a bucket, so
+    /// that keys made with a public hash (a Redis limiter's, in its fallback) cannot be aimed at
+    /// one bucket.
+    seed: ahash::RandomState,
 }
 
 /// Counters of a [`MemoryStore`].
@@ -142,6 +146,7 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
             evictions: AtomicU64::new(0),
+            seed: ahash::RandomState::new(),
         }
     }
 
@@ -175,8 +180,17 @@ impl MemoryStore {
 
     /// Decides one check at `now` synchronously, charging it if allowed: the fast path.
     pub fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
+        let check = &self.seeded(check);
         let mut shard = self.lock(shard_of(check.key));
         with_algorithm!(check.algorithm, A => self.decide_in::<A>(&mut shard, check, now))
+    }
+
+    /// `check` with its key mixed with this store's seed.
+    fn seeded(&self, check: &Check) -> Check {
+        Check {
+            key: self.seed.hash_one(check.key),
+            ..*check
+        }
     }
 
     /// One check, one table lookup for a known key.
@@ -201,6 +215,8 @@ impl MemoryStore {
     /// Several checks: lock every shard involved, in index order (no deadlock), decide all,
     /// then charge all or none.
     fn decide_many(&self, checks: &[Check], now: UnixNanos) -> Verdict {
+        let seeded: SmallVec<[Check; 4]> = checks.iter().map(|c| self.seeded(c)).collect();
+        let checks = &seeded[..];
         let mut indices: SmallVec<[usize; 4]> = checks.iter().map(|c| shard_of(c.key)).collect();
         indices.sort_unstable();
         indices.dedup();
@@ -358,9 +374,12 @@ mod tests {
     #[test]
     fn same_shard_checks_lock_once() {
         let store = MemoryStore::default();
-        let a = check(5 << 32, AlgorithmKind::FixedWindow, 2, 60);
-        let b = check((5 << 32) | 1, AlgorithmKind::FixedWindow, 2, 60);
-        assert_eq!(shard_of(a.key), shard_of(b.key));
+        let a = check(5, AlgorithmKind::FixedWindow, 2, 60);
+        let shard = |c: &Check| shard_of(store.seeded(c).key);
+        let b = (6..)
+            .map(|k| check(k, AlgorithmKind::FixedWindow, 2, 60))
+            .find(|b| shard(b) == shard(&a))
+            .unwrap();
         assert!(store.decide_now(&[a, b], T0).allowed);
         assert!(store.decide_now(&[b, a], T0).allowed);
         assert!(!store.decide_now(&[a, b], T0).allowed);
@@ -405,16 +424,22 @@ mod tests {
 
     #[test]
     fn a_full_shard_prefers_expired_keys_over_live_ones() {
-        let store = MemoryStore::with_max_keys(64);
-        let keys: Vec<u64> = (0..64u64).map(|i| i << 32).collect();
-        for &k in &keys {
-            store.decide_now(&[check(k, AlgorithmKind::FixedWindow, 1, 1)], T0);
+        let store = MemoryStore::with_max_keys(640);
+        for k in 0..5_000 {
+            store.decide_now(&[check(spread(k), AlgorithmKind::FixedWindow, 1, 1)], T0);
         }
+        let full = store.stats();
+        assert!(full.evictions > 0 && full.keys <= 640, "{full:?}");
         // Within the sweep interval, but the old windows have ended: nothing live is lost.
         let now = T0 + 2 * NANOS_PER_SEC;
-        for &k in &keys {
-            store.decide_now(&[check(k | 7, AlgorithmKind::FixedWindow, 1, 1)], now);
+        // About 1.5 new keys per shard of 10: room comes from the expired ones alone.
+        for k in 5_000..5_100 {
+            store.decide_now(&[check(spread(k), AlgorithmKind::FixedWindow, 1, 1)], now);
         }
-        assert_eq!(store.stats().evictions, 0);
+        assert_eq!(
+            store.stats().evictions,
+            full.evictions,
+            "only expired keys made room"
+        );
     }
 }

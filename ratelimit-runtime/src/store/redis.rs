@@ -266,8 +266,14 @@ async fn send_batch(
     mut manager: ConnectionManager,
     script: Script,
     options: Arc<RedisOptions>,
-    batch: Vec<Job>,
+    mut batch: Vec<Job>,
 ) {
+    // A caller that gave up (timed out, its client gone) was answered by the failure policy:
+    // deciding it now would charge a request that may have been refused.
+    batch.retain(|job| !job.done.is_closed());
+    if batch.is_empty() {
+        return;
+    }
     let decisions: Vec<(&[Check], UnixNanos)> =
         batch.iter().map(|job| (&job.checks[..], job.now)).collect();
     match call(&script, &mut manager, &options, &decisions).await {
@@ -333,8 +339,16 @@ fn shift(t: UnixNanos, from: UnixNanos, to: UnixNanos) -> UnixNanos {
 }
 
 fn redis_error(e: redis::RedisError) -> StoreError {
-    StoreError::new(format!("Redis: {e}"))
+    let message = format!("Redis: {e}");
+    // The script's own refusal of a key it does not recognise: that decision's fault, not Redis's.
+    if message.contains(CORRUPT) {
+        return StoreError::unsupported(message);
+    }
+    StoreError::new(message)
 }
+
+/// What the script raises for a key holding another type or a corrupt state.
+const CORRUPT: &str = "ratelimit: a key holds another type or a corrupt state";
 
 fn algorithm_code(kind: AlgorithmKind) -> u8 {
     match kind {
@@ -350,25 +364,35 @@ fn algorithm_code(kind: AlgorithmKind) -> u8 {
 /// Refuses a quota whose scaled arithmetic would not be exact in the script's doubles.
 fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
     let period = u128::from(check.limit.quota.period_secs()) * MICROS_PER_SEC;
+    let limit = u128::from(check.limit.quota.limit());
+    let capacity = u128::from(check.limit.capacity.get());
     let cost = u128::from(check.cost);
-    // The largest product each script step forms: counts times the period, where it scales.
-    let largest = match check.algorithm {
-        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingLog | AlgorithmKind::Gcra => period,
-        AlgorithmKind::SlidingWindow => (u128::from(check.limit.quota.limit()) + cost) * period,
-        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => {
-            (u128::from(check.limit.capacity.get()) + cost) * period
-        }
+    let refuse = |why: &str| {
+        Err(StoreError::unsupported(format!(
+            "{} ({} per {} s, capacity {}) cannot be decided exactly on Redis: {why}",
+            check.algorithm,
+            check.limit.quota.limit(),
+            check.limit.quota.period_secs(),
+            check.limit.capacity
+        )))
     };
-    if largest < EXACT {
-        return Ok(());
+    // The largest product each script step forms must stay below 2^53 (exact doubles).
+    let largest = match check.algorithm {
+        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingLog => period,
+        // Arrival times reach `now + capacity × interval`; `now` needs the other half.
+        AlgorithmKind::Gcra => 2 * (capacity + cost) * period.div_ceil(limit),
+        AlgorithmKind::SlidingWindow => (limit + cost) * period,
+        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => (capacity + cost) * period,
+    };
+    if largest >= EXACT {
+        return refuse("limit × period in µs must stay below 2^53");
     }
-    Err(StoreError::unsupported(format!(
-        "{} ({} per {} s, capacity {}) is too large to count exactly in Redis: limit × period in µs must stay below 2^53",
-        check.algorithm,
-        check.limit.quota.limit(),
-        check.limit.quota.period_secs(),
-        check.limit.capacity
-    )))
+    // GCRA's interval is a whole microsecond on Redis: below 100 µs the rounding would be more
+    // than 1% (stricter); use a token bucket, which keeps fractions exactly.
+    if check.algorithm == AlgorithmKind::Gcra && period / limit < 100 {
+        return refuse("more than 10,000 per second; use `token_bucket`");
+    }
+    Ok(())
 }
 
 /// `[server now, per decision: outcome (1, 0, -1), (allowed, remaining, reset, retry) per
@@ -402,9 +426,9 @@ fn parse_reply(
         let (values, more) = values.split_at(4 * checks.len());
         rest = more;
         if outcome == -1 {
-            answers.push(Err(StoreError::new(
-                "Redis refused the decision: a key holds another type or a corrupt state",
-            )));
+            answers.push(Err(StoreError::unsupported(format!(
+                "Redis refused the decision: {CORRUPT}"
+            ))));
             continue;
         }
         if !matches!(outcome, 0 | 1) {
@@ -437,14 +461,12 @@ fn parse_reply(
     Ok(answers)
 }
 
-/// The limit the memory store reports for the same check: the quota's limit for windows and
-/// logs, the capacity for buckets.
+/// The limit the memory store reports for the same check.
 fn reported_limit(check: &Check) -> u32 {
-    match check.algorithm {
-        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket | AlgorithmKind::Gcra => {
-            check.limit.capacity.get()
-        }
-        _ => check.limit.quota.limit(),
+    if check.algorithm.reports_capacity() {
+        check.limit.capacity.get()
+    } else {
+        check.limit.quota.limit()
     }
 }
 
