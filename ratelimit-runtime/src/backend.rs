@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
@@ -80,6 +81,8 @@ pub(crate) struct RedisBackend {
     /// Until when (limiter time) Redis is skipped after a failure.
     skip_until: AtomicU64,
     degraded: AtomicBool,
+    /// Seeds keys for the in-memory fallback.
+    local_seed: ahash::RandomState,
     errors: AtomicU64,
     degraded_decisions: AtomicU64,
 }
@@ -100,6 +103,7 @@ impl Backend {
             blocked: BlockedKeys::new(BLOCKED_KEYS),
             skip_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
+            local_seed: ahash::RandomState::new(),
             errors: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
         }))
@@ -222,7 +226,17 @@ impl RedisBackend {
     fn degrade(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {
         self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
         match self.policy {
-            FailurePolicy::Fallback => Outcome::Decided(memory.decide_now(checks, now)),
+            FailurePolicy::Fallback => {
+                // Redis keys come from a public hash: seed them before they pick memory buckets.
+                let local: SmallVec<[Check; 4]> = checks
+                    .iter()
+                    .map(|c| Check {
+                        key: self.local_seed.hash_one(c.key),
+                        ..*c
+                    })
+                    .collect();
+                Outcome::Decided(memory.decide_now(&local, now))
+            }
             FailurePolicy::FailOpen => Outcome::Unlimited,
             FailurePolicy::FailClosed => {
                 let until = self.skip_until.load(Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! The embedded store: sharded maps behind short mutexes, bounded in keys.
 //!
 //! Keys are 64-bit fingerprints, so an IP-keyed check allocates nothing and a tracked key costs
-//! its fingerprint plus its state. A collision of two fingerprints (about one in 10^7 at a
+//! its fingerprint plus its state. They pick the shard and the bucket as they are: they must come
+//! from a hash clients cannot predict (the limiter seeds its hash per process), or a client could
+//! aim many keys at one bucket. A collision of two fingerprints (about one in 10^7 at a
 //! million keys) makes two clients share one budget: stricter, never looser.
 //!
 //! Idle keys are dropped inline, without a background task: a shard sweeps out expired state
@@ -50,10 +52,6 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     max_keys_per_shard: usize,
     evictions: AtomicU64,
-    /// Keys are mixed with a seed of this store's own before they pick a shard and a bucket, so
-    /// that keys made with a public hash (a Redis limiter's, in its fallback) cannot be aimed at
-    /// one bucket.
-    seed: ahash::RandomState,
 }
 
 /// Counters of a [`MemoryStore`].
@@ -146,7 +144,6 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
             evictions: AtomicU64::new(0),
-            seed: ahash::RandomState::new(),
         }
     }
 
@@ -180,17 +177,8 @@ impl MemoryStore {
 
     /// Decides one check at `now` synchronously, charging it if allowed: the fast path.
     pub fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
-        let check = &self.seeded(check);
         let mut shard = self.lock(shard_of(check.key));
         with_algorithm!(check.algorithm, A => self.decide_in::<A>(&mut shard, check, now))
-    }
-
-    /// `check` with its key mixed with this store's seed.
-    fn seeded(&self, check: &Check) -> Check {
-        Check {
-            key: self.seed.hash_one(check.key),
-            ..*check
-        }
     }
 
     /// One check, one table lookup for a known key.
@@ -215,8 +203,6 @@ impl MemoryStore {
     /// Several checks: lock every shard involved, in index order (no deadlock), decide all,
     /// then charge all or none.
     fn decide_many(&self, checks: &[Check], now: UnixNanos) -> Verdict {
-        let seeded: SmallVec<[Check; 4]> = checks.iter().map(|c| self.seeded(c)).collect();
-        let checks = &seeded[..];
         let mut indices: SmallVec<[usize; 4]> = checks.iter().map(|c| shard_of(c.key)).collect();
         indices.sort_unstable();
         indices.dedup();
@@ -375,7 +361,7 @@ mod tests {
     fn same_shard_checks_lock_once() {
         let store = MemoryStore::default();
         let a = check(5, AlgorithmKind::FixedWindow, 2, 60);
-        let shard = |c: &Check| shard_of(store.seeded(c).key);
+        let shard = |c: &Check| shard_of(c.key);
         let b = (6..)
             .map(|k| check(k, AlgorithmKind::FixedWindow, 2, 60))
             .find(|b| shard(b) == shard(&a))
