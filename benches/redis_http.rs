@@ -6,8 +6,7 @@
 //! a few seconds, and reads Redis's `INFO commandstats` around each run. Client, servers and
 //! Redis share this machine's cores: compare the ratios, not the absolute numbers.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use actix_extensible_rate_limit::backend::redis::RedisBackend;
@@ -38,53 +37,14 @@ async fn ours_denied() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-struct Redis(Child, u16);
+// The Redis processes the tests start and stop, shared with the benchmark.
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_redis() -> Redis {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let redis = Redis(child, port);
-    while cli(&redis, &["PING"]).trim() != "PONG" {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    redis
-}
+use support::{free_port, RedisServer as Redis};
 
 fn cli(redis: &Redis, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.1.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis.cli(args)
 }
 
 /// (calls, total µs) of Redis commands whose name starts with one of `commands`.
@@ -190,8 +150,8 @@ fn main() {
         return;
     }
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("warn"));
-    let redis = start_redis();
-    let url = format!("redis://127.0.0.1:{}", redis.1);
+    let redis = Redis::start();
+    let url = redis.url();
     actix_web::rt::System::new().block_on(run(&redis, &url));
 }
 

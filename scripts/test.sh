@@ -23,6 +23,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "building the examples (the Redis fleet test runs the example server as two processes)"
+cargo build --workspace --examples
+
 step "unit, integration and ui tests"
 cargo test --workspace --all-targets
 

@@ -43,7 +43,9 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the example server is built with the tests");
+            .expect(
+                "the example server is built: `cargo build --examples` (scripts/test.sh does it)",
+            );
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "server on {port} did not start");
