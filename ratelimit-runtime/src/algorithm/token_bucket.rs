@@ -3,8 +3,8 @@
 //!
 //! The tokens missing from a token bucket are exactly the water in a
 //! [leaky bucket](super::LeakyBucket) of the same capacity and rate, so this algorithm keeps
-//! that one state ([`BucketLevel`]) and its exact arithmetic: fractions of a token are kept as a
-//! remainder over the period in nanoseconds, and refills never drift from rounding. What
+//! that one state ([`BucketLevel`]: the exact instant the bucket would be full again) and its
+//! exact arithmetic: fractions of a token are never rounded, so refills never drift. What
 //! differs is the default capacity: a token bucket starts full, with `limit` tokens to spend at
 //! once.
 
