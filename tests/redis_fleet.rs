@@ -231,7 +231,12 @@ async fn an_error_reply_follows_the_policy() {
                 assert_eq!(body["error"], "rate_limiter_unavailable");
             }
         }
-        assert_eq!(limiter.redis_stats().unwrap().errors, 1, "{policy:?}");
+        let stats = limiter.redis_stats().unwrap();
+        assert_eq!(stats.errors, 1, "{policy:?}");
+        assert!(
+            !stats.degraded,
+            "{policy:?}: one bad key does not take Redis away from the rest"
+        );
     }
 }
 
@@ -283,4 +288,38 @@ async fn a_spent_budget_is_answered_without_redis() {
         "blocked keys cost Redis nothing"
     );
     assert_eq!(limiter.redis_stats().unwrap().blocked_cache_hits, 50);
+}
+
+#[actix_web::test]
+async fn an_unreachable_redis_at_start_never_holds_a_request() {
+    // Nobody listens on this port: connecting fails, in the background.
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let options = RedisOptions {
+        timeout: Duration::from_millis(50),
+        ..RedisOptions::default()
+    };
+    let limiter = RateLimiter::builder()
+        .redis(url)
+        .redis_options(options)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().app_data(limiter.clone()).service(tight)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let res = test::call_service(&app, get("/tight").to_request()).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "waited {:?}",
+            started.elapsed()
+        );
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "limited in memory meanwhile, never unlimited"
+    );
+    let stats = limiter.redis_stats().unwrap();
+    assert!(stats.degraded && stats.errors >= 1, "{stats:?}");
 }
