@@ -123,16 +123,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_denied_key_is_answered_locally_until_retry_at() {
-        let cache = BlockedKeys::new(100);
-        let denied = Decision {
+    fn denial(retry_at: u64) -> Decision {
+        Decision {
             allowed: false,
             limit: 1,
             remaining: 0,
             reset_at: 50,
-            retry_at: 40,
-        };
+            retry_at,
+        }
+    }
+
+    #[test]
+    fn a_denied_key_is_answered_locally_until_retry_at() {
+        let cache = BlockedKeys::new(100);
+        let denied = denial(40);
         let allowed = Decision {
             allowed: true,
             limit: 5,
@@ -162,13 +166,7 @@ mod tests {
     #[test]
     fn the_cache_is_bounded() {
         let cache = BlockedKeys::new(16);
-        let denied = Decision {
-            allowed: false,
-            limit: 1,
-            remaining: 0,
-            reset_at: 50,
-            retry_at: 40,
-        };
+        let denied = denial(40);
         for key in 0..10_000u64 {
             let verdict = Verdict {
                 decisions: [denied].into_iter().collect(),
