@@ -164,6 +164,31 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_denial_decides_and_smaller_costs_are_asked_again() {
+        let cache = BlockedKeys::new(100);
+        let (short, long) = (denial(20), denial(80));
+        let verdict = Verdict {
+            decisions: [short, long].into_iter().collect(),
+            allowed: false,
+        };
+        let expensive = Check {
+            cost: 5,
+            ..check(3)
+        };
+        cache.remember(&[check(1), expensive], &verdict, 10);
+        let hit = cache.lookup(&[check(1), expensive], 11).unwrap();
+        assert_eq!(
+            hit.decisions[1], long,
+            "Retry-After must cover the longest denial"
+        );
+        assert!(
+            cache.lookup(&[check(3)], 11).is_none(),
+            "cost 1 may fit where 5 did not"
+        );
+        assert!(cache.lookup(&[expensive], 11).is_some());
+    }
+
+    #[test]
     fn the_cache_is_bounded() {
         let cache = BlockedKeys::new(16);
         let denied = denial(40);

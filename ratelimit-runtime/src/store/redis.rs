@@ -547,5 +547,10 @@ mod tests {
         let too_large = exact_in_redis(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30));
         assert!(too_large.is_err_and(|e| e.is_unsupported()));
         assert!(exact_in_redis(&check(AlgorithmKind::FixedWindow, u32::MAX, 86_400 * 30)).is_ok());
+        assert!(exact_in_redis(&check(AlgorithmKind::Gcra, 10_000, 1)).is_ok());
+        let too_fast = exact_in_redis(&check(AlgorithmKind::Gcra, 20_000, 1));
+        assert!(
+            too_fast.is_err_and(|e| e.is_unsupported() && e.to_string().contains("token_bucket"))
+        );
     }
 }
