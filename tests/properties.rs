@@ -36,9 +36,8 @@ where
     let mut admitted = Vec::new();
     for &(gap, cost) in requests {
         now += gap;
-        let decision = A::evaluate(&mut state, now, limit, cost);
+        let decision = A::step(&mut state, now, limit, cost);
         if decision.allowed {
-            A::charge(&mut state, now, limit, cost);
             admitted.push((now, cost));
         } else if cost <= limit.capacity.get() {
             // Waiting as told is enough: evaluated (not charged) at retry_at, it passes.

@@ -106,10 +106,7 @@ impl Pass {
             return response;
         };
         if let Some(deferred) = req.extensions_mut().get_mut::<DeferredHeaders>() {
-            deferred.0 = Some(match deferred.0 {
-                Some(other) if other.is_more_restrictive_than(&info) => other,
-                _ => info,
-            });
+            deferred.0 = stricter(deferred.0, Some(info));
             return response;
         }
         add_limit_headers(response.headers_mut(), &info, self.style);
@@ -121,14 +118,19 @@ impl Pass {
     /// The one header hook when a middleware wraps the handler: the most restrictive of the
     /// middleware's and the handler's limits, never over a header the handler set.
     pub(crate) fn finish_deferred(self, headers: &mut HeaderMap, handler: Option<RateLimitInfo>) {
-        let shown = match (self.headers, handler) {
-            (Some(own), Some(inner)) if own.is_more_restrictive_than(&inner) => Some(own),
-            (own, None) => own,
-            (_, inner) => inner,
-        };
+        let shown = stricter(self.headers, handler);
         if let Some(info) = shown {
             add_limit_headers(headers, &info, self.style);
         }
+    }
+}
+
+/// The more restrictive of two (on a tie, the second).
+fn stricter(first: Option<RateLimitInfo>, second: Option<RateLimitInfo>) -> Option<RateLimitInfo> {
+    match (first, second) {
+        (Some(a), Some(b)) if a.is_more_restrictive_than(&b) => Some(a),
+        (a, None) => a,
+        (_, b) => b,
     }
 }
 

@@ -22,19 +22,17 @@ pub struct FixedWindowState {
     spent: u32,
 }
 
-/// End of the window holding `now`, in Unix seconds.
-fn window_end(now: UnixNanos, period_secs: u32) -> u32 {
-    let now_secs = now / NANOS_PER_SEC;
+/// End of the clock-aligned window holding `now`, in Unix seconds.
+pub(super) fn window_end(now: UnixNanos, period_secs: u32) -> u64 {
     let period = u64::from(period_secs);
-    let end = (now_secs / period + 1) * period;
-    u32::try_from(end).unwrap_or(u32::MAX)
+    (now / NANOS_PER_SEC / period + 1) * period
 }
 
 impl FixedWindowState {
     /// The window and spend that count at `now`. A clock that stepped back into an earlier
     /// window keeps the later window, so it cannot reopen a spent budget.
     fn current(&self, now: UnixNanos, period_secs: u32) -> (u32, u32) {
-        let end = window_end(now, period_secs);
+        let end = u32::try_from(window_end(now, period_secs)).unwrap_or(u32::MAX);
         if end > self.end_secs {
             (end, 0)
         } else {
@@ -92,11 +90,7 @@ mod tests {
     }
 
     fn spend(state: &mut FixedWindowState, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = FixedWindow::evaluate(state, now, l, cost);
-        if d.allowed {
-            FixedWindow::charge(state, now, l, cost);
-        }
-        d
+        FixedWindow::step(state, now, l, cost)
     }
 
     #[test]

@@ -79,11 +79,7 @@ mod tests {
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
     fn spend(s: &mut GcraState, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = Gcra::evaluate(s, now, l, cost);
-        if d.allowed {
-            Gcra::charge(s, now, l, cost);
-        }
-        d
+        Gcra::step(s, now, l, cost)
     }
 
     #[test]

@@ -99,11 +99,7 @@ mod tests {
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
     fn pour(s: &mut BucketLevel, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = LeakyBucket::evaluate(s, now, l, cost);
-        if d.allowed {
-            LeakyBucket::charge(s, now, l, cost);
-        }
-        d
+        LeakyBucket::step(s, now, l, cost)
     }
 
     #[test]

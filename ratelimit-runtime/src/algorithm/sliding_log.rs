@@ -81,11 +81,7 @@ mod tests {
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
     fn spend(state: &mut SlidingLogState, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = SlidingLog::evaluate(state, now, l, cost);
-        if d.allowed {
-            SlidingLog::charge(state, now, l, cost);
-        }
-        d
+        SlidingLog::step(state, now, l, cost)
     }
 
     /// The worked example: 5 requests per 5 minutes, one a minute, then the sixth.

@@ -12,6 +12,7 @@
 //! requests wrongly allowed or limited on real traffic. Use `sliding_log` when the bound must be
 //! exact.
 
+use super::fixed_window::window_end;
 use super::step::saturate;
 use super::{Algorithm, AlgorithmKind, Limit};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
@@ -46,7 +47,7 @@ struct Counts {
 
 fn counts(state: &SlidingWindowState, now: UnixNanos, period_secs: u32) -> Counts {
     let period = u64::from(period_secs);
-    let now_end = (now / NANOS_PER_SEC / period + 1) * period;
+    let now_end = window_end(now, period_secs);
     let stored_end = u64::from(state.end_secs);
     // A clock that stepped back keeps the stored (later) window.
     let end = now_end.max(stored_end);
@@ -159,11 +160,7 @@ mod tests {
     const T0: UnixNanos = 1_700_000_040 * NANOS_PER_SEC; // a window boundary
 
     fn spend(s: &mut SlidingWindowState, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = SlidingWindow::evaluate(s, now, l, cost);
-        if d.allowed {
-            SlidingWindow::charge(s, now, l, cost);
-        }
-        d
+        SlidingWindow::step(s, now, l, cost)
     }
 
     /// The worked example: 100 per minute, 84 in the previous minute, 36 in this one; 15 s in,

@@ -49,6 +49,15 @@ pub trait Algorithm {
 
     /// The instant from which `state` admits exactly what a fresh state admits.
     fn expires_at(state: &Self::State) -> UnixNanos;
+
+    /// Decides `cost` at `now` and, if allowed, spends it: one request against one limit.
+    fn step(state: &mut Self::State, now: UnixNanos, limit: &Limit, cost: u32) -> Decision {
+        let decision = Self::evaluate(state, now, limit, cost);
+        if decision.allowed {
+            Self::charge(state, now, limit, cost);
+        }
+        decision
+    }
 }
 
 /// The algorithms by name.

@@ -46,11 +46,7 @@ mod tests {
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
     fn spend(s: &mut BucketLevel, now: UnixNanos, l: &Limit, cost: u32) -> Decision {
-        let d = TokenBucket::evaluate(s, now, l, cost);
-        if d.allowed {
-            TokenBucket::charge(s, now, l, cost);
-        }
-        d
+        TokenBucket::step(s, now, l, cost)
     }
 
     /// The worked example: a bucket of 10 tokens refilled at 10 per minute.

@@ -184,16 +184,11 @@ impl MemoryStore {
     /// One check, one table lookup for a known key.
     fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
         if let Some(state) = A::table(shard).get_mut(&check.key) {
-            let decision = A::evaluate(state, now, &check.limit, check.cost);
-            if decision.allowed {
-                A::charge(state, now, &check.limit, check.cost);
-            }
-            return decision;
+            return A::step(state, now, &check.limit, check.cost);
         }
         let mut state = A::State::default();
-        let decision = A::evaluate(&mut state, now, &check.limit, check.cost);
+        let decision = A::step(&mut state, now, &check.limit, check.cost);
         if decision.allowed {
-            A::charge(&mut state, now, &check.limit, check.cost);
             self.make_room(shard, now);
             A::table(shard).insert(check.key, state);
         }
