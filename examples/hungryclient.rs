@@ -1,16 +1,19 @@
-//! `hungryclient`: hammers a rate-limited endpoint at a given rate and honours
-//! `429 Too Many Requests` answers, then prints a summary.
+//! `hungryclient`: hammers a rate-limited endpoint at a given rate from N tasks sharing one
+//! paced client, then prints a summary. The client (`ratelimit-client`'s awc wrapper) holds
+//! requests while the server says the budget is spent, and retries a `429` after its
+//! `Retry-After` when the method may be repeated.
 //!
 //! ```text
 //! cargo run --example server            # in one terminal
 //! cargo run --example hungryclient -- --url http://127.0.0.1:8080/rate-limited \
-//!     --rpm 600 --requests 50 -H "X-API-Key: key1"
+//!     --rpm 600 --requests 50 -H "X-API-Key: key1" --concurrency 4
 //! ```
 //!
 //! Without `--url` or `--rpm`, the client asks for them when stdin is a
 //! terminal and uses the defaults otherwise. Exit status: 0 when every request
 //! eventually succeeded, 1 otherwise, 2 on invalid input.
-//! All the logic lives in `ratelimit_workspace::hungry`.
+//! The run loop and the summary live in `ratelimit_workspace::hungry`; pacing and retries in
+//! the `ratelimit-client` crate.
 
 use std::{
     error::Error,
@@ -26,7 +29,7 @@ use actix_web::http::{
 use clap::Parser;
 use ratelimit_workspace::hungry::{self, Config};
 
-/// Hammer a rate-limited HTTP API at a fixed rate, honouring 429 Retry-After.
+/// Hammer a rate-limited HTTP API at a fixed rate, paced by its rate-limit headers.
 #[derive(Debug, Parser)]
 #[command(name = "hungryclient", version)]
 struct Cli {
@@ -43,7 +46,12 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     requests: u64,
 
-    /// HTTP method; only idempotent methods are retried after a 429
+    /// Tasks sending at once, sharing one paced client
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: u64,
+
+    /// HTTP method; only idempotent methods (or requests with an Idempotency-Key header) are
+    /// retried after a 429
     #[arg(long, default_value = "GET", value_parser = hungry::parse_method)]
     method: Method,
 
@@ -52,7 +60,7 @@ struct Cli {
           value_parser = hungry::parse_header)]
     headers: Vec<(HeaderName, HeaderValue)>,
 
-    /// Cap on a single wait after a 429, in seconds
+    /// Wait budget of one request, pacing and retries together, in seconds
     #[arg(long, value_name = "SECS", default_value_t = hungry::DEFAULT_MAX_WAIT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_wait: u64,
@@ -104,6 +112,8 @@ fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
 
     let mut config = Config::new(url, hungry::interval_for_rpm(rpm)?);
     config.requests = cli.requests;
+    // At most 1024 (checked by clap), so the conversion cannot fail.
+    config.concurrency = usize::try_from(cli.concurrency).unwrap_or(1);
     config.method = cli.method;
     config.headers = cli.headers;
     config.max_wait = Duration::from_secs(cli.max_wait);

@@ -1,42 +1,36 @@
-//! A "hungry" load client that hammers a rate-limited HTTP endpoint while
-//! honouring `429 Too Many Requests` answers.
+//! The command-line side of `hungryclient`, the load client: input checks, the run loop
+//! (N tasks sharing one paced client, at a target rate) and the summary.
 //!
-//! The client sends a fixed number of requests, paced at a target rate in
-//! requests per minute. When the server answers `429`, the client reads the
-//! `Retry-After` header (delta-seconds or HTTP-date), waits that long (capped
-//! by [`Config::max_wait`]) and retries the same request, provided the method is
-//! idempotent. Without a usable `Retry-After` it falls back to exponential
-//! backoff starting at one second. An overall deadline ([`Config::max_time`])
-//! bounds the whole run.
-//!
-//! Everything that does not need the network is a pure function so that it can
-//! be unit tested: [`parse_retry_after`], [`is_idempotent`], [`Backoff`],
-//! [`parse_header`], [`parse_url`], [`parse_rpm`], [`format_summary`], …
-//! The network part is [`run`], which returns a [`Summary`].
-//!
-//! The `hungryclient` example is the command-line front end:
+//! Pacing, `Retry-After`, backoff and the choice of what to retry are not here: they are the
+//! `ratelimit-client` crate's, used through its awc wrapper, [`PacedClient`]. This module only
+//! decides how many requests to send, how fast, and how to show what happened.
 //!
 //! ```text
-//! cargo run --example hungryclient -- --url http://127.0.0.1:8080/rate-limited --rpm 600
+//! cargo run --example hungryclient -- --url http://127.0.0.1:8080/data -H "X-API-Key: key1" \
+//!     --rpm 600 --requests 30 --concurrency 4
 //! ```
 
 use std::{
     borrow::Cow,
+    cell::{Cell, RefCell},
     fmt,
     io::{self, BufRead, Write},
+    rc::Rc,
     str::FromStr,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use actix_web::{
     http::{
-        header::{HeaderName, HeaderValue, HttpDate, DATE, RETRY_AFTER, USER_AGENT},
-        Method, StatusCode, Uri,
+        header::{HeaderName, HeaderValue, USER_AGENT},
+        Method, Uri,
     },
-    rt::time::{sleep, sleep_until, timeout, Instant},
+    rt::time::{sleep_until, timeout, Instant},
 };
 use awc::error::{ConnectError, SendRequestError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ratelimit_client::awc::{PacedClient, SendError};
+use ratelimit_client::{RetryPolicy, Stats};
 
 /// URL used when none is given on the command line or at the prompt.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080/rate-limited";
@@ -44,14 +38,12 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080/rate-limited";
 pub const DEFAULT_RPM: f64 = 600.0;
 /// Number of requests sent when `--requests` is not given.
 pub const DEFAULT_REQUESTS: u64 = 100;
-/// Default cap, in seconds, on a single wait after a `429`.
+/// Default wait budget of one request, in seconds: pacing and retries together.
 pub const DEFAULT_MAX_WAIT_SECS: u64 = 120;
 /// Default overall deadline of a run, in seconds.
 pub const DEFAULT_MAX_TIME_SECS: u64 = 600;
 /// Default timeout, in seconds, of a single HTTP request.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
-/// First delay of the exponential backoff used when `Retry-After` is unusable.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Largest response body read (and discarded) so that connections can be reused.
 const BODY_LIMIT: usize = 256 * 1024;
@@ -208,21 +200,6 @@ pub fn parse_method(input: &str) -> Result<Method, ConfigError> {
     })
 }
 
-/// Whether a request with this method may be repeated safely (RFC 9110 §9.2.2).
-///
-/// Only idempotent requests are retried after a `429`.
-pub fn is_idempotent(method: &Method) -> bool {
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::PUT,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::TRACE,
-    ]
-    .contains(method)
-}
-
 /// Asks `question` on `output` and reads one line from `input`.
 ///
 /// An empty answer, or end of input, yields `default`. The answer is trimmed.
@@ -253,16 +230,18 @@ where
 pub struct Config {
     /// Target URL.
     pub url: Uri,
-    /// Time between two consecutive requests (`60 s / rpm`); zero means
-    /// no pacing at all.
+    /// Time between two consecutive requests of the whole run (`60 s / rpm`), whichever task
+    /// sends them; zero means no pacing beyond what the server says.
     pub interval: Duration,
     /// Number of requests that should succeed.
     pub requests: u64,
+    /// Tasks sending at once, sharing one paced client.
+    pub concurrency: usize,
     /// HTTP method of every request.
     pub method: Method,
     /// Extra headers sent with every request.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Cap on a single wait after a `429`.
+    /// Wait budget of one request: pacing and retries together.
     pub max_wait: Duration,
     /// Deadline of the whole run, counted from its start.
     pub max_time: Duration,
@@ -276,12 +255,13 @@ impl Config {
     /// A configuration with the default settings for everything except the
     /// URL and the pacing interval (see [`interval_for_rpm`]).
     ///
-    /// The progress bar is off by default.
+    /// One task; the progress bar is off by default.
     pub fn new(url: Uri, interval: Duration) -> Self {
         Self {
             url,
             interval,
             requests: DEFAULT_REQUESTS,
+            concurrency: 1,
             method: Method::GET,
             headers: Vec::new(),
             max_wait: Duration::from_secs(DEFAULT_MAX_WAIT_SECS),
@@ -289,96 +269,6 @@ impl Config {
             request_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             progress: false,
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Retry-After and backoff
-// ---------------------------------------------------------------------------
-
-/// Parses a `Retry-After` header value into the delay to wait.
-///
-/// The value is either a number of seconds (`120`) or an HTTP-date
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`, or one of the two obsolete date formats).
-/// A date is converted into a delay relative to `now`; a date in the past
-/// means no delay. Anything else (negative or fractional numbers, garbage)
-/// yields `None`. A number of seconds too large for a `u64` saturates.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    if value.bytes().all(|b| b.is_ascii_digit()) {
-        // All digits, so the only possible parse error is overflow.
-        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
-        return Some(Duration::from_secs(secs));
-    }
-    let date: SystemTime = HttpDate::from_str(value).ok()?.into();
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Exponential backoff: `initial`, `2 × initial`, `4 × initial`, …, each delay
-/// capped at `cap`.
-///
-/// It is an endless iterator; use [`Iterator::take`] to bound it.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    /// Starts a backoff sequence.
-    pub fn new(initial: Duration, cap: Duration) -> Self {
-        Self { next: initial, cap }
-    }
-}
-
-impl Iterator for Backoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let current = self.next.min(self.cap);
-        self.next = self.next.saturating_mul(2).min(self.cap);
-        Some(current)
-    }
-}
-
-/// Why the client is waiting after a `429`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitReason {
-    /// The server's `Retry-After` header.
-    RetryAfter,
-    /// The server's `Retry-After` header, but reduced to the `--max-wait` cap.
-    RetryAfterCapped,
-    /// Exponential backoff, because `Retry-After` was missing or unusable.
-    Backoff,
-}
-
-impl fmt::Display for WaitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::RetryAfter => "Retry-After",
-            Self::RetryAfterCapped => "Retry-After, capped",
-            Self::Backoff => "backoff",
-        })
-    }
-}
-
-/// Chooses how long to wait after a `429`: the parsed `Retry-After` delay
-/// capped at `max_wait`, or else the next step of `backoff`.
-pub fn retry_delay(
-    retry_after: Option<Duration>,
-    backoff: &mut Backoff,
-    max_wait: Duration,
-) -> (Duration, WaitReason) {
-    match retry_after {
-        Some(delay) if delay > max_wait => (max_wait, WaitReason::RetryAfterCapped),
-        Some(delay) => (delay, WaitReason::RetryAfter),
-        None => (
-            backoff.next().unwrap_or(max_wait).min(max_wait),
-            WaitReason::Backoff,
-        ),
     }
 }
 
@@ -395,17 +285,18 @@ pub struct Summary {
     pub sent: u64,
     /// Responses with a 2xx status (one per successful planned request).
     pub succeeded: u64,
-    /// Responses with status `429`.
+    /// Responses with status `429`, retried or not.
     pub rate_limited: u64,
-    /// Responses with any other status.
+    /// Final answers with any other status.
     pub other_status: u64,
-    /// Attempts that failed without a response (connection refused, timeout…).
+    /// Requests that failed without a response (connection refused, timeout...).
     pub errors: u64,
-    /// Planned requests given up on: non-2xx final answer or network error.
+    /// Planned requests given up on: non-2xx final answer, network error, or a wait longer than
+    /// the wait budget.
     pub failed: u64,
-    /// Waits performed because of a `429`.
+    /// Times a request was held back, by pacing or before a retry.
     pub waits: u64,
-    /// Total time spent in those waits.
+    /// Time requests were held back, added over all tasks.
     pub waited: Duration,
     /// Wall-clock duration of the run.
     pub elapsed: Duration,
@@ -438,6 +329,14 @@ impl Summary {
     /// 2xx responses per minute over the whole run.
     pub fn succeeded_per_minute(&self) -> f64 {
         per_minute(self.succeeded, self.elapsed)
+    }
+
+    /// Takes the attempt-level counts from the client's pacer.
+    fn add_client_stats(&mut self, stats: Stats) {
+        self.sent = stats.sent;
+        self.rate_limited = stats.rate_limited;
+        self.waits = stats.waits;
+        self.waited = stats.waited;
     }
 
     fn record_error(&mut self, message: String) -> bool {
@@ -490,7 +389,7 @@ pub fn format_summary(summary: &Summary) -> String {
         rows.push(("not done (deadline)", summary.unfinished().to_string()));
     }
     rows.extend([
-        ("waits after 429", summary.waits.to_string()),
+        ("waits (pacing, retries)", summary.waits.to_string()),
         ("total time waited", format_secs(summary.waited)),
         ("elapsed time", format_secs(summary.elapsed)),
         ("target rate", format_rate(summary.target_rpm)),
@@ -553,19 +452,6 @@ fn describe_send_error(err: &SendRequestError, url: &Uri) -> String {
     }
 }
 
-/// What one HTTP attempt produced.
-enum Attempt {
-    /// A response with this status; for a `429`, the parsed `Retry-After`.
-    Response {
-        status: StatusCode,
-        retry_after: Option<Duration>,
-    },
-    /// No response.
-    Error(String),
-    /// The run deadline passed while waiting for the response.
-    Deadline,
-}
-
 /// Live progress display; a hidden bar when disabled.
 struct Progress {
     bar: ProgressBar,
@@ -592,8 +478,8 @@ impl Progress {
         self.bar.set_message(message);
     }
 
-    fn counts(&self, summary: &Summary) {
-        let mut prefix = format!("2xx:{} 429:{}", summary.succeeded, summary.rate_limited);
+    fn counts(&self, summary: &Summary, stats: Stats) {
+        let mut prefix = format!("2xx:{} 429:{}", summary.succeeded, stats.rate_limited);
         // Rare outcomes only take room on the line once they happen.
         if summary.other_status > 0 {
             prefix.push_str(&format!(" other:{}", summary.other_status));
@@ -618,229 +504,153 @@ impl Progress {
     }
 }
 
-/// State of one run.
-struct Runner<'a> {
-    config: &'a Config,
-    client: awc::Client,
+/// One run: the paced client and what the tasks share.
+struct Run {
+    config: Config,
+    client: PacedClient,
     progress: Progress,
-    summary: Summary,
-    deadline: Option<Instant>,
+    summary: RefCell<Summary>,
+    /// Requests not yet handed to a task.
+    left: Cell<u64>,
+    /// When the next request of the whole run may start (`--rpm`).
+    next_send: Cell<Instant>,
 }
 
-impl Runner<'_> {
-    /// Whether something planned for `at` (or never, for `None`) would be
-    /// after the deadline.
-    fn after_deadline(&self, at: Option<Instant>) -> bool {
-        match (at, self.deadline) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(at), Some(deadline)) => at > deadline,
+impl Run {
+    fn take_request(&self) -> bool {
+        let left = self.left.get();
+        self.left.set(left.saturating_sub(1));
+        left > 0
+    }
+
+    /// Waits for this task's turn at the target rate.
+    async fn pace(&self) {
+        let slot = self.next_send.get().max(Instant::now());
+        self.next_send.set(slot + self.config.interval);
+        if slot > Instant::now() {
+            sleep_until(slot).await;
         }
     }
 
-    fn stop_at_deadline(&mut self, why: &str) {
-        self.summary.deadline_reached = true;
-        self.progress
-            .note(&format!("stopping early (--max-time): {why}"));
-    }
-
-    /// Sends one request and reads (and discards) its body.
-    async fn attempt(&self) -> Attempt {
+    fn request(&self) -> awc::ClientRequest {
         let mut request = self
             .client
+            .client()
             .request(self.config.method.clone(), self.config.url.clone());
         for (name, value) in &self.config.headers {
             request = request.append_header((name.clone(), value.clone()));
         }
-        request = request.insert_header_if_none((USER_AGENT, CLIENT_USER_AGENT));
-
-        let exchange = async {
-            let mut response = request.send().await?;
-            let status = response.status();
-            let retry_after = if status == StatusCode::TOO_MANY_REQUESTS {
-                // Measure an HTTP-date against the server's clock when it
-                // tells us its time, to be immune to clock skew.
-                let now = response
-                    .headers()
-                    .get(DATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| HttpDate::from_str(v).ok())
-                    .map_or_else(SystemTime::now, SystemTime::from);
-                response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, now))
-            } else {
-                None
-            };
-            if let Err(err) = response.body().limit(BODY_LIMIT).await {
-                log::debug!("could not read the response body: {err}");
-            }
-            Ok::<_, SendRequestError>(Attempt::Response {
-                status,
-                retry_after,
-            })
-        };
-
-        let outcome = match self.deadline {
-            Some(deadline) => {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                match timeout(remaining, exchange).await {
-                    Ok(result) => result,
-                    Err(_) => return Attempt::Deadline,
-                }
-            }
-            None => exchange.await,
-        };
-        outcome.unwrap_or_else(|err| Attempt::Error(describe_send_error(&err, &self.config.url)))
+        request.insert_header_if_none((USER_AGENT, CLIENT_USER_AGENT))
     }
 
-    /// Sleeps for `total`, showing a countdown; returns the time really waited.
-    async fn wait(&self, total: Duration, reason: WaitReason) -> Duration {
-        let start = Instant::now();
-        let end = start.checked_add(total);
-        loop {
-            let remaining = match end {
-                Some(end) => end.saturating_duration_since(Instant::now()),
-                None => total,
-            };
-            if remaining.is_zero() {
-                break;
+    async fn send_one(&self) {
+        self.progress.status("sending");
+        let outcome = match self.client.send(self.request()).await {
+            Ok(mut response) => {
+                let status = response.status();
+                if let Err(err) = response.body().limit(BODY_LIMIT).await {
+                    log::debug!("could not read the response body: {err}");
+                }
+                Ok(status)
             }
-            let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
-            self.progress.status(format!("waiting {secs}s ({reason})"));
-            sleep(remaining.min(Duration::from_secs(1))).await;
-        }
-        start.elapsed()
+            Err(err) => Err(err),
+        };
+        self.record(outcome);
+        self.progress
+            .counts(&self.summary.borrow(), self.client.pacer().stats());
+        self.progress.advance();
     }
 
-    async fn run(mut self) -> Summary {
-        let started = Instant::now();
-        self.deadline = started.checked_add(self.config.max_time);
-        let total = self.config.requests;
-        let retry_429 = is_idempotent(&self.config.method);
-        let mut next_send = Some(started);
-        self.progress.counts(&self.summary);
-        self.progress.status("starting");
-
-        'requests: for index in 1..=total {
-            let mut backoff = Backoff::new(INITIAL_BACKOFF, self.config.max_wait);
-            loop {
-                if self.after_deadline(next_send) {
-                    self.stop_at_deadline("the next request would start too late");
-                    break 'requests;
+    fn record(&self, outcome: Result<awc::http::StatusCode, SendError>) {
+        let mut summary = self.summary.borrow_mut();
+        match outcome {
+            Ok(status) if status.is_success() => summary.succeeded += 1,
+            Ok(status) => {
+                log::debug!("unexpected final status {status}");
+                // A final 429 is counted among the 429s already.
+                if status.as_u16() != 429 {
+                    summary.other_status += 1;
                 }
-                if let Some(at) = next_send {
-                    if at > Instant::now() {
-                        self.progress.status("pacing");
-                        sleep_until(at).await;
-                    }
+                summary.failed += 1;
+            }
+            Err(SendError::Send(err)) => {
+                let message = describe_send_error(&err, &self.config.url);
+                if summary.record_error(message.clone()) {
+                    self.progress.note(&message);
                 }
-
-                self.progress.status(format!("sending #{index}"));
-                let sent_at = Instant::now();
-                next_send = sent_at.checked_add(self.config.interval);
-                self.summary.sent += 1;
-                let attempt = self.attempt().await;
-
-                let (retry_after, retry) = match attempt {
-                    Attempt::Deadline => {
-                        self.stop_at_deadline("no response before the deadline");
-                        break 'requests;
-                    }
-                    Attempt::Error(message) => {
-                        if self.summary.record_error(message.clone()) {
-                            self.progress.note(&message);
-                        }
-                        self.summary.failed += 1;
-                        self.progress.counts(&self.summary);
-                        self.progress.advance();
-                        break;
-                    }
-                    Attempt::Response { status, .. } if status.is_success() => {
-                        self.summary.succeeded += 1;
-                        self.progress.counts(&self.summary);
-                        self.progress.advance();
-                        break;
-                    }
-                    Attempt::Response {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        retry_after,
-                    } => {
-                        self.summary.rate_limited += 1;
-                        (retry_after, retry_429)
-                    }
-                    Attempt::Response { status, .. } => {
-                        log::debug!("request {index}: unexpected status {status}");
-                        self.summary.other_status += 1;
-                        self.summary.failed += 1;
-                        self.progress.counts(&self.summary);
-                        self.progress.advance();
-                        break;
-                    }
-                };
-
-                // A 429. Non-idempotent requests are not repeated, but the
-                // server's wish is still honoured before the next request.
-                self.progress.counts(&self.summary);
-                if !retry {
-                    self.summary.failed += 1;
-                    self.progress.advance();
-                    if index == total {
-                        break 'requests;
-                    }
-                }
-                let (delay, reason) = retry_delay(retry_after, &mut backoff, self.config.max_wait);
-                if self.after_deadline(Instant::now().checked_add(delay)) {
-                    self.stop_at_deadline(&format!(
-                        "waiting {:.1}s ({reason}) would pass the deadline",
-                        delay.as_secs_f64()
-                    ));
-                    break 'requests;
-                }
-                let waited = self.wait(delay, reason).await;
-                self.summary.waits += 1;
-                self.summary.waited += waited;
-                if !retry {
-                    break;
-                }
+                summary.failed += 1;
+            }
+            Err(err) => {
+                self.progress.note(&err.to_string());
+                summary.failed += 1;
             }
         }
+    }
 
-        self.summary.elapsed = started.elapsed();
-        self.progress.finish();
-        self.summary
+    async fn task(self: Rc<Self>) {
+        while self.take_request() {
+            self.pace().await;
+            self.send_one().await;
+        }
     }
 }
 
 /// Runs the load test described by `config` and returns its [`Summary`].
 ///
 /// Must be called from within an actix (Tokio current-thread) runtime, for
-/// example under `#[actix_web::main]` or `#[actix_web::test]`. Requests are
-/// sent one at a time. Network errors are counted and reported on stderr,
-/// never propagated.
+/// example under `#[actix_web::main]` or `#[actix_web::test]`. `config.concurrency`
+/// tasks share one [`PacedClient`], so that what one response says paces them all.
+/// Network errors are counted and reported on stderr, never propagated.
 pub async fn run(config: &Config) -> Summary {
     let client = awc::Client::builder()
         .timeout(config.request_timeout)
         .finish();
+    let policy = RetryPolicy {
+        wait_budget: config.max_wait,
+        ..RetryPolicy::default()
+    };
     let target_rpm = if config.interval.is_zero() {
         f64::INFINITY
     } else {
         60.0 / config.interval.as_secs_f64()
     };
-    let runner = Runner {
-        config,
-        client,
+    let started = Instant::now();
+    let run = Rc::new(Run {
+        config: config.clone(),
+        client: PacedClient::new(client).with_policy(policy),
         progress: Progress::new(config.progress, config.requests),
-        summary: Summary {
+        summary: RefCell::new(Summary {
             planned: config.requests,
             target_rpm,
             ..Summary::default()
-        },
-        deadline: None,
+        }),
+        left: Cell::new(config.requests),
+        next_send: Cell::new(started),
+    });
+    let mut tasks: Vec<_> = (0..config.concurrency.max(1))
+        .map(|_| actix_web::rt::spawn(Rc::clone(&run).task()))
+        .collect();
+    let all_done = async {
+        for task in &mut tasks {
+            if let Err(err) = task.await {
+                log::warn!("a task failed: {err}");
+            }
+        }
     };
-    runner.run().await
+    let finished = timeout(config.max_time, all_done).await.is_ok();
+    for task in &tasks {
+        task.abort();
+    }
+    run.progress.finish();
+    let mut summary = run.summary.borrow().clone();
+    if !finished {
+        summary.deadline_reached = true;
+        run.progress
+            .note("stopping early (--max-time): the deadline was reached");
+    }
+    summary.add_client_stats(run.client.pacer().stats());
+    summary.elapsed = started.elapsed();
+    summary
 }
 
 #[cfg(test)]
@@ -852,82 +662,11 @@ mod tests {
             atomic::{AtomicUsize, Ordering},
             Arc,
         },
-        time::UNIX_EPOCH,
     };
 
-    use actix_web::{web, App, HttpResponse, HttpServer};
+    use actix_web::{http::header::RETRY_AFTER, web, App, HttpResponse, HttpServer};
 
     use super::*;
-
-    /// `Sun, 06 Nov 1994 08:49:37 GMT`, the example date of RFC 9110.
-    fn rfc_example_date() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(784_111_777)
-    }
-
-    #[test]
-    fn retry_after_delta_seconds() {
-        let now = SystemTime::now();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now),
-            Some(Duration::from_secs(u64::MAX))
-        );
-    }
-
-    #[test]
-    fn retry_after_http_dates() {
-        let date = rfc_example_date();
-        let before = date - Duration::from_secs(30);
-        for value in [
-            "Sun, 06 Nov 1994 08:49:37 GMT",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
-        ] {
-            assert_eq!(
-                parse_retry_after(value, before),
-                Some(Duration::from_secs(30)),
-                "{value}"
-            );
-        }
-        let after = date + Duration::from_secs(5);
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", after),
-            Some(Duration::ZERO)
-        );
-    }
-
-    #[test]
-    fn retry_after_garbage() {
-        let now = SystemTime::now();
-        for value in [
-            "",
-            "  ",
-            "-1",
-            "1.5",
-            "soon",
-            "+3",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-        ] {
-            assert_eq!(parse_retry_after(value, now), None, "{value:?}");
-        }
-    }
-
-    #[test]
-    fn idempotent_methods() {
-        for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"] {
-            let method = parse_method(method).expect("valid method");
-            assert!(is_idempotent(&method), "{method}");
-        }
-        for method in ["POST", "PATCH", "CONNECT", "PURGE"] {
-            let method = parse_method(method).expect("valid method");
-            assert!(!is_idempotent(&method), "{method}");
-        }
-    }
 
     #[test]
     fn methods() {
@@ -935,46 +674,6 @@ mod tests {
         assert_eq!(parse_method(" GET "), Ok(Method::GET));
         assert!(parse_method("").is_err());
         assert!(parse_method("GE T").is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let secs = |s| Duration::from_secs(s);
-        let delays: Vec<_> = Backoff::new(secs(1), secs(10)).take(6).collect();
-        assert_eq!(
-            delays,
-            [secs(1), secs(2), secs(4), secs(8), secs(10), secs(10)]
-        );
-
-        let capped: Vec<_> = Backoff::new(secs(5), secs(3)).take(2).collect();
-        assert_eq!(capped, [secs(3), secs(3)]);
-
-        // Doubling never overflows.
-        let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
-        assert_eq!(huge.nth(3), Some(Duration::MAX));
-    }
-
-    #[test]
-    fn retry_delay_prefers_retry_after() {
-        let secs = |s| Duration::from_secs(s);
-        let mut backoff = Backoff::new(secs(1), secs(60));
-        assert_eq!(
-            retry_delay(Some(secs(7)), &mut backoff, secs(60)),
-            (secs(7), WaitReason::RetryAfter)
-        );
-        assert_eq!(
-            retry_delay(Some(secs(600)), &mut backoff, secs(60)),
-            (secs(60), WaitReason::RetryAfterCapped)
-        );
-        // The backoff only advances when it is used.
-        assert_eq!(
-            retry_delay(None, &mut backoff, secs(60)),
-            (secs(1), WaitReason::Backoff)
-        );
-        assert_eq!(
-            retry_delay(None, &mut backoff, secs(60)),
-            (secs(2), WaitReason::Backoff)
-        );
     }
 
     #[test]
@@ -1102,7 +801,7 @@ mod tests {
         assert!(row("2xx responses").ends_with(" 9 |"));
         assert!(row("429 responses").ends_with(" 3 |"));
         assert!(row("network errors").ends_with(" 1 |"));
-        assert!(row("waits after 429").ends_with(" 3 |"));
+        assert!(row("waits (pacing, retries)").ends_with(" 3 |"));
         assert!(row("total time waited").ends_with(" 7.3 s |"));
         assert!(row("elapsed time").ends_with(" 30.0 s |"));
         assert!(row("effective rate (sent)").ends_with(" 26.0 req/min |"));
@@ -1197,7 +896,9 @@ mod tests {
         assert_eq!(summary.errors, 0, "{summary:?}");
         assert_eq!(summary.failed, 0, "{summary:?}");
         assert_eq!(summary.waits, 2, "{summary:?}");
-        assert!(summary.waited >= Duration::from_secs(2), "{summary:?}");
+        // Two waits of Retry-After: 1 each, counted from the 429s' arrival.
+        assert!(summary.waited >= Duration::from_millis(1900), "{summary:?}");
+        assert!(summary.elapsed >= Duration::from_secs(2), "{summary:?}");
         assert!(summary.waited < Duration::from_secs(10), "{summary:?}");
         assert!(summary.elapsed >= summary.waited, "{summary:?}");
         assert!(!summary.deadline_reached);

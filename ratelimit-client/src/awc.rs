@@ -136,7 +136,8 @@ impl PacedClient {
             let response = send().await.map_err(SendError::Send)?;
             let status = status_of(&response);
             let code = response.status().as_u16();
-            if let Decision::Deliver(_) = exchange.on_response(permit, Instant::now(), code, &status)
+            if let Decision::Deliver(_) =
+                exchange.on_response(permit, Instant::now(), code, &status)
             {
                 return Ok(response);
             }

@@ -35,7 +35,11 @@ impl Backoff {
     /// The wait before retry `retry` for a draw `unit` in `[0, 1)`; out-of-range draws are
     /// clamped. Split from [`Backoff::jittered`] so that tests choose the draw.
     pub fn delay(&self, retry: u32, unit: f64) -> Duration {
-        let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
         self.ceiling(retry).mul_f64(unit)
     }
 
@@ -60,7 +64,10 @@ mod tests {
             cap: secs(10),
         };
         let ceilings: Vec<_> = (0..6).map(|n| backoff.ceiling(n)).collect();
-        assert_eq!(ceilings, [secs(1), secs(2), secs(4), secs(8), secs(10), secs(10)]);
+        assert_eq!(
+            ceilings,
+            [secs(1), secs(2), secs(4), secs(8), secs(10), secs(10)]
+        );
     }
 
     #[test]

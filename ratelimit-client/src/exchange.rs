@@ -246,7 +246,9 @@ mod tests {
             }
         });
         let mut second = Exchange::new(&pacer, policy, origin(), true);
-        let err = second.next_step(t0).expect_err("30 s is over the 5 s budget");
+        let err = second
+            .next_step(t0)
+            .expect_err("30 s is over the 5 s budget");
         assert_eq!(err.needed, secs(30));
         assert_eq!(err.left, secs(5));
         assert!(err.to_string().contains("http://localhost:80"), "{err}");

@@ -45,7 +45,10 @@ mod tests {
         assert!(!may_retry("POST", plain));
         let keyed: [(&str, &[u8]); 2] = [
             ("Content-Type", b"application/json"),
-            ("Idempotency-Key", b"\"8e03978e-40d5-43e8-bc93-6894a57f9324\""),
+            (
+                "Idempotency-Key",
+                b"\"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
+            ),
         ];
         assert!(may_retry("POST", keyed));
         assert!(may_retry("PATCH", [("IDEMPOTENCY-KEY", &b"k"[..])]));

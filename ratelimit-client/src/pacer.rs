@@ -89,7 +89,9 @@ struct OriginState {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The state stays consistent between statements, so a panic elsewhere leaves it usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Pacer {
@@ -241,9 +243,7 @@ impl OriginState {
             // First news: requests sent before it was known may not be in the server's count.
             None => Estimate {
                 limit: budget.limit,
-                remaining: budget
-                    .remaining
-                    .saturating_sub(u64::from(self.in_flight)),
+                remaining: budget.remaining.saturating_sub(u64::from(self.in_flight)),
                 reset_at,
             },
         });
@@ -307,14 +307,25 @@ mod tests {
         let pacer = Pacer::new();
         let t0 = Instant::now();
         let probe = go(&pacer, t0);
-        assert_eq!(held(&pacer, t0), FIRST_ROUND_TRIP, "waits for the first answer");
+        assert_eq!(
+            held(&pacer, t0),
+            FIRST_ROUND_TRIP,
+            "waits for the first answer"
+        );
         pacer.observe(probe, t0, 200, &report(Some(10), 3, 10));
         let permits: Vec<_> = (0..3).map(|_| go(&pacer, t0)).collect();
-        assert!(held(&pacer, t0) <= MAX_POLL, "spent: waits for news of those in flight");
+        assert!(
+            held(&pacer, t0) <= MAX_POLL,
+            "spent: waits for news of those in flight"
+        );
         for permit in permits {
             pacer.observe(permit, t0, 200, &report(Some(10), 0, 10));
         }
-        assert_eq!(held(&pacer, t0), Duration::from_secs(10), "held until the reset");
+        assert_eq!(
+            held(&pacer, t0),
+            Duration::from_secs(10),
+            "held until the reset"
+        );
     }
 
     #[test]
@@ -324,7 +335,10 @@ mod tests {
         pacer.observe(go(&pacer, t0), t0, 200, &report(Some(4), 0, 5));
         let t1 = t0 + Duration::from_secs(5);
         let permits: Vec<_> = (0..4).map(|_| go(&pacer, t1)).collect();
-        assert!(held(&pacer, t1) < Duration::from_secs(1), "a fifth waits for news");
+        assert!(
+            held(&pacer, t1) < Duration::from_secs(1),
+            "a fifth waits for news"
+        );
         drop(permits);
         // Spent, nothing in flight, no reset known for the new window: one goes to find out.
         let _probe = go(&pacer, t1);
@@ -370,10 +384,16 @@ mod tests {
         };
         pacer.observe(go(&pacer, t0), t0, 429, &refused);
         assert_eq!(held(&pacer, t0), Duration::from_secs(3));
-        assert_eq!(held(&pacer, t0 + Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            held(&pacer, t0 + Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
         go(&pacer, t0 + Duration::from_secs(3));
         let other = Origin::new("http", "127.0.0.1", Some(9090));
-        assert!(matches!(pacer.admit(&other, t0), Admission::Go(_)), "per origin");
+        assert!(
+            matches!(pacer.admit(&other, t0), Admission::Go(_)),
+            "per origin"
+        );
         assert_eq!(pacer.stats().rate_limited, 1);
     }
 

@@ -116,12 +116,19 @@ mod tests {
     #[test]
     fn the_servers_word_first_then_backoff() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.decide(&refusal(429, Some(7))), Decision::Retry(secs(7)));
+        assert_eq!(
+            policy.decide(&refusal(429, Some(7))),
+            Decision::Retry(secs(7))
+        );
         let third = Refusal {
             retries: 2,
             ..refusal(429, None)
         };
-        assert_eq!(policy.decide(&third), Decision::Retry(secs(2)), "half of 4 s");
+        assert_eq!(
+            policy.decide(&third),
+            Decision::Retry(secs(2)),
+            "half of 4 s"
+        );
     }
 
     #[test]
@@ -138,7 +145,10 @@ mod tests {
             policy.decide(&refusal(503, None)),
             Decision::Deliver(Delivered::Final)
         );
-        assert_eq!(policy.decide(&refusal(503, Some(2))), Decision::Retry(secs(2)));
+        assert_eq!(
+            policy.decide(&refusal(503, Some(2))),
+            Decision::Retry(secs(2))
+        );
     }
 
     #[test]
@@ -172,7 +182,10 @@ mod tests {
             waited: secs(8),
             ..refusal(429, Some(3))
         };
-        assert_eq!(policy.decide(&late), Decision::Deliver(Delivered::OutOfTime));
+        assert_eq!(
+            policy.decide(&late),
+            Decision::Deliver(Delivered::OutOfTime)
+        );
         let just = Refusal {
             waited: secs(7),
             ..refusal(429, Some(3))

@@ -98,7 +98,8 @@ impl Middleware for RateLimitMiddleware {
                 Some(copy) if repeatable => copy,
                 _ => return send_once(&mut exchange, request, extensions, next).await,
             };
-            let (response, decision) = attempt_once(&mut exchange, attempt, extensions, &next).await?;
+            let (response, decision) =
+                attempt_once(&mut exchange, attempt, extensions, &next).await?;
             if let Decision::Deliver(_) = decision {
                 return Ok(response);
             }
@@ -114,7 +115,10 @@ async fn attempt_once(
     next: &Next<'_>,
 ) -> Result<(Response, Decision)> {
     let permit = loop {
-        match exchange.next_step(Instant::now()).map_err(Error::middleware)? {
+        match exchange
+            .next_step(Instant::now())
+            .map_err(Error::middleware)?
+        {
             Step::Send(permit) => break permit,
             Step::Wait(time) => tokio::time::sleep(time).await,
         }

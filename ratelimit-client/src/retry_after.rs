@@ -60,7 +60,11 @@ mod tests {
             "Sunday, 06-Nov-94 08:49:37 GMT",
             "Sun Nov  6 08:49:37 1994",
         ] {
-            assert_eq!(parse(value, before), Some(Duration::from_secs(30)), "{value}");
+            assert_eq!(
+                parse(value, before),
+                Some(Duration::from_secs(30)),
+                "{value}"
+            );
         }
     }
 

@@ -48,7 +48,9 @@ pub(crate) fn capped(secs: f64) -> Duration {
 
 /// How long from `now` until the instant `at`; zero for an instant in the past.
 pub(crate) fn until(at: SystemTime, now: SystemTime) -> Duration {
-    at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_HINT)
+    at.duration_since(now)
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_HINT)
 }
 
 /// How long from `now` until `secs` after the Unix epoch; zero for an instant in the past.
@@ -78,11 +80,25 @@ mod tests {
     fn seconds() {
         assert_eq!(parse_seconds(b"30"), Some(30.0));
         assert_eq!(parse_seconds(b"1.5"), Some(1.5));
-        for bad in [&b""[..], b"-3", b".5", b"5.", b"1e3", b"inf", b"NaN", b"1.2.3", b"\xc3\xa9"] {
+        for bad in [
+            &b""[..],
+            b"-3",
+            b".5",
+            b"5.",
+            b"1e3",
+            b"inf",
+            b"NaN",
+            b"1.2.3",
+            b"\xc3\xa9",
+        ] {
             assert_eq!(parse_seconds(bad), None, "{bad:?}");
         }
         let huge = "9".repeat(400);
-        assert_eq!(parse_seconds(huge.as_bytes()), None, "too long to be finite");
+        assert_eq!(
+            parse_seconds(huge.as_bytes()),
+            None,
+            "too long to be finite"
+        );
     }
 
     #[test]

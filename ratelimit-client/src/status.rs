@@ -220,7 +220,10 @@ mod tests {
         let s = status(
             &[
                 ("Date", &httpdate::fmt_http_date(server_now)),
-                ("Retry-After", &httpdate::fmt_http_date(server_now + Duration::from_secs(5))),
+                (
+                    "Retry-After",
+                    &httpdate::fmt_http_date(server_now + Duration::from_secs(5)),
+                ),
             ],
             now(),
         );
@@ -239,6 +242,9 @@ mod tests {
             ],
             local,
         );
-        assert_eq!(s.budget.and_then(|b| b.reset), Some(Duration::from_millis(500)));
+        assert_eq!(
+            s.budget.and_then(|b| b.reset),
+            Some(Duration::from_millis(500))
+        );
     }
 }

@@ -77,7 +77,11 @@ mod tests {
     fn reset_as_seconds_from_now() {
         assert_eq!(reset("30"), Some(Duration::from_secs(30)));
         assert_eq!(reset("0.25"), Some(Duration::from_millis(250)));
-        assert_eq!(reset("999999999"), Some(MAX_HINT), "just under an epoch: capped");
+        assert_eq!(
+            reset("999999999"),
+            Some(MAX_HINT),
+            "just under an epoch: capped"
+        );
     }
 
     #[test]
@@ -103,7 +107,10 @@ mod tests {
 
     #[test]
     fn no_remaining_no_budget() {
-        assert_eq!(parse_x_ratelimit(Some(b"10"), None, Some(b"5"), now()), None);
+        assert_eq!(
+            parse_x_ratelimit(Some(b"10"), None, Some(b"5"), now()),
+            None
+        );
         assert_eq!(parse_x_ratelimit(None, Some(b"-1"), None, now()), None);
         let partial = parse_x_ratelimit(Some(b"lots"), Some(b"0"), Some(b"later"), now());
         assert_eq!(
