@@ -6,6 +6,8 @@
 //! cargo run --example server -- --bind 127.0.0.1:9000
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example server      # limits shared on Redis
 //! REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example server
+//! RATELIMIT_HEADERS=ietf cargo run --example server     # RateLimit-Policy / RateLimit (or `both`)
+//! RATELIMIT_OVERRIDES=overrides.toml cargo run --example server  # limits changed at run time
 //! ```
 //!
 //! Try it:
@@ -17,7 +19,9 @@
 use std::num::NonZeroU32;
 
 use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
-use ratelimit_runtime::{ratelimit, Quota, RateLimitInfo, RateLimiter};
+use ratelimit_runtime::{
+    metrics_endpoint, ratelimit, HeaderStyle, Quota, RateLimitInfo, RateLimiter, Tier,
+};
 use serde_json::json;
 
 /// `GET /`: what the endpoints are.
@@ -28,6 +32,9 @@ async fn endpoints() -> impl Responder {
             "GET /rate-limited": "300 requests per 30 seconds per client address (fixed window)",
             "GET /data": "needs X-API-Key; 10 requests per 10 seconds per key (sliding log)",
             "GET /tiered": "needs X-API-Key; per hour: free 100, pro_* keys 1,000, ent_* keys 10,000",
+            "GET /search": "10 per 10 seconds per client address; past 5 the answer is degraded",
+            "GET /shadow": "a dry run of 5 per 10 seconds per client address: never refused, would-be denials counted",
+            "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
 }
@@ -82,10 +89,13 @@ fn api_key(req: &HttpRequest) -> &str {
         .unwrap_or("")
 }
 
-/// The hourly quota of the request's tier.
-fn tier_quota(req: &HttpRequest) -> Quota {
-    let (_, per_hour) = tier_of(api_key(req));
-    Quota::per_hour(NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN))
+/// The request's tier and its hourly quota; the name labels the tier's metrics.
+fn tier_quota(req: &HttpRequest) -> Tier {
+    let (tier, per_hour) = tier_of(api_key(req));
+    Tier::new(
+        tier,
+        Quota::per_hour(NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN)),
+    )
 }
 
 /// `GET /tiered`: free / pro / enterprise quotas by API key.
@@ -97,6 +107,33 @@ async fn tiered(req: HttpRequest) -> HttpResponse {
     }
     let (tier, per_hour) = tier_of(api_key(&req));
     HttpResponse::Ok().json(json!({"tier": tier, "limit_per_hour": per_hour}))
+}
+
+/// `GET /search`: past a soft limit of 5 in 10 seconds the answer is degraded (a cheaper
+/// search), and past 10 it is refused.
+#[get("/search")]
+#[ratelimit(limit = 10, per = 10, soft = 5)]
+async fn search(info: RateLimitInfo) -> impl Responder {
+    web::Json(json!({"degraded": info.degraded()}))
+}
+
+/// `GET /shadow`: a limit being rolled out. Decided and counted, never enforced.
+#[get("/shadow")]
+#[ratelimit(limit = 5, per = 10, mode = "shadow")]
+async fn shadow() -> impl Responder {
+    web::Json(json!({"response": "never refused"}))
+}
+
+/// `RATELIMIT_HEADERS`: `x` (the default), `ietf` or `both`.
+fn header_style() -> Result<HeaderStyle, String> {
+    match std::env::var("RATELIMIT_HEADERS").as_deref().map(str::trim) {
+        Err(_) | Ok("" | "x") => Ok(HeaderStyle::XRateLimit),
+        Ok("ietf") => Ok(HeaderStyle::Ietf),
+        Ok("both") => Ok(HeaderStyle::Both),
+        Ok(other) => Err(format!(
+            "RATELIMIT_HEADERS={other:?}: expected `x`, `ietf` or `both`"
+        )),
+    }
 }
 
 /// The address to serve on: `--bind`, else `BIND`, else `127.0.0.1:8080`.
@@ -119,7 +156,15 @@ fn bind_address() -> String {
 async fn main() -> std::io::Result<()> {
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("info"));
     // REDIS_URL (or REDIS_CLUSTER_URLS) puts every limit on Redis; otherwise in memory.
-    let limiter = match RateLimiter::builder().from_env().build() {
+    let style = header_style().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    let limiter = match RateLimiter::builder()
+        .from_env()
+        .header_style(style)
+        .build()
+    {
         Ok(limiter) => limiter,
         Err(e) => {
             eprintln!("invalid rate-limiter configuration: {e}");
@@ -143,6 +188,9 @@ async fn main() -> std::io::Result<()> {
             .service(rate_limited)
             .service(data)
             .service(tiered)
+            .service(search)
+            .service(shadow)
+            .service(metrics_endpoint("/metrics"))
     })
     .bind(&bind)?
     .run()

@@ -35,9 +35,12 @@ pub struct Args {
     pub exempt: Option<Spanned<Path>>,
     pub send_x_headers: Option<Spanned<bool>>,
     pub over_limit: Option<Spanned<Path>>,
+    pub soft: Option<Spanned<u32>>,
+    pub mode: Option<Spanned<String>>,
 }
 
-const KEYS: [&str; 12] = [
+/// The keys, `rate` last: it is usually written first, without a key, and not listed.
+const KEYS: [&str; 14] = [
     "limit",
     "per",
     "scope",
@@ -49,6 +52,8 @@ const KEYS: [&str; 12] = [
     "exempt",
     "send_x_headers",
     "over_limit",
+    "soft",
+    "mode",
     "rate",
 ];
 
@@ -125,6 +130,8 @@ impl Args {
                 span,
                 path(&value, "over_limit")?,
             ),
+            "soft" => put(&mut self.soft, "soft", span, positive(&value, "soft")?),
+            "mode" => put(&mut self.mode, "mode", span, string(&value, "mode")?),
             _ => Err(unknown_key(&meta)),
         }
     }
@@ -154,7 +161,7 @@ fn unknown_key(meta: &ParseNestedMeta<'_>) -> syn::Error {
     let hint = nearest
         .map(|k| format!("did you mean `{k}`? "))
         .unwrap_or_default();
-    let keys = KEYS[..11]
+    let keys = KEYS[..KEYS.len() - 1]
         .iter()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()

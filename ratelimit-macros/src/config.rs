@@ -34,6 +34,8 @@ pub struct RuleSpec {
     pub exempt: Option<Path>,
     pub send_x_headers: bool,
     pub over_limit: Option<Path>,
+    pub soft: Option<u32>,
+    pub mode: &'static str,
 }
 
 /// The algorithms and whether each has a capacity (`burst`).
@@ -61,8 +63,10 @@ impl Args {
             ));
         }
         let cost = self.cost.as_ref().map_or(1, |c| c.value);
+        let mode = mode(self.mode.as_ref())?;
         for quota in &quotas {
             check_cost(self.cost.as_ref(), quota, algorithm, burst)?;
+            check_soft(self.soft.as_ref(), quota, algorithm, burst)?;
         }
         Ok(quotas
             .into_iter()
@@ -76,6 +80,8 @@ impl Args {
                 exempt: self.exempt.as_ref().map(|e| e.value.clone()),
                 send_x_headers: self.send_x_headers.as_ref().is_none_or(|s| s.value),
                 over_limit: self.over_limit.as_ref().map(|o| o.value.clone()),
+                soft: self.soft.as_ref().map(|s| s.value),
+                mode,
             })
             .collect())
     }
@@ -203,6 +209,50 @@ fn choice_error(written: &Spanned<String>, key: &str, choices: &[&str]) -> syn::
     )
 }
 
+fn mode(written: Option<&Spanned<String>>) -> syn::Result<&'static str> {
+    let Some(written) = written else {
+        return Ok("enforce");
+    };
+    match written.value.as_str() {
+        "enforce" => Ok("enforce"),
+        "shadow" => Ok("shadow"),
+        _ => Err(choice_error(written, "mode", &["enforce", "shadow"])),
+    }
+}
+
+/// What a limit reports as its size: the capacity for the algorithms that have one.
+fn reported_limit(limit: u32, algorithm: &str, burst: Option<u32>) -> u32 {
+    match algorithm {
+        "leaky_bucket" => burst.unwrap_or(1),
+        "token_bucket" | "gcra" => burst.unwrap_or(limit),
+        _ => limit,
+    }
+}
+
+/// A soft limit must be below the limit it softens; with a per-request quota this is checked
+/// at run time instead.
+fn check_soft(
+    soft: Option<&Spanned<u32>>,
+    quota: &QuotaSpec,
+    algorithm: &str,
+    burst: Option<u32>,
+) -> syn::Result<()> {
+    let (Some(soft), QuotaSpec::Fixed { limit, .. }) = (soft, quota) else {
+        return Ok(());
+    };
+    let size = reported_limit(*limit, algorithm, burst);
+    if soft.value < size {
+        return Ok(());
+    }
+    Err(syn::Error::new(
+        soft.span,
+        format!(
+            "`soft = {}` must be below the limit ({size}): above the soft limit requests pass degraded, at the limit they are refused",
+            soft.value
+        ),
+    ))
+}
+
 /// A request that costs more than a limit can ever hold would never pass. (The leaky bucket
 /// holds one request unless given a `burst`.)
 fn check_cost(
@@ -214,12 +264,7 @@ fn check_cost(
     let (Some(cost), QuotaSpec::Fixed { limit, .. }) = (cost, quota) else {
         return Ok(());
     };
-    let default_capacity = if algorithm == "leaky_bucket" {
-        1
-    } else {
-        *limit
-    };
-    let capacity = burst.unwrap_or(default_capacity);
+    let capacity = reported_limit(*limit, algorithm, burst);
     if cost.value <= capacity {
         return Ok(());
     }

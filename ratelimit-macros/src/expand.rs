@@ -168,6 +168,7 @@ fn wrap(func: ItemFn, rules: &[RuleSpec]) -> TokenStream {
         #vis async fn #name(__ratelimit_raw: #rt::RawRequest) -> #rt::HttpResponse {
             #inner_sig #block
             static __RATELIMIT_RULES: [#rt::Rule; #count] = [#(#rule_exprs),*];
+            #rt::inventory::submit! { #rt::HandlerRules(&__RATELIMIT_RULES) }
             let (__ratelimit_req, mut __ratelimit_payload) = __ratelimit_raw.into_parts();
             let __ratelimit_pass = match #rt::check(&__ratelimit_req, &__RATELIMIT_RULES).await {
                 ::core::result::Result::Ok(pass) => pass,
@@ -213,6 +214,8 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let exempt = option(rule.exempt.as_ref().map(exempt_expr));
     let send = rule.send_x_headers;
     let over_limit = option(rule.over_limit.as_ref().map(over_limit_expr));
+    let soft = option(rule.soft.map(|s| quote!(#rt::non_zero(#s))));
+    let mode = format_ident!("{}", camel(rule.mode));
     quote! {
         #rt::Rule {
             name: #name,
@@ -224,6 +227,8 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             exempt: #exempt,
             send_x_headers: #send,
             over_limit: #over_limit,
+            soft: #soft,
+            mode: #rt::Mode::#mode,
         }
     }
 }
@@ -237,7 +242,9 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
         QuotaSpec::PerRequest(path) => {
             let choose = at(
                 path,
-                quote!(|req: &#rt::HttpRequest| -> #rt::Quota { #path(req) }),
+                quote!(|req: &#rt::HttpRequest| -> #rt::Tier {
+                    ::core::convert::Into::into(#path(req))
+                }),
             );
             quote!(#rt::QuotaSource::PerRequest(#choose))
         }

@@ -46,11 +46,13 @@ use proc_macro::TokenStream;
 /// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_window"`, `"sliding_log"`, `"token_bucket"`, `"leaky_bucket"`, `"gcra"` |
 /// | `burst = N` | the capacity of algorithms that have one |
 /// | `cost = N` | what one request spends (default 1) |
-/// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Quota` (tiers) |
+/// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Tier` (a named tier: the metrics' `tier` label) or `-> Quota` |
 /// | `shared = "name"` | handlers naming the same budget spend it together |
 /// | `exempt = path::to::fn` | `fn(&HttpRequest) -> bool`; true skips the limit |
 /// | `send_x_headers = false` | no `X-RateLimit-*` headers (denied responses keep `Retry-After`) |
 /// | `over_limit = path::to::fn` | `fn(&HttpRequest, &RateLimitInfo) -> impl Responder` answers denied requests |
+/// | `soft = N` | a soft limit below the limit: past `N` spent, requests pass but `RateLimitInfo::degraded()` is true |
+/// | `mode = "shadow"` | a dry run: decided and charged, never refused; would-be denials logged and counted (`"enforce"` is the default) |
 ///
 /// A request without the header its scope names (or whose custom key is `None`) is counted per
 /// client address, in a budget of its own: a missing key never escapes the limit.
@@ -87,7 +89,12 @@ use proc_macro::TokenStream;
 /// Every mistake is a compile error on the token at fault: a zero, negative or fractional
 /// number, an unknown argument, scope or algorithm, a repeated argument, a bad rate string
 /// (`"10/minuets"` suggests `minute`), `burst` on an algorithm without a capacity, a cost no
-/// limit can hold, a function that is not `async` or takes `self`.
+/// limit can hold, a `soft` limit not below the limit, a function that is not `async` or takes
+/// `self`. (With `limit = fn`, a soft limit is checked per request: where it is not below the
+/// quota the function chose, it is ignored and a warning logged once.)
+///
+/// The attribute also records the handler's rules by name, so that an operator can override,
+/// peek at and reset them at run time (`RateLimiter::set_override`, `peek`, `reset`).
 ///
 /// # Equivalent code without the macro
 ///

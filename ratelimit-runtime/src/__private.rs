@@ -7,13 +7,15 @@ use actix_web::dev::Payload;
 use actix_web::FromRequest;
 
 pub use crate::algorithm::AlgorithmKind;
+pub use crate::catalogue::HandlerRules;
 pub use crate::engine::Pass;
 pub use crate::info::RateLimitInfo;
 pub use crate::key::Scope;
 pub use crate::limiter::RateLimiter;
 pub use crate::quota::Quota;
-pub use crate::rule::{QuotaSource, Rule};
+pub use crate::rule::{Mode, QuotaSource, Rule, Tier};
 pub use actix_web::{HttpRequest, HttpResponse, Responder};
+pub use inventory;
 pub use std::borrow::Cow;
 pub use std::num::NonZeroU32;
 

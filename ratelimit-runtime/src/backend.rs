@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::metrics::StoreLabel;
 use crate::store::{
     BlockedKeys, Check, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
 };
@@ -41,8 +42,13 @@ pub enum RedisTarget {
 /// Counters of a limiter on Redis.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RedisStats {
-    /// Redis calls that failed.
+    /// Redis decisions that failed, whatever the kind.
     pub errors: u64,
+    /// Of those, decisions Redis did not answer in time.
+    pub timeouts: u64,
+    /// Of those, decisions refused for the rule itself (a quota Redis cannot decide exactly, a
+    /// key holding something else), while Redis stays in use for the rest.
+    pub refused: u64,
     /// Decisions made by the failure policy instead of Redis.
     pub degraded_decisions: u64,
     /// Denials answered from the local cache of blocked keys, without Redis.
@@ -84,6 +90,8 @@ pub(crate) struct RedisBackend {
     /// Seeds keys for the in-memory fallback.
     local_seed: ahash::RandomState,
     errors: AtomicU64,
+    timeouts: AtomicU64,
+    refused: AtomicU64,
     degraded_decisions: AtomicU64,
 }
 
@@ -105,6 +113,8 @@ impl Backend {
             degraded: AtomicBool::new(false),
             local_seed: ahash::RandomState::new(),
             errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
         }))
     }
@@ -114,15 +124,53 @@ impl Backend {
         matches!(self, Backend::Redis(_))
     }
 
+    /// Decides `checks`, and says which store did.
     pub(crate) async fn decide(
         &self,
         memory: &MemoryStore,
         checks: &[Check],
         now: UnixNanos,
-    ) -> Outcome {
+    ) -> (Outcome, StoreLabel) {
         match self {
-            Backend::Memory => Outcome::Decided(memory.decide_now(checks, now)),
+            Backend::Memory => (
+                Outcome::Decided(memory.decide_now(checks, now)),
+                StoreLabel::Memory,
+            ),
             Backend::Redis(redis) => redis.decide(memory, checks, now).await,
+        }
+    }
+
+    /// Decides `checks` without charging them. On Redis, a failure is the caller's to see: an
+    /// operator asking about one client wants Redis's answer or an error, not a guess.
+    pub(crate) async fn peek(
+        &self,
+        memory: &MemoryStore,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> Result<Verdict, StoreError> {
+        match self {
+            Backend::Memory => Ok(memory.peek_now(checks, now)),
+            Backend::Redis(redis) => redis.store().await?.peek(checks, now).await,
+        }
+    }
+
+    /// Forgets the state of `checks`: on Redis, its keys, the local cache of their denials and
+    /// their state in the fallback store.
+    pub(crate) async fn reset(
+        &self,
+        memory: &MemoryStore,
+        checks: &[Check],
+    ) -> Result<(), StoreError> {
+        match self {
+            Backend::Memory => {
+                memory.reset_now(checks);
+                Ok(())
+            }
+            Backend::Redis(redis) => {
+                redis.blocked.forget(checks);
+                memory.reset_now(&redis.local(checks));
+                redis.store().await?.reset(checks).await
+            }
         }
     }
 
@@ -132,6 +180,8 @@ impl Backend {
         };
         Some(RedisStats {
             errors: redis.errors.load(Ordering::Relaxed),
+            timeouts: redis.timeouts.load(Ordering::Relaxed),
+            refused: redis.refused.load(Ordering::Relaxed),
             degraded_decisions: redis.degraded_decisions.load(Ordering::Relaxed),
             blocked_cache_hits: redis.blocked.hits(),
             degraded: redis.degraded.load(Ordering::Relaxed),
@@ -145,9 +195,9 @@ impl RedisBackend {
         memory: &MemoryStore,
         checks: &[Check],
         now: UnixNanos,
-    ) -> Outcome {
+    ) -> (Outcome, StoreLabel) {
         if let Some(denied) = self.blocked.lookup(checks, now) {
-            return Outcome::Decided(denied);
+            return (Outcome::Decided(denied), StoreLabel::Redis);
         }
         if now < self.skip_until.load(Ordering::Relaxed) {
             return self.degrade(memory, checks, now);
@@ -155,17 +205,18 @@ impl RedisBackend {
         match self.ask_redis(checks, now).await {
             Ok(verdict) => {
                 if self.degraded.swap(false, Ordering::Relaxed) {
-                    log::info!("rate limiter: Redis answers again; limits are back on Redis");
+                    tracing::warn!("rate limiter: Redis answers again; limits are back on Redis");
                 }
                 if !verdict.allowed {
                     self.blocked.remember(checks, &verdict, now);
                 }
-                Outcome::Decided(verdict)
+                (Outcome::Decided(verdict), StoreLabel::Redis)
             }
             Err(error) if error.is_unsupported() => {
                 // This decision, not Redis, is at fault: Redis stays in use for everything else.
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                log::error!(
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
                     "rate limiter: {error}; {} for this decision",
                     self.policy_in_words()
                 );
@@ -173,33 +224,40 @@ impl RedisBackend {
             }
             Err(error) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                if error.is_timeout() {
+                    self.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
                 self.skip_until
                     .store(now.saturating_add(RETRY_AFTER_FAILURE), Ordering::Relaxed);
                 if !self.degraded.swap(true, Ordering::Relaxed) {
-                    log::warn!("rate limiter: {error}; {}", self.policy_in_words());
+                    tracing::warn!("rate limiter: {error}; {}", self.policy_in_words());
                 }
                 self.degrade(memory, checks, now)
             }
         }
     }
 
-    /// Decides on Redis. The connection is made in the background: a request never waits for
-    /// it longer than the decision timeout.
+    /// Decides on Redis.
     async fn ask_redis(
         self: &Arc<Self>,
         checks: &[Check],
         now: UnixNanos,
     ) -> Result<Verdict, StoreError> {
+        self.store().await?.decide(checks, now).await
+    }
+
+    /// The Redis store. The connection is made in the background: a request never waits for it
+    /// longer than the decision timeout.
+    async fn store(self: &Arc<Self>) -> Result<&RedisStore, StoreError> {
         if let Some(store) = self.store.get() {
-            return store.decide(checks, now).await;
+            return Ok(store);
         }
         let connected = self.connected.notified();
         self.start_connecting();
         let _ = tokio::time::timeout(self.options.timeout, connected).await;
-        match self.store.get() {
-            Some(store) => store.decide(checks, now).await,
-            None => Err(StoreError::new("not connected to Redis (yet)")),
-        }
+        self.store
+            .get()
+            .ok_or_else(|| StoreError::new("not connected to Redis (yet)"))
     }
 
     fn start_connecting(self: &Arc<Self>) {
@@ -216,33 +274,43 @@ impl RedisBackend {
             };
             match connection {
                 Ok(store) => drop(this.store.set(store)),
-                Err(e) => log::debug!("rate limiter: connecting to Redis failed: {e}"),
+                Err(e) => tracing::debug!("rate limiter: connecting to Redis failed: {e}"),
             }
             this.connecting.store(false, Ordering::Release);
             this.connected.notify_waiters();
         });
     }
 
-    fn degrade(&self, memory: &MemoryStore, checks: &[Check], now: UnixNanos) -> Outcome {
+    fn degrade(
+        &self,
+        memory: &MemoryStore,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> (Outcome, StoreLabel) {
         self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
-        match self.policy {
+        let outcome = match self.policy {
             FailurePolicy::Fallback => {
-                // Redis keys come from a public hash: seed them before they pick memory buckets.
-                let local: SmallVec<[Check; 4]> = checks
-                    .iter()
-                    .map(|c| Check {
-                        key: self.local_seed.hash_one(c.key),
-                        ..*c
-                    })
-                    .collect();
-                Outcome::Decided(memory.decide_now(&local, now))
+                Outcome::Decided(memory.decide_now(&self.local(checks), now))
             }
             FailurePolicy::FailOpen => Outcome::Unlimited,
             FailurePolicy::FailClosed => {
                 let until = self.skip_until.load(Ordering::Relaxed);
                 Outcome::Unavailable(until.saturating_sub(now).div_ceil(NANOS_PER_SEC).max(1))
             }
-        }
+        };
+        (outcome, StoreLabel::Fallback)
+    }
+
+    /// `checks` as the in-memory fallback keys them: Redis keys come from a public hash, so
+    /// they are seeded before they pick memory buckets.
+    fn local(&self, checks: &[Check]) -> SmallVec<[Check; 4]> {
+        checks
+            .iter()
+            .map(|c| Check {
+                key: self.local_seed.hash_one(c.key),
+                ..*c
+            })
+            .collect()
     }
 
     fn policy_in_words(&self) -> &'static str {

@@ -1,92 +1,279 @@
 //! The decision for one request: rules -> keys -> store -> 429 or a [`Pass`] whose hook adds the
 //! headers after the handler.
+//!
+//! Enforced rules are decided together, all charged or none. Dry-run rules (`mode = "shadow"`,
+//! or every rule of a limiter built with `.shadow(true)`) are decided as a second decision once
+//! the enforced ones let the request through, so that a would-be denial of a dry run never
+//! keeps the enforced rules from being charged.
 
 use actix_web::body::MessageBody;
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
-use crate::backend::Outcome;
+use crate::backend::Outcome as Answer;
+use crate::clock::UnixNanos;
 use crate::decision::Decision;
+use crate::headers::{add_denied_headers, add_limit_headers, HeaderStyle, Policy, Shown};
 use crate::info::RateLimitInfo;
-use crate::limiter::RateLimiter;
-use crate::response::unavailable;
-use crate::response::{add_denied_headers, add_limit_headers, too_many_requests, HeaderStyle};
-use crate::rule::Rule;
-use crate::store::Check;
+use crate::limiter::{Inner, RateLimiter};
+use crate::metrics::{Outcome, StoreLabel};
+use crate::response::{too_many_requests, unavailable};
+use crate::rule::{Mode, Rule};
+use crate::store::{Check, Verdict};
 
 /// An allowed request: carries what its headers will say until the response exists.
 #[derive(Debug)]
 #[must_use = "a Pass adds the rate-limit headers to the response"]
 pub struct Pass {
-    headers: Option<RateLimitInfo>,
+    headers: Option<Shown>,
     style: HeaderStyle,
 }
 
 /// Where a [`DefaultLimits`](crate::DefaultLimits) middleware collects the handler's decision,
-/// so that one hook writes the headers of the most restrictive limit.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct DeferredHeaders(pub(crate) Option<RateLimitInfo>);
+/// so that one hook writes the headers of every limit.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeferredHeaders(pub(crate) Option<Shown>);
+
+/// The rules of one decision, their tiers and their checks.
+#[derive(Default)]
+struct Batch<'r> {
+    rules: SmallVec<[(&'r Rule, &'static str); 4]>,
+    checks: SmallVec<[Check; 4]>,
+}
+
+/// What a batch came to.
+enum Decided {
+    Verdict(Verdict),
+    /// Fail-open while the store is down: allowed, nothing known.
+    Unlimited,
+    /// Fail-closed while the store is down: 503 for this many seconds.
+    Unavailable(u64),
+}
 
 impl RateLimiter {
-    /// Decides `rules` for `req`: `Ok` with a [`Pass`] when every rule allows (all charged),
-    /// `Err` with the response to send when one denies (none charged).
+    /// Decides `rules` for `req`: `Ok` with a [`Pass`] when every enforced rule allows (all
+    /// charged), `Err` with the response to send when one denies (none charged).
     pub async fn check(&self, req: &HttpRequest, rules: &[Rule]) -> Result<Pass, HttpResponse> {
         let inner = self.inner();
         let now = inner.clock.now();
-        let mut active: SmallVec<[&Rule; 4]> = SmallVec::new();
-        let mut checks: SmallVec<[Check; 4]> = SmallVec::new();
-        for rule in rules {
+        let rules = inner.overrides.apply(rules);
+        let (mut enforced, mut shadow) = (Batch::default(), Batch::default());
+        for rule in rules.iter() {
             if rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
             }
-            let limit = rule.limit_for(req);
+            let (limit, tier) = rule.tier_for(req);
             let identity = rule.scope.identify(req, &inner.client_ip);
-            checks.push(inner.check_for(rule, limit, &identity));
-            active.push(rule);
+            let batch = match (inner.shadow || rule.mode == Mode::Shadow, &mut shadow) {
+                (true, shadow) => shadow,
+                (false, _) => &mut enforced,
+            };
+            batch.checks.push(inner.check_for(rule, limit, &identity));
+            batch.rules.push((rule, tier));
         }
-        let style = inner.header_style;
-        if checks.is_empty() {
-            return Ok(Pass {
-                headers: None,
-                style,
-            });
-        }
-        let verdict = match inner.backend.decide(&inner.store, &checks, now).await {
-            Outcome::Decided(verdict) => verdict,
-            Outcome::Unlimited => {
-                return Ok(Pass {
-                    headers: None,
-                    style,
-                })
-            }
-            Outcome::Unavailable(secs) => return Err(unavailable(secs)),
+        let mut pass = Pass {
+            headers: None,
+            style: inner.header_style,
         };
-        let decided = active.iter().zip(verdict.decisions.iter());
-        if verdict.allowed {
-            let shown = most_restrictive(decided.clone().map(|(_, d)| d), now);
-            if let Some(info) = shown {
-                req.extensions_mut().insert(info);
+        let mut info = None;
+        if !enforced.checks.is_empty() {
+            match inner.decide(&enforced, now, Mode::Enforce).await {
+                Decided::Verdict(verdict) if verdict.allowed => {
+                    let shown = inner.shown(&enforced, &verdict, now);
+                    info = shown_info(&enforced, &verdict, now, inner);
+                    pass.headers = Some(shown).filter(|s| !s.policies.is_empty());
+                }
+                Decided::Verdict(verdict) => {
+                    return Err(inner.refuse(req, &enforced, &verdict, now))
+                }
+                Decided::Unlimited => return Ok(pass),
+                Decided::Unavailable(secs) => return Err(unavailable(secs)),
             }
-            let headers = most_restrictive(
-                decided.filter(|(r, _)| r.send_x_headers).map(|(_, d)| d),
-                now,
-            );
-            return Ok(Pass { headers, style });
         }
-        let (rule, decision) = decided
-            .filter(|(_, d)| !d.allowed)
-            .max_by_key(|(_, d)| d.retry_at)
-            .map(|(r, d)| (*r, *d))
-            .unwrap_or((active[0], verdict.decisions[0]));
-        let info = RateLimitInfo::new(decision, now);
+        if !shadow.checks.is_empty() {
+            if let Decided::Verdict(verdict) = inner.decide(&shadow, now, Mode::Shadow).await {
+                inner.log_shadow_denial(&shadow, &verdict, now);
+                if info.is_none() {
+                    info =
+                        most_restrictive(&verdict.decisions).map(|d| RateLimitInfo::new(*d, now));
+                }
+            }
+        }
+        if let Some(info) = info {
+            req.extensions_mut().insert(info);
+        }
+        Ok(pass)
+    }
+}
+
+impl Inner {
+    /// Decides `batch` on the backend and counts what it came to.
+    async fn decide(&self, batch: &Batch<'_>, now: UnixNanos, mode: Mode) -> Decided {
+        let started = self.metrics.enabled().then(quanta::Instant::now);
+        let (answer, store) = self.backend.decide(&self.store, &batch.checks, now).await;
+        if let Some(started) = started {
+            self.metrics.observe_latency(store, started.elapsed());
+        }
+        let decided = match answer {
+            Answer::Decided(verdict) => Decided::Verdict(verdict),
+            Answer::Unlimited => Decided::Unlimited,
+            Answer::Unavailable(secs) => Decided::Unavailable(secs),
+        };
+        self.count(batch, &decided, store, mode);
+        decided
+    }
+
+    /// Counts each rule's outcome. A denied request counts against the rules that refused it;
+    /// the others, not charged, count nothing.
+    fn count(&self, batch: &Batch<'_>, decided: &Decided, store: StoreLabel, mode: Mode) {
+        if !self.metrics.enabled() {
+            return;
+        }
+        for (i, &(rule, tier)) in batch.rules.iter().enumerate() {
+            let counted = match decided {
+                Decided::Verdict(verdict) => {
+                    let decision = &verdict.decisions[i];
+                    match (verdict.allowed, decision.allowed, mode) {
+                        (true, _, _) if self.above_soft(rule, decision) => {
+                            Some((Outcome::Degraded, rule.cost.get()))
+                        }
+                        (true, _, _) => Some((Outcome::Allowed, rule.cost.get())),
+                        (false, false, Mode::Enforce) => Some((Outcome::Denied, 0)),
+                        (false, false, Mode::Shadow) => Some((Outcome::ShadowDenied, 0)),
+                        (false, true, _) => None,
+                    }
+                }
+                Decided::Unlimited => Some((Outcome::Allowed, 0)),
+                Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
+            };
+            if let Some((outcome, units)) = counted {
+                self.metrics.count(&rule.name, tier, outcome, store, units);
+            }
+        }
+    }
+
+    /// Whether `decision` spent past `rule`'s soft limit. A soft limit at or above the limit
+    /// (possible only with a per-request quota, checked here) is ignored, with a warning.
+    fn above_soft(&self, rule: &Rule, decision: &Decision) -> bool {
+        let Some(soft) = rule.soft else {
+            return false;
+        };
+        if soft.get() >= decision.limit {
+            self.warn_once(&rule.name, || {
+                format!(
+                    "rate limiter: rule `{}` has a soft limit of {} but a limit of {} for this request; the soft limit is ignored where it is not below the limit",
+                    rule.name, soft, decision.limit
+                )
+            });
+            return false;
+        }
+        decision.limit - decision.remaining > soft.get()
+    }
+
+    /// What the headers of an allowed request show: its enforced rules that send headers.
+    fn shown(&self, batch: &Batch<'_>, verdict: &Verdict, now: UnixNanos) -> Shown {
+        let policies = batch
+            .rules
+            .iter()
+            .zip(&batch.checks)
+            .zip(&verdict.decisions)
+            .filter(|(((rule, _), _), _)| rule.send_x_headers)
+            .map(|(((rule, _), check), decision)| policy(rule, check, decision))
+            .collect();
+        Shown { now, policies }
+    }
+
+    /// The response to a request `batch` refused: the refusing rule's (the one whose budget
+    /// comes back last) `over_limit` or 429, with its headers.
+    fn refuse(
+        &self,
+        req: &HttpRequest,
+        batch: &Batch<'_>,
+        verdict: &Verdict,
+        now: UnixNanos,
+    ) -> HttpResponse {
+        let at = (0..batch.checks.len())
+            .filter(|&i| !verdict.decisions[i].allowed)
+            .max_by_key(|&i| verdict.decisions[i].retry_at)
+            .unwrap_or(0);
+        let (rule, check, decision) =
+            (batch.rules[at].0, &batch.checks[at], &verdict.decisions[at]);
+        let info = RateLimitInfo::new(*decision, now);
+        tracing::debug!(
+            rule = %rule.name,
+            retry_after_secs = info.retry_after_secs(),
+            "rate limit exceeded"
+        );
         req.extensions_mut().insert(info);
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info),
+            None => too_many_requests(&info, check.limit.quota.period_secs(), self.denied_body),
         };
-        add_denied_headers(response.headers_mut(), &info, style, rule.send_x_headers);
-        Err(response)
+        let shown = Shown {
+            now,
+            policies: [policy(rule, check, decision)].into_iter().collect(),
+        };
+        add_denied_headers(
+            response.headers_mut(),
+            &info,
+            &shown,
+            self.header_style,
+            rule.send_x_headers,
+        );
+        response
+    }
+
+    /// Logs the rules of a dry run that would have refused the request, each at most once a
+    /// second.
+    fn log_shadow_denial(&self, batch: &Batch<'_>, verdict: &Verdict, now: UnixNanos) {
+        if verdict.allowed {
+            return;
+        }
+        for (&(rule, tier), decision) in batch.rules.iter().zip(&verdict.decisions) {
+            if decision.allowed
+                || !self
+                    .metrics
+                    .with_rule(&rule.name, tier, |c| c.shadow_log_due(now))
+            {
+                continue;
+            }
+            tracing::info!(
+                rule = %rule.name,
+                retry_after_secs = RateLimitInfo::new(*decision, now).retry_after_secs(),
+                "rate limit would deny this request (shadow mode: let through)"
+            );
+        }
+    }
+}
+
+/// The info a handler reads: the most restrictive enforced decision, and whether any rule
+/// passed it above its soft limit.
+fn shown_info(
+    batch: &Batch<'_>,
+    verdict: &Verdict,
+    now: UnixNanos,
+    inner: &Inner,
+) -> Option<RateLimitInfo> {
+    let degraded = batch
+        .rules
+        .iter()
+        .zip(&verdict.decisions)
+        .any(|((rule, _), decision)| inner.above_soft(rule, decision));
+    most_restrictive(&verdict.decisions).map(|d| RateLimitInfo::new(*d, now).degraded_if(degraded))
+}
+
+fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
+    decisions
+        .iter()
+        .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
+}
+
+fn policy(rule: &Rule, check: &Check, decision: &Decision) -> Policy {
+    Policy {
+        rule: rule.name.clone(),
+        window_secs: check.limit.quota.period_secs(),
+        decision: *decision,
     }
 }
 
@@ -102,44 +289,26 @@ impl Pass {
     /// The after-response hook: adds the limit headers to `response` unless the handler set
     /// them, or hands them to an enclosing [`DefaultLimits`](crate::DefaultLimits) hook.
     pub fn finish(self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
-        let Some(info) = self.headers else {
+        let Some(shown) = self.headers else {
             return response;
         };
         if let Some(deferred) = req.extensions_mut().get_mut::<DeferredHeaders>() {
-            deferred.0 = stricter(deferred.0, Some(info));
+            deferred.0 = Some(shown.merge(deferred.0.take()));
             return response;
         }
-        add_limit_headers(response.headers_mut(), &info, self.style);
+        add_limit_headers(response.headers_mut(), &shown, self.style);
         response
     }
-}
 
-impl Pass {
-    /// The one header hook when a middleware wraps the handler: the most restrictive of the
-    /// middleware's and the handler's limits, never over a header the handler set.
-    pub(crate) fn finish_deferred(self, headers: &mut HeaderMap, handler: Option<RateLimitInfo>) {
-        let shown = stricter(self.headers, handler);
-        if let Some(info) = shown {
-            add_limit_headers(headers, &info, self.style);
+    /// The one header hook when a middleware wraps the handler: the middleware's and the
+    /// handler's limits together, never over a header the handler set.
+    pub(crate) fn finish_deferred(self, headers: &mut HeaderMap, handler: Option<Shown>) {
+        let shown = match (self.headers, handler) {
+            (Some(mine), handler) => Some(mine.merge(handler)),
+            (None, handler) => handler,
+        };
+        if let Some(shown) = shown {
+            add_limit_headers(headers, &shown, self.style);
         }
     }
-}
-
-/// The more restrictive of two (on a tie, the second).
-fn stricter(first: Option<RateLimitInfo>, second: Option<RateLimitInfo>) -> Option<RateLimitInfo> {
-    match (first, second) {
-        (Some(a), Some(b)) if a.is_more_restrictive_than(&b) => Some(a),
-        (a, None) => a,
-        (_, b) => b,
-    }
-}
-
-/// The decision leaving the least room, as an info.
-fn most_restrictive<'a>(
-    decisions: impl Iterator<Item = &'a Decision>,
-    now: u64,
-) -> Option<RateLimitInfo> {
-    decisions
-        .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
-        .map(|d| RateLimitInfo::new(*d, now))
 }

@@ -31,11 +31,38 @@ use crate::decision::Decision;
 pub struct RateLimitInfo {
     decision: Decision,
     now: UnixNanos,
+    degraded: bool,
 }
 
 impl RateLimitInfo {
     pub(crate) fn new(decision: Decision, now: UnixNanos) -> RateLimitInfo {
-        RateLimitInfo { decision, now }
+        RateLimitInfo {
+            decision,
+            now,
+            degraded: false,
+        }
+    }
+
+    pub(crate) fn degraded_if(mut self, degraded: bool) -> RateLimitInfo {
+        self.degraded = degraded;
+        self
+    }
+
+    /// Whether the request passed above a soft limit (`soft = N`): the handler may serve a
+    /// cheaper answer, as a service under pressure would (allow, throttle, reject).
+    ///
+    /// ```
+    /// use actix_web::{get, web, Responder};
+    /// use ratelimit_runtime::{ratelimit, RateLimitInfo};
+    ///
+    /// #[get("/search")]
+    /// #[ratelimit(limit = 10, per = 10, soft = 5)]
+    /// async fn search(info: RateLimitInfo) -> impl Responder {
+    ///     web::Json(serde_json::json!({ "degraded": info.degraded() }))
+    /// }
+    /// ```
+    pub fn degraded(&self) -> bool {
+        self.degraded
     }
 
     /// Whether the request was allowed.
@@ -77,10 +104,6 @@ impl RateLimitInfo {
     /// The decision behind it.
     pub fn decision(&self) -> &Decision {
         &self.decision
-    }
-
-    pub(crate) fn is_more_restrictive_than(&self, other: &RateLimitInfo) -> bool {
-        self.decision.is_more_restrictive_than(&other.decision)
     }
 }
 

@@ -19,19 +19,27 @@
 //! - [`store`]: the sharded, bounded in-memory store and the Redis store a fleet shares;
 //! - [`key`]: who a limit counts (client address behind trusted proxies, header, custom);
 //! - [`DefaultLimits`]: a middleware for app-wide limits through the same engine;
-//! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it.
+//! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it;
+//! - [`RateLimiter::metrics`] and [`metrics_endpoint`]: Prometheus metrics of every decision;
+//! - [`RateLimiter::set_override`], [`RateLimiter::peek`], [`RateLimiter::reset`]: what an
+//!   operator changes and looks at while the service runs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod algorithm;
 mod backend;
+mod catalogue;
 pub mod clock;
 mod decision;
 mod engine;
+mod headers;
 mod info;
+mod inspect;
 pub mod key;
 mod limiter;
+mod metrics;
 mod middleware;
+mod overrides;
 mod quota;
 pub mod rate;
 mod response;
@@ -45,10 +53,14 @@ pub use backend::{FailurePolicy, RedisStats, RedisTarget};
 pub use clock::{Clock, ManualClock, SystemClock, UnixNanos};
 pub use decision::Decision;
 pub use engine::Pass;
+pub use headers::HeaderStyle;
 pub use info::RateLimitInfo;
+pub use inspect::InspectError;
 pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
+pub use metrics::{metrics_endpoint, LimiterCollector};
 pub use middleware::{DefaultLimits, DefaultLimitsService};
+pub use overrides::OverrideError;
 pub use quota::Quota;
 pub use ratelimit_macros::ratelimit;
-pub use response::HeaderStyle;
-pub use rule::{OverLimitFn, QuotaSource, Rule};
+pub use response::DeniedBody;
+pub use rule::{Mode, OverLimitFn, QuotaSource, Rule, Tier};

@@ -1,8 +1,10 @@
 //! [`RateLimiter`]: the configuration and state every limit of an app shares.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use actix_web::{web, HttpRequest};
 use xxhash_rust::xxh3::Xxh3;
@@ -10,9 +12,12 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::algorithm::Limit;
 use crate::backend::{Backend, FailurePolicy, RedisStats, RedisTarget};
 use crate::clock::{Clock, SystemClock};
+use crate::headers::HeaderStyle;
 use crate::key::fingerprint::{write_identity, write_rule};
 use crate::key::{ClientIp, Identity, InvalidProxy, ProxyHeader};
-use crate::response::HeaderStyle;
+use crate::metrics::Metrics;
+use crate::overrides::Overrides;
+use crate::response::DeniedBody;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, RedisOptions};
 
@@ -53,6 +58,13 @@ pub(crate) struct Inner {
     pub(crate) clock: Box<dyn Clock>,
     pub(crate) client_ip: ClientIp,
     pub(crate) header_style: HeaderStyle,
+    pub(crate) denied_body: DeniedBody,
+    /// Every rule a dry run.
+    pub(crate) shadow: bool,
+    pub(crate) metrics: Metrics,
+    pub(crate) overrides: Arc<Overrides>,
+    /// Warnings already given, so that a misconfiguration is logged once, not per request.
+    warned: Mutex<HashSet<String>>,
     key_prefix: String,
     hasher: ahash::RandomState,
 }
@@ -105,6 +117,15 @@ impl RateLimiter {
 }
 
 impl Inner {
+    /// Logs the warning `message` makes, once per `about`.
+    pub(crate) fn warn_once(&self, about: &str, message: impl FnOnce() -> String) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if !warned.contains(about) {
+            warned.insert(about.to_owned());
+            tracing::warn!("{}", message());
+        }
+    }
+
     /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
     /// every process; in memory, they are seeded per process.
     pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
@@ -149,6 +170,9 @@ impl fmt::Debug for RateLimiter {
             .field("memory_store", &self.inner.store.stats())
             .field("client_ip", &self.inner.client_ip)
             .field("header_style", &self.inner.header_style)
+            .field("denied_body", &self.inner.denied_body)
+            .field("shadow", &self.inner.shadow)
+            .field("metrics", &self.inner.metrics)
             .field("key_prefix", &self.inner.key_prefix)
             .finish_non_exhaustive()
     }
@@ -162,6 +186,10 @@ pub struct RateLimiterBuilder {
     proxy_header: ProxyHeader,
     ipv6_prefix: u8,
     header_style: HeaderStyle,
+    denied_body: DeniedBody,
+    shadow: bool,
+    metrics: bool,
+    overrides_file: Option<PathBuf>,
     key_prefix: String,
     redis: Option<RedisTarget>,
     redis_options: RedisOptions,
@@ -177,6 +205,10 @@ impl Default for RateLimiterBuilder {
             proxy_header: ProxyHeader::default(),
             ipv6_prefix: 64,
             header_style: HeaderStyle::default(),
+            denied_body: DeniedBody::default(),
+            shadow: false,
+            metrics: true,
+            overrides_file: None,
             key_prefix: "ratelimit".to_string(),
             redis: None,
             redis_options: RedisOptions::default(),
@@ -258,6 +290,34 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// The body of the default 429 response (default: JSON; or an RFC 9457 problem).
+    pub fn denied_body(mut self, body: DeniedBody) -> Self {
+        self.denied_body = body;
+        self
+    }
+
+    /// Makes every rule a dry run, as `mode = "shadow"` makes one: limits are decided and
+    /// charged as usual, but a request they would refuse is let through, logged at info level
+    /// (at most one line a second per rule) and counted as `shadow_denied`.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// Whether decisions are counted for [`metrics`](RateLimiter::metrics) (default: on).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// A file of overrides (`rule = "rate"` pairs, TOML, or JSON when it ends in `.json`),
+    /// loaded when the limiter is built and reloaded whenever it changes. See
+    /// [`RateLimiter::set_override`].
+    pub fn overrides_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides_file = Some(path.into());
+        self
+    }
+
     /// A prefix of every key, so that apps sharing a store keep apart (default `ratelimit`).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -299,7 +359,8 @@ impl RateLimiterBuilder {
 
     /// Reads the environment: `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS`
     /// (comma-separated node URLs) on a Redis Cluster, `RATELIMIT_REDIS_TIMEOUT_MS` sets the
-    /// per-call timeout. Without either URL, limits stay in memory.
+    /// per-call timeout, `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file).
+    /// Without either URL, limits stay in memory.
     /// The process-wide default limiter is built this way.
     pub fn from_env(mut self) -> Self {
         let var = |name| {
@@ -307,6 +368,9 @@ impl RateLimiterBuilder {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
+        if let Some(path) = var("RATELIMIT_OVERRIDES") {
+            self.overrides_file = Some(PathBuf::from(path.trim()));
+        }
         if let Some(ms) = var("RATELIMIT_REDIS_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()) {
             self.redis_options.timeout = std::time::Duration::from_millis(ms);
         }
@@ -345,17 +409,24 @@ impl RateLimiterBuilder {
             }
             None => Backend::Memory,
         };
-        Ok(RateLimiter {
+        let limiter = RateLimiter {
             inner: Arc::new(Inner {
                 store,
                 backend,
                 clock: self.clock,
                 client_ip,
                 header_style: self.header_style,
+                denied_body: self.denied_body,
+                shadow: self.shadow,
+                metrics: Metrics::new(self.metrics),
+                overrides: Arc::new(Overrides::with_file(self.overrides_file)),
+                warned: Mutex::default(),
                 key_prefix: self.key_prefix,
                 hasher: ahash::RandomState::new(),
             }),
-        })
+        };
+        limiter.watch_overrides();
+        Ok(limiter)
     }
 
     /// `build` for a configuration known to be valid (the defaults).

@@ -1,93 +1,77 @@
-//! The after-response header hook and the 429 response.
+//! The answers the limiter gives itself: 429 for a denied request, 503 for a fail-closed
+//! limiter whose store is down.
 
-use actix_web::http::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
-};
+use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+use serde_json::json;
 
 use crate::info::RateLimitInfo;
 
-/// Which headers describe the limit.
+/// The body of the default 429 response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HeaderStyle {
-    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds), as the
-    /// Flask decorator, Flask-Limiter and GitHub send them. The default.
+pub enum DeniedBody {
+    /// `{"error":"rate_limit_exceeded","message":"Too many requests","retry_after":N}` as
+    /// `application/json`. The default.
     #[default]
-    XRateLimit,
-    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds from now), as the
-    /// IETF `RateLimit` header drafts up to draft 06.
-    Draft,
-    /// No limit headers; denied responses still carry `Retry-After`.
-    None,
+    Json,
+    /// An RFC 9457 problem, as `application/problem+json`:
+    ///
+    /// ```json
+    /// {"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
+    ///  "title":"Too Many Requests","status":429,
+    ///  "detail":"Too many requests: 10 per 10 s allowed; retry in 7 s","retry_after":7}
+    /// ```
+    ///
+    /// The type is the "quota exceeded" problem type of draft-ietf-httpapi-ratelimit-headers.
+    Problem,
 }
 
-const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-const DRAFT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const DRAFT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const DRAFT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+/// The problem type of a request refused for its quota.
+const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
-/// Adds the limit headers of `info` to `headers`, keeping any the handler set itself.
-pub(crate) fn add_limit_headers(headers: &mut HeaderMap, info: &RateLimitInfo, style: HeaderStyle) {
-    let (limit, remaining, reset, reset_value) = match style {
-        HeaderStyle::XRateLimit => (X_LIMIT, X_REMAINING, X_RESET, info.reset_unix_secs()),
-        HeaderStyle::Draft => (
-            DRAFT_LIMIT,
-            DRAFT_REMAINING,
-            DRAFT_RESET,
-            info.reset_after().as_secs_f64().ceil() as u64,
-        ),
-        HeaderStyle::None => return,
-    };
-    insert_absent(headers, limit, u64::from(info.limit()));
-    insert_absent(headers, remaining, u64::from(info.remaining()));
-    insert_absent(headers, reset, reset_value);
-}
-
-/// Adds what a denied response carries: `Retry-After`, `Cache-Control: no-store`, and the limit
-/// headers when `send_x_headers` is on.
-pub(crate) fn add_denied_headers(
-    headers: &mut HeaderMap,
+/// The default answer to a denied request: 429 with a body naming the wait.
+pub(crate) fn too_many_requests(
     info: &RateLimitInfo,
-    style: HeaderStyle,
-    send_x_headers: bool,
-) {
-    insert_absent(headers, RETRY_AFTER, info.retry_after_secs());
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if send_x_headers {
-        add_limit_headers(headers, info, style);
-    }
-}
-
-/// The default answer to a denied request: 429 with a JSON body naming the wait.
-pub(crate) fn too_many_requests(info: &RateLimitInfo) -> HttpResponse {
-    let body = format!(
-        r#"{{"error":"rate_limit_exceeded","message":"Too many requests","retry_after":{}}}"#,
-        info.retry_after_secs()
-    );
+    window_secs: u32,
+    body: DeniedBody,
+) -> HttpResponse {
+    let retry_after = info.retry_after_secs();
+    let (content_type, body) = match body {
+        DeniedBody::Json => (
+            "application/json",
+            json!({
+                "error": "rate_limit_exceeded",
+                "message": "Too many requests",
+                "retry_after": retry_after,
+            }),
+        ),
+        DeniedBody::Problem => (
+            "application/problem+json",
+            json!({
+                "type": QUOTA_EXCEEDED,
+                "title": "Too Many Requests",
+                "status": 429,
+                "detail": format!(
+                    "Too many requests: {} per {window_secs} s allowed; retry in {retry_after} s",
+                    info.limit()
+                ),
+                "retry_after": retry_after,
+            }),
+        ),
+    };
     HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-        .body(body)
-}
-
-fn insert_absent(headers: &mut HeaderMap, name: HeaderName, value: u64) {
-    if !headers.contains_key(&name) {
-        headers.insert(name, HeaderValue::from(value));
-    }
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static(content_type)))
+        .body(body.to_string())
 }
 
 /// The answer of a fail-closed limiter while its store is down: 503 with `Retry-After`.
 pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
-    let body =
-        format!(r#"{{"error":"rate_limiter_unavailable","retry_after":{retry_after_secs}}}"#);
+    let body = json!({"error": "rate_limiter_unavailable", "retry_after": retry_after_secs});
     HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .insert_header((RETRY_AFTER, HeaderValue::from(retry_after_secs)))
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .body(body)
+        .body(body.to_string())
 }

@@ -16,7 +16,55 @@ pub enum QuotaSource {
     /// The same quota for every request.
     Fixed(Quota),
     /// A quota chosen per request (tiers: free, pro, enterprise).
-    PerRequest(fn(&HttpRequest) -> Quota),
+    PerRequest(fn(&HttpRequest) -> Tier),
+}
+
+/// A quota chosen per request, and the name of its tier (the `tier` label of the metrics).
+///
+/// A `limit = path::to::fn` function returns a `Tier`, or a bare [`Quota`] for an unnamed tier:
+///
+/// ```
+/// use actix_web::HttpRequest;
+/// use ratelimit_runtime::{Quota, Tier};
+///
+/// fn tier_of(req: &HttpRequest) -> Tier {
+///     match req.headers().get("X-API-Key").map(|k| k.as_bytes()) {
+///         Some(key) if key.starts_with(b"pro_") => Tier::new("pro", Quota::from_parts(1_000, 3_600).unwrap()),
+///         _ => Tier::new("free", Quota::from_parts(100, 3_600).unwrap()),
+///     }
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tier {
+    /// The tier's name, a label of the metrics: keep it to a handful of fixed names.
+    pub name: &'static str,
+    /// The tier's quota.
+    pub quota: Quota,
+}
+
+impl Tier {
+    /// A named tier.
+    pub const fn new(name: &'static str, quota: Quota) -> Tier {
+        Tier { name, quota }
+    }
+}
+
+impl From<Quota> for Tier {
+    /// An unnamed tier: its decisions carry no `tier` label.
+    fn from(quota: Quota) -> Tier {
+        Tier::new("", quota)
+    }
+}
+
+/// Whether a rule refuses requests or only reports what it would refuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Requests over the limit get 429. The default.
+    #[default]
+    Enforce,
+    /// A dry run: the limit is decided and charged as usual, but a request it would refuse is
+    /// let through, logged (at most once a second per rule) and counted as `shadow_denied`.
+    Shadow,
 }
 
 /// Builds the response to a denied request (the decorator's `over_limit`).
@@ -48,6 +96,11 @@ pub struct Rule {
     pub send_x_headers: bool,
     /// The response to a request this rule denies; a JSON 429 when `None`.
     pub over_limit: Option<OverLimitFn>,
+    /// Above this much spent, a request still passes but is
+    /// [`degraded`](RateLimitInfo::degraded). Below the rule's limit.
+    pub soft: Option<NonZeroU32>,
+    /// Enforced, or a dry run.
+    pub mode: Mode,
 }
 
 impl Rule {
@@ -64,15 +117,27 @@ impl Rule {
             exempt: None,
             send_x_headers: true,
             over_limit: None,
+            soft: None,
+            mode: Mode::Enforce,
         }
     }
 
     /// The limit that applies to `req`.
     pub fn limit_for(&self, req: &HttpRequest) -> Limit {
-        let quota = match self.quota {
-            QuotaSource::Fixed(quota) => quota,
+        self.tier_for(req).0
+    }
+
+    /// The limit that applies to `req` and the name of its tier (empty for a fixed quota).
+    pub(crate) fn tier_for(&self, req: &HttpRequest) -> (Limit, &'static str) {
+        let tier = match self.quota {
+            QuotaSource::Fixed(quota) => Tier::from(quota),
             QuotaSource::PerRequest(choose) => choose(req),
         };
+        (self.limit_of(tier.quota), tier.name)
+    }
+
+    /// The limit of `quota` with this rule's capacity.
+    pub(crate) fn limit_of(&self, quota: Quota) -> Limit {
         match self.burst {
             Some(capacity) => Limit::with_capacity(quota, capacity),
             None => self.algorithm.default_limit(quota),

@@ -119,7 +119,8 @@ impl ClientIp {
         hop
     }
 
-    fn group(&self, ip: IpAddr) -> IpAddr {
+    /// `ip` as its client group (IPv6 by prefix).
+    pub(crate) fn group(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V6(v6) if self.ipv6_prefix < 128 => {
                 let mask = u128::MAX

@@ -80,6 +80,14 @@ impl BlockedKeys {
         }
     }
 
+    /// Drops any cached denial of `checks`' keys (their state was reset).
+    pub fn forget(&self, checks: &[Check]) {
+        for check in checks {
+            let key = self.seed.hash_one(check.key);
+            self.shard(key).remove(&key);
+        }
+    }
+
     /// Requests answered from the cache so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)

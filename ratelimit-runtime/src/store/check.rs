@@ -36,15 +36,30 @@ pub struct Verdict {
 #[derive(Clone, Debug)]
 pub struct StoreError {
     message: String,
-    unsupported: bool,
+    kind: ErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ErrorKind {
+    Failure,
+    Timeout,
+    Unsupported,
 }
 
 impl StoreError {
-    /// A failure of the store (unreachable, slow, an error or garbage reply): worth retrying.
+    /// A failure of the store (unreachable, an error or garbage reply): worth retrying.
     pub fn new(message: impl Into<String>) -> StoreError {
         StoreError {
             message: message.into(),
-            unsupported: false,
+            kind: ErrorKind::Failure,
+        }
+    }
+
+    /// The store did not answer in time: worth retrying.
+    pub fn timeout(message: impl Into<String>) -> StoreError {
+        StoreError {
+            message: message.into(),
+            kind: ErrorKind::Timeout,
         }
     }
 
@@ -52,13 +67,18 @@ impl StoreError {
     pub fn unsupported(message: impl Into<String>) -> StoreError {
         StoreError {
             message: message.into(),
-            unsupported: true,
+            kind: ErrorKind::Unsupported,
         }
     }
 
     /// Whether the check itself, not the store, is at fault.
     pub fn is_unsupported(&self) -> bool {
-        self.unsupported
+        self.kind == ErrorKind::Unsupported
+    }
+
+    /// Whether the store did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
     }
 }
 
@@ -79,4 +99,14 @@ pub trait Store: Send + Sync + 'static {
         checks: &[Check],
         now: UnixNanos,
     ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
+
+    /// Decides `checks` at `now` as [`decide`](Store::decide) would, without charging anything.
+    fn peek(
+        &self,
+        checks: &[Check],
+        now: UnixNanos,
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
+
+    /// Forgets the state of `checks`' keys: their clients start again with a whole budget.
+    fn reset(&self, checks: &[Check]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -2,8 +2,9 @@
 -- request and charging them all together or not at all, in order.
 --
 -- ARGV[1]      "server" to use the Redis server's clock (TIME), "client" to use each decision's
--- ARGV[2]      the number of decisions; then per decision: its number of checks n, its instant
---              (µs), and per check: algorithm, limit, period (s), capacity, cost
+-- ARGV[2]      the number of decisions; then per decision: its number of checks n (-n for a
+--              peek: decided the same way, nothing written), its instant (µs), and per check:
+--              algorithm, limit, period (s), capacity, cost
 -- KEYS         the states of every check, in order (in a Cluster, one decision per call and all
 --              its keys share a hash tag)
 --
@@ -59,7 +60,7 @@ local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 -- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
 -- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
 -- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
-local function decide(first, arg, count, out)
+local function decide(first, arg, count, charge, out)
   local all = true
   local values, expiries = {}, {}
   for i = 1, count do
@@ -193,7 +194,7 @@ local function decide(first, arg, count, out)
     out[base + 4] = retry
   end
 
-  if not all then return false end
+  if not all or not charge then return all end
   for i = 1, count do
     local key, expiry = KEYS[first + i - 1], expiries[i]
     local ttl = max(MIN_TTL, ceil_div(max(expiry - now, 0), 1000) + 1)
@@ -220,15 +221,17 @@ local arg, first = 3, 1
 local decisions = tonumber(ARGV[2])
 for _ = 1, decisions do
   local count = tonumber(ARGV[arg])
+  local charge = count > 0
+  if not charge then count = -count end
   now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
   local outcome_at = #reply + 1
   reply[outcome_at] = 0
   local ok, all
   if decisions == 1 then
     -- Alone in the call: an error can only be this decision's, no need to isolate it.
-    ok, all = true, decide(first, arg + 2, count, reply)
+    ok, all = true, decide(first, arg + 2, count, charge, reply)
   else
-    ok, all = pcall(decide, first, arg + 2, count, reply)
+    ok, all = pcall(decide, first, arg + 2, count, charge, reply)
   end
   if ok then
     reply[outcome_at] = all and 1 or 0

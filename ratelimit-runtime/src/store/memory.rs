@@ -219,6 +219,28 @@ impl MemoryStore {
         Verdict { decisions, allowed }
     }
 
+    /// Decides `checks` at `now` as [`decide_now`](Self::decide_now) would, charging nothing.
+    pub fn peek_now(&self, checks: &[Check], now: UnixNanos) -> Verdict {
+        let decisions: SmallVec<[Decision; 4]> = checks
+            .iter()
+            .map(|c| self.lock(shard_of(c.key)).evaluate(c, now))
+            .collect();
+        Verdict {
+            allowed: decisions.iter().all(|d| d.allowed),
+            decisions,
+        }
+    }
+
+    /// Forgets the state of `checks`' keys.
+    pub fn reset_now(&self, checks: &[Check]) {
+        for check in checks {
+            let mut shard = self.lock(shard_of(check.key));
+            with_algorithm!(check.algorithm, A => {
+                A::table(&mut shard).remove(&check.key);
+            });
+        }
+    }
+
     fn charge(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
         with_algorithm!(check.algorithm, A => self.charge_in::<A>(shard, check, now))
     }
@@ -255,6 +277,15 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn decide(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
         Ok(self.decide_now(checks, now))
+    }
+
+    async fn peek(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        Ok(self.peek_now(checks, now))
+    }
+
+    async fn reset(&self, checks: &[Check]) -> Result<(), StoreError> {
+        self.reset_now(checks);
+        Ok(())
     }
 }
 

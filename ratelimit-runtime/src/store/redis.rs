@@ -73,8 +73,9 @@ pub struct RedisStore {
 
 #[derive(Clone)]
 enum Connection {
-    /// Decisions go to the store's thread, which batches them on one connection.
-    Single(mpsc::UnboundedSender<Job>),
+    /// Decisions go to the store's thread, which batches them on one connection; the client
+    /// opens a connection of its own for the rare resets.
+    Single(mpsc::UnboundedSender<Job>, redis::Client),
     Cluster(ClusterConnection, Script),
 }
 
@@ -82,6 +83,8 @@ enum Connection {
 struct Job {
     checks: SmallVec<[Check; 4]>,
     now: UnixNanos,
+    /// False for a peek: decided, never written.
+    charge: bool,
     done: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
@@ -106,9 +109,10 @@ impl RedisStore {
         let (jobs, queue) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
         let thread_options = Arc::clone(&options);
+        let thread_client = client.clone();
         std::thread::Builder::new()
             .name("ratelimit-redis".into())
-            .spawn(move || serve_decisions(client, thread_options, queue, ready))
+            .spawn(move || serve_decisions(thread_client, thread_options, queue, ready))
             .map_err(|e| StoreError::new(format!("cannot start the Redis thread: {e}")))?;
         let wait = options.timeout.max(Duration::from_millis(500));
         with_timeout(wait, async {
@@ -118,7 +122,7 @@ impl RedisStore {
         })
         .await?;
         Ok(RedisStore {
-            connection: Connection::Single(jobs),
+            connection: Connection::Single(jobs, client),
             options,
         })
     }
@@ -158,14 +162,62 @@ fn key_of(prefix: &str, check: &Check) -> String {
 
 impl Store for RedisStore {
     async fn decide(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        self.run(checks, now, true).await
+    }
+
+    async fn peek(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
+        self.run(checks, now, false).await
+    }
+
+    async fn reset(&self, checks: &[Check]) -> Result<(), StoreError> {
+        let keys: Vec<String> = checks.iter().map(|c| self.key_of(c)).collect();
+        let mut command = redis::cmd("DEL");
+        command.arg(&keys);
+        let deleted = async {
+            match &self.connection {
+                Connection::Single(_, client) => {
+                    let mut connection = client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(redis_error)?;
+                    command.query_async::<()>(&mut connection).await
+                }
+                // One key per call: the keys of several rules may sit in different slots.
+                Connection::Cluster(connection, _) => {
+                    let mut connection = connection.clone();
+                    for key in &keys {
+                        redis::cmd("DEL")
+                            .arg(key)
+                            .query_async::<()>(&mut connection)
+                            .await
+                            .map_err(redis_error)?;
+                    }
+                    Ok(())
+                }
+            }
+            .map_err(redis_error)
+        };
+        with_timeout(self.options.timeout.max(Duration::from_secs(1)), deleted).await
+    }
+}
+
+impl RedisStore {
+    /// Decides (and charges, unless `charge` is false) `checks` in one round trip.
+    async fn run(
+        &self,
+        checks: &[Check],
+        now: UnixNanos,
+        charge: bool,
+    ) -> Result<Verdict, StoreError> {
         checks.iter().try_for_each(exact_in_redis)?;
         let answer = async {
             match &self.connection {
-                Connection::Single(jobs) => {
+                Connection::Single(jobs, _) => {
                     let (done, answer) = oneshot::channel();
                     let job = Job {
                         checks: checks.iter().copied().collect(),
                         now,
+                        charge,
                         done,
                     };
                     jobs.send(job)
@@ -182,7 +234,11 @@ impl Store for RedisStore {
                 }
                 Connection::Cluster(connection, script) => {
                     let mut connection = connection.clone();
-                    let decisions = [(checks, now)];
+                    let decisions = [Decide {
+                        checks,
+                        now,
+                        charge,
+                    }];
                     let mut answers =
                         call(script, &mut connection, &self.options, &decisions).await?;
                     answers
@@ -274,8 +330,14 @@ async fn send_batch(
     if batch.is_empty() {
         return;
     }
-    let decisions: Vec<(&[Check], UnixNanos)> =
-        batch.iter().map(|job| (&job.checks[..], job.now)).collect();
+    let decisions: Vec<Decide<'_>> = batch
+        .iter()
+        .map(|job| Decide {
+            checks: &job.checks,
+            now: job.now,
+            charge: job.charge,
+        })
+        .collect();
     match call(&script, &mut manager, &options, &decisions).await {
         Ok(answers) => {
             for (job, answer) in batch.into_iter().zip(answers) {
@@ -290,20 +352,36 @@ async fn send_batch(
     }
 }
 
+/// One decision of a script call.
+struct Decide<'a> {
+    checks: &'a [Check],
+    now: UnixNanos,
+    charge: bool,
+}
+
 /// One script call deciding `decisions` in order; one answer per decision.
 async fn call<C: ConnectionLike>(
     script: &Script,
     connection: &mut C,
     options: &RedisOptions,
-    decisions: &[(&[Check], UnixNanos)],
+    decisions: &[Decide<'_>],
 ) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
     let mut invocation = script.prepare_invoke();
     let server_time = options.time == TimeSource::Server;
     invocation
         .arg(if server_time { "server" } else { "client" })
         .arg(decisions.len());
-    for (checks, now) in decisions {
-        invocation.arg(checks.len()).arg(now / 1_000);
+    for Decide {
+        checks,
+        now,
+        charge,
+    } in decisions
+    {
+        // A peek is told by a negative number of checks.
+        let count = checks.len() as i64;
+        invocation
+            .arg(if *charge { count } else { -count })
+            .arg(now / 1_000);
         for check in *checks {
             invocation
                 .key(key_of(&options.prefix, check))
@@ -327,7 +405,7 @@ async fn with_timeout<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
-        Err(_) => Err(StoreError::new(format!(
+        Err(_) => Err(StoreError::timeout(format!(
             "Redis did not answer within {limit:?}"
         ))),
     }
@@ -340,6 +418,9 @@ fn shift(t: UnixNanos, from: UnixNanos, to: UnixNanos) -> UnixNanos {
 
 fn redis_error(e: redis::RedisError) -> StoreError {
     let message = format!("Redis: {e}");
+    if e.is_timeout() {
+        return StoreError::timeout(message);
+    }
     // The script's own refusal of a key it does not recognise: that decision's fault, not Redis's.
     if message.contains(CORRUPT) {
         return StoreError::unsupported(message);
@@ -400,13 +481,13 @@ fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
 /// and the limiter's, so that Retry-After is right even on a server whose clock is skewed.
 fn parse_reply(
     reply: &[i64],
-    decisions: &[(&[Check], UnixNanos)],
+    decisions: &[Decide<'_>],
     server_time: bool,
 ) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
     let garbage = || StoreError::new(format!("Redis answered an unexpected reply: {reply:?}"));
     let expected = 1 + decisions
         .iter()
-        .map(|(c, _)| 1 + 4 * c.len())
+        .map(|d| 1 + 4 * d.checks.len())
         .sum::<usize>();
     let Some((server_now, mut rest)) = reply.split_first() else {
         return Err(garbage());
@@ -421,7 +502,7 @@ fn parse_reply(
     };
     let server_now = micros(*server_now)?;
     let mut answers = Vec::with_capacity(decisions.len());
-    for (checks, now) in decisions {
+    for Decide { checks, now, .. } in decisions {
         let (&outcome, values) = rest.split_first().ok_or_else(garbage)?;
         let (values, more) = values.split_at(4 * checks.len());
         rest = more;
@@ -473,7 +554,7 @@ fn reported_limit(check: &Check) -> u32 {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.connection {
-            Connection::Single(_) => "single",
+            Connection::Single(..) => "single",
             Connection::Cluster(..) => "cluster",
         };
         f.debug_struct("RedisStore")
@@ -500,6 +581,14 @@ mod tests {
         }
     }
 
+    fn decide(checks: &[Check], now: UnixNanos) -> Decide<'_> {
+        Decide {
+            checks,
+            now,
+            charge: true,
+        }
+    }
+
     #[test]
     fn replies_are_split_per_decision_and_garbage_refused() {
         let one = [check(AlgorithmKind::Gcra, 10, 1)];
@@ -507,7 +596,7 @@ mod tests {
             check(AlgorithmKind::Gcra, 10, 1),
             check(AlgorithmKind::FixedWindow, 5, 1),
         ];
-        let batch: [(&[Check], UnixNanos); 2] = [(&one, 0), (&two, 0)];
+        let batch = [decide(&one, 0), decide(&two, 0)];
         let reply = [7, 1, 1, 9, 5, 6, -1, 0, 0, 0, 0, 0, 0, 0, 0];
         let answers = parse_reply(&reply, &batch, false).unwrap();
         assert_eq!(answers[0].as_ref().unwrap().decisions[0].retry_at, 6_000);
@@ -532,7 +621,7 @@ mod tests {
     fn server_time_is_reported_on_the_limiter_clock() {
         let one = [check(AlgorithmKind::Gcra, 10, 1)];
         // Redis's clock is 5 s ahead of ours; retry 2 s after its now.
-        let batch: [(&[Check], UnixNanos); 1] = [(&one, 100_000_000_000)];
+        let batch = [decide(&one, 100_000_000_000)];
         let reply = [105_000_000, 0, 0, 0, 107_000_000, 107_000_000];
         let verdict = parse_reply(&reply, &batch, true)
             .unwrap()

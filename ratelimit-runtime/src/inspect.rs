@@ -1,0 +1,160 @@
+//! One client's state under one rule, for operators: [`RateLimiter::peek`] reads it without
+//! spending, [`RateLimiter::reset`] clears it (a customer support "unblock").
+
+use std::fmt;
+use std::net::IpAddr;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::test::TestRequest;
+use actix_web::HttpRequest;
+use smallvec::SmallVec;
+
+use crate::catalogue;
+use crate::info::RateLimitInfo;
+use crate::key::{Identity, Scope};
+use crate::limiter::RateLimiter;
+use crate::rule::{QuotaSource, Rule};
+use crate::store::{Check, StoreError};
+
+/// Why a peek or a reset could not be done.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum InspectError {
+    /// No rule has this name.
+    UnknownRule {
+        /// The name given.
+        rule: String,
+    },
+    /// The rule counts per client address and the key is not one.
+    InvalidKey {
+        /// The rule.
+        rule: String,
+        /// The key given.
+        key: String,
+    },
+    /// The store failed (Redis unreachable, too slow, an error).
+    Store(StoreError),
+}
+
+impl fmt::Display for InspectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InspectError::UnknownRule { rule } => {
+                write!(f, "no rate-limit rule is called `{rule}`")
+            }
+            InspectError::InvalidKey { rule, key } => write!(
+                f,
+                "rule `{rule}` counts per client address, and `{key}` is not an IP address"
+            ),
+            InspectError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for InspectError {}
+
+impl RateLimiter {
+    /// The state of `key` under the rule `rule`, without spending anything: what the headers
+    /// of its next request would start from. `remaining()` is what is left now, `is_allowed()`
+    /// whether a request of the rule's cost would pass, `retry_after_secs()` when it would.
+    ///
+    /// The key is what the rule's scope counts: an IP address for `"ip"` (grouped as requests
+    /// are), the header's value for `"header:<Name>"`, the key function's value for `key = fn`,
+    /// anything for `"global"`. Where the quota comes from a tier function, the function is
+    /// asked with a request carrying the key where the scope reads it (a custom key function's
+    /// tier function sees a request without it). With several limits, the most restrictive
+    /// is returned. Works on memory and on Redis (one round trip, nothing written).
+    pub async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
+        let checks = self.checks_of(rule, key)?;
+        let inner = self.inner();
+        let now = inner.clock.now();
+        let verdict = inner
+            .backend
+            .peek(&inner.store, &checks, now)
+            .await
+            .map_err(InspectError::Store)?;
+        let now_left = checks.iter().zip(&verdict.decisions).map(|(check, d)| {
+            // A passing evaluation reports what would remain after the request: add it back.
+            let mut left = *d;
+            if d.allowed {
+                left.remaining = left.remaining.saturating_add(check.cost).min(left.limit);
+            }
+            left
+        });
+        let decision = now_left
+            .reduce(|a, b| if b.is_more_restrictive_than(&a) { b } else { a })
+            .ok_or_else(|| InspectError::UnknownRule {
+                rule: rule.to_owned(),
+            })?;
+        Ok(RateLimitInfo::new(decision, now))
+    }
+
+    /// Clears the state of `key` under the rule `rule` (every limit of it): the client starts
+    /// again with a whole budget. On Redis the keys are deleted for the whole fleet; another
+    /// process may still answer from its local cache of blocked keys until the denial it cached
+    /// ends.
+    pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
+        let checks = self.checks_of(rule, key)?;
+        let inner = self.inner();
+        inner
+            .backend
+            .reset(&inner.store, &checks)
+            .await
+            .map_err(InspectError::Store)?;
+        tracing::info!(rule, "rate limiter: a client's state was reset");
+        Ok(())
+    }
+
+    /// The checks of `key` under every limit of `rule`, overrides applied.
+    fn checks_of(&self, rule: &str, key: &str) -> Result<SmallVec<[Check; 4]>, InspectError> {
+        let rules = catalogue::rules_named(rule);
+        if rules.is_empty() {
+            return Err(InspectError::UnknownRule {
+                rule: rule.to_owned(),
+            });
+        }
+        let inner = self.inner();
+        let rules = inner.overrides.apply(&rules);
+        let ip = key.parse::<IpAddr>().ok();
+        rules
+            .iter()
+            .map(|r| {
+                let identity = match &r.scope {
+                    Scope::Ip => match ip {
+                        Some(ip) => Identity::Ip(inner.client_ip.group(ip.to_canonical())),
+                        None => {
+                            return Err(InspectError::InvalidKey {
+                                rule: rule.to_owned(),
+                                key: key.to_owned(),
+                            })
+                        }
+                    },
+                    Scope::Global => Identity::Global,
+                    Scope::Header(_) => Identity::Header(key.as_bytes()),
+                    Scope::Custom(_) => Identity::Custom(key.to_owned()),
+                };
+                let limit = match r.quota {
+                    QuotaSource::Fixed(quota) => r.limit_of(quota),
+                    QuotaSource::PerRequest(_) => r.limit_for(&stand_in(r, key, ip)),
+                };
+                Ok(inner.check_for(r, limit, &identity))
+            })
+            .collect()
+    }
+}
+
+/// A request carrying `key` where `rule`'s scope reads it, for its tier function.
+fn stand_in(rule: &Rule, key: &str, ip: Option<IpAddr>) -> HttpRequest {
+    let mut req = TestRequest::default();
+    if let Some(ip) = ip {
+        req = req.peer_addr((ip, 0).into());
+    }
+    if let Scope::Header(name) = &rule.scope {
+        // A key no header could carry is left out rather than panicking the builder.
+        let name = HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(key)) {
+            req = req.insert_header((name, value));
+        }
+    }
+    req.to_http_request()
+}

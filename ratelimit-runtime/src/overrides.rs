@@ -1,0 +1,285 @@
+//! Runtime overrides: an operator changes a rule's limit without a rebuild, through the API or
+//! a file (`RATELIMIT_OVERRIDES`) that is watched and reloaded when it changes.
+//!
+//! An override replaces every quota of the rule it names (a handler with `"100/hour;10/second"`
+//! given `"20/minute"` then has that one limit); algorithm, scope, cost and the other options
+//! stay. Overrides set through the API take precedence over the file's.
+//!
+//! **State already counted.** A quota is part of the key its state is kept under, so an
+//! override counts in a budget of its own: clients start under the new limit with a whole
+//! budget, and what they spent under the old one is left to expire. Clearing the override
+//! before that brings the old state back. (Reading old state under a new quota would be wrong
+//! for the buckets, whose state is scaled by the quota.)
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::catalogue;
+use crate::limiter::RateLimiter;
+use crate::quota::Quota;
+use crate::rate::RateError;
+use crate::rule::{QuotaSource, Rule};
+
+/// An override refused; the rule keeps the limit it had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverrideError {
+    /// No rule has this name.
+    UnknownRule {
+        /// The name given.
+        rule: String,
+        /// The names of every known rule.
+        known: Vec<String>,
+    },
+    /// The rate string does not parse.
+    InvalidRate {
+        /// The rule it was for.
+        rule: String,
+        /// Why.
+        error: RateError,
+    },
+    /// The overrides file cannot be read or parsed, or the limiter has none.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl fmt::Display for OverrideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OverrideError::UnknownRule { rule, known } => write!(
+                f,
+                "no rate-limit rule is called `{rule}`; known rules: {}",
+                known.join(", ")
+            ),
+            OverrideError::InvalidRate { rule, error } => {
+                write!(f, "invalid rate for rule `{rule}`: {error}")
+            }
+            OverrideError::File { path, message } => {
+                write!(f, "rate-limit overrides file {}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OverrideError {}
+
+type Table = HashMap<String, Vec<Quota>>;
+
+/// The overrides of one limiter.
+#[derive(Default)]
+pub(crate) struct Overrides {
+    /// False until a first override: the hot path then reads one flag.
+    active: AtomicBool,
+    /// The API's overrides, then the file's.
+    tables: ArcSwap<(Table, Table)>,
+    writing: Mutex<()>,
+    file: Option<PathBuf>,
+    watcher: Mutex<Option<RecommendedWatcher>>,
+}
+
+impl Overrides {
+    pub(crate) fn with_file(file: Option<PathBuf>) -> Overrides {
+        Overrides {
+            file,
+            ..Overrides::default()
+        }
+    }
+
+    /// `rules` with their overrides applied; borrowed as they are when none applies.
+    pub(crate) fn apply<'r>(&self, rules: &'r [Rule]) -> Cow<'r, [Rule]> {
+        if !self.active.load(Ordering::Relaxed) {
+            return Cow::Borrowed(rules);
+        }
+        let tables = self.tables.load();
+        let lookup = |name: &str| tables.0.get(name).or_else(|| tables.1.get(name));
+        if !rules.iter().any(|r| lookup(&r.name).is_some()) {
+            return Cow::Borrowed(rules);
+        }
+        let mut applied: Vec<Rule> = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let Some(quotas) = lookup(&rule.name) else {
+                applied.push(rule.clone());
+                continue;
+            };
+            // The first rule of a name stands for all of them.
+            if rules[..i].iter().all(|r| r.name != rule.name) {
+                applied.extend(quotas.iter().map(|&quota| Rule {
+                    quota: QuotaSource::Fixed(quota),
+                    ..rule.clone()
+                }));
+            }
+        }
+        Cow::Owned(applied)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut (Table, Table))) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tables = (**self.tables.load()).clone();
+        change(&mut tables);
+        let active = !tables.0.is_empty() || !tables.1.is_empty();
+        self.tables.store(Arc::new(tables));
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// Reads the file and puts its overrides in force, all or none.
+    fn load_file(&self) -> Result<usize, OverrideError> {
+        let Some(path) = &self.file else {
+            return Err(OverrideError::File {
+                path: PathBuf::new(),
+                message: "this limiter was built without an overrides file".into(),
+            });
+        };
+        let table = read_file(path)?;
+        let count = table.len();
+        self.update(|tables| tables.1 = table);
+        Ok(count)
+    }
+}
+
+/// `rule = "rate"` pairs from a TOML file, or a JSON object when the file ends in `.json`;
+/// every rule must exist and every rate parse, or nothing is taken.
+fn read_file(path: &Path) -> Result<Table, OverrideError> {
+    let fail = |message: String| OverrideError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let entries: BTreeMap<String, String> = if is_json {
+        serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}")))?
+    } else {
+        toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?
+    };
+    let mut table = Table::new();
+    for (rule, rate) in entries {
+        let quotas = validate(&rule, &rate).map_err(|e| fail(e.to_string()))?;
+        table.insert(rule, quotas);
+    }
+    Ok(table)
+}
+
+/// The quotas of `rate` for a known `rule`.
+fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
+    let known = catalogue::names();
+    if !known.contains(rule) {
+        return Err(OverrideError::UnknownRule {
+            rule: rule.to_owned(),
+            known: known.into_iter().collect(),
+        });
+    }
+    Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+        rule: rule.to_owned(),
+        error,
+    })
+}
+
+impl RateLimiter {
+    /// Overrides the limit of the rule `rule` (a handler's rule name, as
+    /// [`rules`](RateLimiter::rules) lists them, or `shared:<name>`) with `rate`
+    /// (`"20/minute"`, or several limits separated by `;`), in force from the next request.
+    ///
+    /// A rate that does not parse, or a name no rule has, is refused and the limit stays as it
+    /// was. An override counts in a budget of its own (see the README's *Overrides*).
+    pub fn set_override(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
+        let quotas = validate(rule, rate)?;
+        tracing::info!(rule, rate, "rate limiter: override set");
+        self.inner()
+            .overrides
+            .update(|tables| drop(tables.0.insert(rule.to_owned(), quotas)));
+        Ok(())
+    }
+
+    /// Removes the API's override of `rule` (the file's, if any, then applies); returns
+    /// whether there was one.
+    pub fn clear_override(&self, rule: &str) -> bool {
+        let mut had = false;
+        self.inner()
+            .overrides
+            .update(|tables| had = tables.0.remove(rule).is_some());
+        if had {
+            tracing::info!(rule, "rate limiter: override cleared");
+        }
+        had
+    }
+
+    /// Reads the overrides file again (the one given to
+    /// [`overrides_file`](crate::RateLimiterBuilder::overrides_file) or `RATELIMIT_OVERRIDES`)
+    /// and returns how many overrides it holds. A file with any bad entry is refused whole, and
+    /// the overrides in force stay.
+    pub fn reload_overrides(&self) -> Result<usize, OverrideError> {
+        self.inner().overrides.load_file()
+    }
+
+    /// The names of every rule the program has: `#[ratelimit]` handlers and default limits.
+    pub fn rules(&self) -> Vec<String> {
+        catalogue::names().into_iter().collect()
+    }
+
+    /// Loads the overrides file and watches it, reloading it when it changes.
+    pub(crate) fn watch_overrides(&self) {
+        let overrides = &self.inner().overrides;
+        let Some(path) = overrides.file.clone() else {
+            return;
+        };
+        match overrides.load_file() {
+            Ok(count) => tracing::info!(
+                file = %path.display(),
+                count,
+                "rate limiter: overrides loaded"
+            ),
+            Err(e) => tracing::error!("{e}; no overrides from it until it is fixed"),
+        }
+        // Weak: the watcher lives in the overrides, which must not keep themselves alive.
+        let reload = Arc::downgrade(overrides);
+        let watched = path.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let touches_file = event
+                .as_ref()
+                .is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == watched.file_name()));
+            if !touches_file {
+                return;
+            }
+            let Some(overrides) = reload.upgrade() else {
+                return;
+            };
+            match overrides.load_file() {
+                Ok(count) => tracing::info!(count, "rate limiter: overrides reloaded"),
+                Err(e) => tracing::error!("{e}; the overrides in force stay"),
+            }
+        });
+        // Editors replace files rather than write them: watch the directory.
+        let directory = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let watching = watcher.and_then(|mut w| {
+            w.watch(directory, RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        match watching {
+            Ok(watcher) => {
+                *overrides
+                    .watcher
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(watcher);
+            }
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                "rate limiter: cannot watch the overrides file ({e}); use `reload_overrides()`"
+            ),
+        }
+    }
+}
