@@ -10,11 +10,18 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # The Redis tests start their own redis-server processes (standalone and cluster) on free
 # ports: install the server where it is missing.
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     step "installing redis-server"
-    sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
+
+# tests/metrics_exposition.rs reads /metrics with the Prometheus client's own parser.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+    step "installing the Python prometheus_client (the metrics test's parser)"
+    python3 -m pip install --quiet prometheus_client \
+        || sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client
 fi
 
 step "cargo fmt --check"

@@ -312,8 +312,12 @@ async fn overrides_change_a_limit_at_run_time() {
     on_every_store!(overrides_api);
 }
 
+/// Writes `path` as config tools do: a temporary file renamed over it, so that a reader never
+/// sees it half written.
 fn write(path: &std::path::Path, text: &str) {
-    std::fs::write(path, text).unwrap();
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
 }
 
 async fn overrides_file(store: &Store<'_>) {

@@ -157,11 +157,12 @@ fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
             .reset_at
             .saturating_sub(shown.now)
             .div_ceil(NANOS_PER_SEC);
-        policies
+        // Parameters are written as they are added; the serializer they return is done.
+        let _ = policies
             .bare_item(name)
             .parameter(KeyRef::constant("q"), decision.limit)
             .parameter(KeyRef::constant("w"), policy.window_secs);
-        states
+        let _ = states
             .bare_item(name)
             .parameter(KeyRef::constant("r"), remaining)
             .parameter(

@@ -17,9 +17,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
 use crate::catalogue;
 use crate::limiter::RateLimiter;
@@ -76,6 +78,9 @@ impl std::error::Error for OverrideError {}
 
 type Table = HashMap<String, Vec<Quota>>;
 
+/// How long the overrides file must be quiet before it is read again.
+const RELOAD_DELAY: Duration = Duration::from_millis(200);
+
 /// The overrides of one limiter.
 #[derive(Default)]
 pub(crate) struct Overrides {
@@ -85,7 +90,7 @@ pub(crate) struct Overrides {
     tables: ArcSwap<(Table, Table)>,
     writing: Mutex<()>,
     file: Option<PathBuf>,
-    watcher: Mutex<Option<RecommendedWatcher>>,
+    watcher: Mutex<Option<Debouncer<RecommendedWatcher>>>,
 }
 
 impl Overrides {
@@ -245,10 +250,11 @@ impl RateLimiter {
         // Weak: the watcher lives in the overrides, which must not keep themselves alive.
         let reload = Arc::downgrade(overrides);
         let watched = path.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let touches_file = event
+        // Debounced: a file written in several steps is read once, after the last one.
+        let watcher = new_debouncer(RELOAD_DELAY, move |events: DebounceEventResult| {
+            let touches_file = events
                 .as_ref()
-                .is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == watched.file_name()));
+                .is_ok_and(|e| e.iter().any(|e| e.path.file_name() == watched.file_name()));
             if !touches_file {
                 return;
             }
@@ -266,7 +272,7 @@ impl RateLimiter {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let watching = watcher.and_then(|mut w| {
-            w.watch(directory, RecursiveMode::NonRecursive)?;
+            w.watcher().watch(directory, RecursiveMode::NonRecursive)?;
             Ok(w)
         });
         match watching {
