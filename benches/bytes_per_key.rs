@@ -70,6 +70,7 @@ fn ours(algorithm: AlgorithmKind, ips: &[IpAddr]) -> MemoryStore {
                 algorithm,
                 limit,
                 cost: 1,
+                max_wait: 0,
             }],
             1_800_000_000_000_000_000,
         );

@@ -62,6 +62,7 @@ impl Ours {
             algorithm: self.algorithm,
             limit: self.limit,
             cost: 1,
+            max_wait: 0,
         };
         self.store.decide_one(&check, now).allowed
     }

@@ -263,6 +263,7 @@ async fn redis_cpu_per_algorithm(redis: &Redis, url: &str) {
                 algorithm,
                 limit,
                 cost: 1,
+                max_wait: 0,
             }
         };
         cli(redis, &["CONFIG", "RESETSTAT"]);

@@ -19,8 +19,13 @@
 use std::num::NonZeroU32;
 
 use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_ws::Message;
+use ratelimit_runtime::algorithm::AlgorithmKind;
 use ratelimit_runtime::{
-    metrics_endpoint, ratelimit, HeaderStyle, Quota, RateLimitInfo, RateLimiter, Tier,
+    metrics_endpoint, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo, RateLimiter, Rule,
+    Tier,
 };
 use serde_json::json;
 
@@ -34,6 +39,9 @@ async fn endpoints() -> impl Responder {
             "GET /tiered": "needs X-API-Key; per hour: free 100, pro_* keys 1,000, ent_* keys 10,000",
             "GET /search": "10 per 10 seconds per client address; past 5 the answer is degraded",
             "GET /shadow": "a dry run of 5 per 10 seconds per client address: never refused, would-be denials counted",
+            "GET /slow?ms=N": "at most 2 requests in flight per client address; sleeps N ms (default 1000, at most 10000)",
+            "GET /queued": "5 per second per client address (GCRA); a request whose turn comes within 2 s waits for it",
+            "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
@@ -124,6 +132,79 @@ async fn shadow() -> impl Responder {
     web::Json(json!({"response": "never refused"}))
 }
 
+#[derive(serde::Deserialize)]
+struct Sleep {
+    ms: Option<u64>,
+}
+
+/// `GET /slow?ms=N`: at most two requests of a client in flight at once.
+#[get("/slow")]
+#[ratelimit(concurrency = 2, scope = "ip")]
+async fn slow(query: web::Query<Sleep>) -> impl Responder {
+    let ms = query.ms.unwrap_or(1_000).min(10_000);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(ms)).await;
+    web::Json(json!({"slept_ms": ms}))
+}
+
+/// `GET /queued`: a spike is smoothed rather than refused: a request whose turn comes within
+/// two seconds waits for it (`X-RateLimit-Waited-Ms` says how long).
+#[get("/queued")]
+#[ratelimit(limit = 5, per = 1, algorithm = "gcra", max_wait = "2s")]
+async fn queued(info: RateLimitInfo) -> impl Responder {
+    web::Json(json!({"waited_ms": info.waited().as_millis() as u64}))
+}
+
+/// Messages of one WebSocket connection: 5 per second (GCRA, a burst of 5).
+static WS_MESSAGES: Rule = {
+    let mut rule = Rule::new(
+        "server::ws_messages",
+        QuotaSource::Fixed(match Quota::from_parts(5, 1) {
+            Some(quota) => quota,
+            None => panic!("a valid quota"),
+        }),
+    );
+    rule.algorithm = AlgorithmKind::Gcra;
+    rule
+};
+
+/// `GET /ws`: an echo whose messages are limited per connection, with the limiter used outside
+/// a handler (`check_key`). A message over the limit is answered with an error, and the
+/// connection stays open.
+#[get("/ws")]
+async fn ws(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpResponse> {
+    static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+    let (response, mut session, mut messages) = actix_ws::handle(&req, body)?;
+    let limiter = RateLimiter::for_request(&req).clone();
+    let connection = format!("ws-{}", CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(message)) = messages.recv().await {
+            let sent = match message {
+                Message::Text(text) => {
+                    let info = limiter.check_key(&WS_MESSAGES, &connection, 1).await;
+                    if info.is_allowed() {
+                        session.text(text).await
+                    } else {
+                        let retry_after_ms = info.retry_after().as_millis() as u64;
+                        let refusal =
+                            json!({"error": "rate_limited", "retry_after_ms": retry_after_ms});
+                        session.text(refusal.to_string()).await
+                    }
+                }
+                Message::Ping(bytes) => session.pong(&bytes).await,
+                Message::Close(reason) => {
+                    let _ = session.close(reason).await;
+                    return;
+                }
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(response)
+}
+
 /// `RATELIMIT_HEADERS`: `x` (the default), `ietf` or `both`.
 fn header_style() -> Result<HeaderStyle, String> {
     match std::env::var("RATELIMIT_HEADERS").as_deref().map(str::trim) {
@@ -190,6 +271,9 @@ async fn main() -> std::io::Result<()> {
             .service(tiered)
             .service(search)
             .service(shadow)
+            .service(slow)
+            .service(queued)
+            .service(ws)
             .service(metrics_endpoint("/metrics"))
     })
     .bind(&bind)?

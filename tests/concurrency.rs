@@ -39,6 +39,7 @@ fn one_hot_key_admits_exactly_the_capacity() {
             algorithm,
             limit: algorithm.default_limit(quota),
             cost: 1,
+            max_wait: 0,
         };
         let expected = check.limit.capacity.get();
         assert_eq!(hammer(&store, &[check], T0), expected, "{algorithm}");
@@ -57,6 +58,7 @@ fn stacked_checks_under_contention_charge_all_or_none() {
         algorithm: AlgorithmKind::SlidingLog,
         limit: limit(300),
         cost: 1,
+        max_wait: 0,
     };
     let loose = Check {
         group: 0,
@@ -64,6 +66,7 @@ fn stacked_checks_under_contention_charge_all_or_none() {
         algorithm: AlgorithmKind::Gcra,
         limit: limit(5_000),
         cost: 2,
+        max_wait: 0,
     };
     let admitted = AtomicU32::new(0);
     thread::scope(|scope| {
@@ -104,6 +107,7 @@ fn a_million_key_flood_stays_at_a_cap_of_a_hundred_thousand() {
                 algorithm: AlgorithmKind::Gcra,
                 limit,
                 cost: 1,
+                max_wait: 0,
             };
             assert!(store.decide_one(&check, T0).allowed);
         }

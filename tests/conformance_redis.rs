@@ -73,6 +73,7 @@ async fn a_corrupt_key_fails_its_own_decision_only() {
             algorithm: AlgorithmKind::FixedWindow,
             limit,
             cost: 1,
+            max_wait: 0,
         })
         .collect();
     server.cli(&["SET", &store.key_of(&checks[7]), "not a state"]);

@@ -37,10 +37,12 @@ pub struct Args {
     pub over_limit: Option<Spanned<Path>>,
     pub soft: Option<Spanned<u32>>,
     pub mode: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<u32>>,
+    pub max_wait: Option<Spanned<u64>>,
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "limit",
     "per",
     "scope",
@@ -54,6 +56,8 @@ const KEYS: [&str; 14] = [
     "over_limit",
     "soft",
     "mode",
+    "concurrency",
+    "max_wait",
     "rate",
 ];
 
@@ -132,6 +136,13 @@ impl Args {
             ),
             "soft" => put(&mut self.soft, "soft", span, positive(&value, "soft")?),
             "mode" => put(&mut self.mode, "mode", span, string(&value, "mode")?),
+            "concurrency" => put(
+                &mut self.concurrency,
+                "concurrency",
+                span,
+                positive(&value, "concurrency")?,
+            ),
+            "max_wait" => put(&mut self.max_wait, "max_wait", span, wait(&value)?),
             _ => Err(unknown_key(&meta)),
         }
     }
@@ -237,6 +248,26 @@ fn period(value: &Expr) -> syn::Result<u32> {
         )),
     }
 }
+
+fn wait(value: &Expr) -> syn::Result<u64> {
+    let text = string(value, "max_wait")?;
+    let millis = crate::rate::parse_wait(&text).map_err(|e| {
+        syn::Error::new(
+            value.span(),
+            format!("invalid `max_wait`: {e}; write e.g. `\"2s\"` or `\"500ms\"`"),
+        )
+    })?;
+    if millis > MAX_WAIT_MILLIS {
+        return Err(syn::Error::new(
+            value.span(),
+            "`max_wait` is at most 10 minutes: a request waiting longer holds its connection and worker memory that long",
+        ));
+    }
+    Ok(millis)
+}
+
+/// The longest `max_wait` accepted.
+const MAX_WAIT_MILLIS: u64 = 10 * 60 * 1_000;
 
 fn string(value: &Expr, name: &str) -> syn::Result<String> {
     match value {

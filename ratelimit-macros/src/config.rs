@@ -9,8 +9,13 @@ use crate::rate;
 /// Where a rule's quota comes from.
 #[derive(Clone)]
 pub enum QuotaSpec {
-    Fixed { limit: u32, period_secs: u32 },
+    Fixed {
+        limit: u32,
+        period_secs: u32,
+    },
     PerRequest(Path),
+    /// A concurrency limit: at most this many in flight.
+    InFlight(u32),
 }
 
 /// Who a rule counts.
@@ -36,6 +41,7 @@ pub struct RuleSpec {
     pub over_limit: Option<Path>,
     pub soft: Option<u32>,
     pub mode: &'static str,
+    pub max_wait_millis: Option<u64>,
 }
 
 /// The algorithms and whether each has a capacity (`burst`).
@@ -55,7 +61,10 @@ impl Args {
         let algorithm = algorithm(self.algorithm.as_ref())?;
         let burst = self.burst_for(algorithm)?;
         let scope = self.scope_spec()?;
-        let quotas = self.quotas(at)?;
+        let quotas = match &self.concurrency {
+            Some(n) => self.in_flight(n)?,
+            None => self.quotas(at)?,
+        };
         if let Some(shared) = self.shared.as_ref().filter(|s| s.value.trim().is_empty()) {
             return Err(syn::Error::new(
                 shared.span,
@@ -64,6 +73,7 @@ impl Args {
         }
         let cost = self.cost.as_ref().map_or(1, |c| c.value);
         let mode = mode(self.mode.as_ref())?;
+        self.check_max_wait(algorithm, mode)?;
         for quota in &quotas {
             check_cost(self.cost.as_ref(), quota, algorithm, burst)?;
             check_soft(self.soft.as_ref(), quota, algorithm, burst)?;
@@ -82,6 +92,7 @@ impl Args {
                 over_limit: self.over_limit.as_ref().map(|o| o.value.clone()),
                 soft: self.soft.as_ref().map(|s| s.value),
                 mode,
+                max_wait_millis: self.max_wait.as_ref().map(|w| w.value),
             })
             .collect())
     }
@@ -100,6 +111,59 @@ impl Args {
                 "missing limit: write `#[ratelimit(limit = 100, per = 60)]` or `#[ratelimit(\"100/minute\")]`",
             )),
         }
+    }
+
+    /// A concurrency limit: only the arguments that say who it counts and how it answers.
+    fn in_flight(&self, n: &Spanned<u32>) -> syn::Result<Vec<QuotaSpec>> {
+        if let Some(span) = [
+            self.rate.as_ref().map(|r| r.span),
+            self.limit.as_ref().map(|l| l.span),
+            self.per.as_ref().map(|p| p.span),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        {
+            return Err(syn::Error::new(
+                span,
+                "`concurrency` is a limit of its own; put the rate limit in another `#[ratelimit(...)]` on the same handler",
+            ));
+        }
+        let meaningless = [
+            ("algorithm", self.algorithm.as_ref().map(|a| a.span)),
+            ("burst", self.burst.as_ref().map(|b| b.span)),
+            ("cost", self.cost.as_ref().map(|c| c.span)),
+            ("soft", self.soft.as_ref().map(|s| s.span)),
+            ("mode", self.mode.as_ref().map(|m| m.span)),
+            ("max_wait", self.max_wait.as_ref().map(|w| w.span)),
+        ];
+        if let Some((name, Some(span))) = meaningless.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(syn::Error::new(
+                span,
+                format!("`{name}` has no meaning for a concurrency limit, which counts requests in flight; remove it"),
+            ));
+        }
+        Ok(vec![QuotaSpec::InFlight(n.value)])
+    }
+
+    /// Waiting needs an algorithm that can reserve a later turn, and an enforced limit.
+    fn check_max_wait(&self, algorithm: &str, mode: &str) -> syn::Result<()> {
+        let Some(wait) = &self.max_wait else {
+            return Ok(());
+        };
+        if mode == "shadow" {
+            return Err(syn::Error::new(
+                wait.span,
+                "`max_wait` has no meaning in a dry run (`mode = \"shadow\"`), which never refuses",
+            ));
+        }
+        if matches!(algorithm, "gcra" | "token_bucket" | "leaky_bucket") {
+            return Ok(());
+        }
+        Err(syn::Error::new(
+            wait.span,
+            format!("`max_wait` needs an algorithm that can reserve a later turn: `gcra`, `token_bucket` or `leaky_bucket`, not `{algorithm}`; add e.g. `algorithm = \"gcra\"`"),
+        ))
     }
 
     fn scope_spec(&self) -> syn::Result<ScopeSpec> {

@@ -85,6 +85,7 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
     let quota = |q: &QuotaSpec| match q {
         QuotaSpec::Fixed { limit, period_secs } => format!("{limit}/{period_secs}"),
         QuotaSpec::PerRequest(p) => text(p),
+        QuotaSpec::InFlight(n) => format!("in flight {n}"),
     };
     let scope = |s: &ScopeSpec| match s {
         ScopeSpec::Ip => "ip".to_string(),
@@ -96,7 +97,7 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
     let capacity = |r: &RuleSpec| match (&r.quota, r.burst) {
         (_, Some(burst)) => Some(burst),
         (_, None) if r.algorithm == "leaky_bucket" => Some(1),
-        (QuotaSpec::Fixed { limit, .. }, None) => Some(*limit),
+        (QuotaSpec::Fixed { limit, .. } | QuotaSpec::InFlight(limit), None) => Some(*limit),
         (QuotaSpec::PerRequest(_), None) => None,
     };
     (
@@ -216,6 +217,10 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let over_limit = option(rule.over_limit.as_ref().map(over_limit_expr));
     let soft = option(rule.soft.map(|s| quote!(#rt::non_zero(#s))));
     let mode = format_ident!("{}", camel(rule.mode));
+    let max_wait = option(
+        rule.max_wait_millis
+            .map(|ms| quote!(#rt::Duration::from_millis(#ms))),
+    );
     quote! {
         #rt::Rule {
             name: #name,
@@ -229,6 +234,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             over_limit: #over_limit,
             soft: #soft,
             mode: #rt::Mode::#mode,
+            max_wait: #max_wait,
         }
     }
 }
@@ -239,6 +245,7 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
         QuotaSpec::Fixed { limit, period_secs } => {
             quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs)))
         }
+        QuotaSpec::InFlight(n) => quote!(#rt::QuotaSource::InFlight(#rt::non_zero(#n))),
         QuotaSpec::PerRequest(path) => {
             let choose = at(
                 path,

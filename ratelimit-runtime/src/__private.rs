@@ -18,6 +18,7 @@ pub use actix_web::{HttpRequest, HttpResponse, Responder};
 pub use inventory;
 pub use std::borrow::Cow;
 pub use std::num::NonZeroU32;
+pub use std::time::Duration;
 
 /// The request and its body, taken before any extractor runs.
 pub struct RawRequest {

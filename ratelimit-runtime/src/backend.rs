@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::metrics::StoreLabel;
+use crate::slots::{slot_id, Held, SlotAnswer};
 use crate::store::{
     BlockedKeys, Check, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
 };
@@ -73,6 +74,13 @@ pub(crate) enum Outcome {
     Unlimited,
     /// Fail-closed: refused for this many seconds.
     Unavailable(u64),
+}
+
+fn take_in_memory(memory: &MemoryStore, key: u64, limit: u32) -> SlotAnswer {
+    match memory.take_slot(key, limit) {
+        Ok(held) => SlotAnswer::Taken(Held::Memory(key), held),
+        Err(held) => SlotAnswer::Full(held),
+    }
 }
 
 pub(crate) struct RedisBackend {
@@ -140,6 +148,20 @@ impl Backend {
         }
     }
 
+    /// Takes one of `limit` slots of `check`'s key (a concurrency limit).
+    pub(crate) async fn take_slot(
+        &self,
+        memory: &MemoryStore,
+        check: &Check,
+        limit: u32,
+        now: UnixNanos,
+    ) -> (SlotAnswer, StoreLabel) {
+        match self {
+            Backend::Memory => (take_in_memory(memory, check.key, limit), StoreLabel::Memory),
+            Backend::Redis(redis) => redis.take_slot(memory, check, limit, now).await,
+        }
+    }
+
     /// Decides `checks` without charging them. On Redis, a failure is the caller's to see: an
     /// operator asking about one client wants Redis's answer or an error, not a guess.
     pub(crate) async fn peek(
@@ -204,37 +226,97 @@ impl RedisBackend {
         }
         match self.ask_redis(checks, now).await {
             Ok(verdict) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("rate limiter: Redis answers again; limits are back on Redis");
-                }
+                self.answered();
                 if !verdict.allowed {
                     self.blocked.remember(checks, &verdict, now);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
-            Err(error) if error.is_unsupported() => {
-                // This decision, not Redis, is at fault: Redis stays in use for everything else.
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    "rate limiter: {error}; {} for this decision",
-                    self.policy_in_words()
-                );
-                self.degrade(memory, checks, now)
-            }
             Err(error) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                if error.is_timeout() {
-                    self.timeouts.fetch_add(1, Ordering::Relaxed);
-                }
-                self.skip_until
-                    .store(now.saturating_add(RETRY_AFTER_FAILURE), Ordering::Relaxed);
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("rate limiter: {error}; {}", self.policy_in_words());
-                }
+                self.failed(&error, now);
                 self.degrade(memory, checks, now)
             }
         }
+    }
+
+    /// Takes a slot of a concurrency limit on Redis, or as the failure policy says.
+    async fn take_slot(
+        self: &Arc<Self>,
+        memory: &MemoryStore,
+        check: &Check,
+        limit: u32,
+        now: UnixNanos,
+    ) -> (SlotAnswer, StoreLabel) {
+        if now >= self.skip_until.load(Ordering::Relaxed) {
+            match self.take_on_redis(check, limit).await {
+                Ok(answer) => {
+                    self.answered();
+                    return (answer, StoreLabel::Redis);
+                }
+                Err(error) => self.failed(&error, now),
+            }
+        }
+        self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
+        let answer = match self.policy {
+            FailurePolicy::Fallback => {
+                let local = self.local(std::slice::from_ref(check))[0];
+                take_in_memory(memory, local.key, limit)
+            }
+            FailurePolicy::FailOpen => SlotAnswer::Unlimited,
+            FailurePolicy::FailClosed => SlotAnswer::Unavailable(self.closed_for(now)),
+        };
+        (answer, StoreLabel::Fallback)
+    }
+
+    async fn take_on_redis(
+        self: &Arc<Self>,
+        check: &Check,
+        limit: u32,
+    ) -> Result<SlotAnswer, StoreError> {
+        let store = self.store().await?;
+        let key = store.slots_key(check.key, check.group);
+        let id = slot_id();
+        let lease = self.options.lease;
+        Ok(match store.take_slot(&key, &id, limit, lease).await? {
+            Ok(held) => SlotAnswer::Taken(Held::redis(store.clone(), key, id, lease), held),
+            Err(held) => SlotAnswer::Full(held),
+        })
+    }
+
+    /// Redis answered: back from the fallback, if it was there.
+    fn answered(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::warn!("rate limiter: Redis answers again; limits are back on Redis");
+        }
+    }
+
+    /// Counts and logs a failed Redis call. A failure of Redis (not of one rule Redis cannot
+    /// decide) keeps Redis out of the way for a second and switches to the fallback.
+    fn failed(&self, error: &StoreError, now: UnixNanos) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if error.is_unsupported() {
+            // This decision, not Redis, is at fault: Redis stays in use for everything else.
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "rate limiter: {error}; {} for this decision",
+                self.policy_in_words()
+            );
+            return;
+        }
+        if error.is_timeout() {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.skip_until
+            .store(now.saturating_add(RETRY_AFTER_FAILURE), Ordering::Relaxed);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!("rate limiter: {error}; {}", self.policy_in_words());
+        }
+    }
+
+    /// Seconds a fail-closed limiter refuses requests for.
+    fn closed_for(&self, now: UnixNanos) -> u64 {
+        let until = self.skip_until.load(Ordering::Relaxed);
+        until.saturating_sub(now).div_ceil(NANOS_PER_SEC).max(1)
     }
 
     /// Decides on Redis.
@@ -293,10 +375,7 @@ impl RedisBackend {
                 Outcome::Decided(memory.decide_now(&self.local(checks), now))
             }
             FailurePolicy::FailOpen => Outcome::Unlimited,
-            FailurePolicy::FailClosed => {
-                let until = self.skip_until.load(Ordering::Relaxed);
-                Outcome::Unavailable(until.saturating_sub(now).div_ceil(NANOS_PER_SEC).max(1))
-            }
+            FailurePolicy::FailClosed => Outcome::Unavailable(self.closed_for(now)),
         };
         (outcome, StoreLabel::Fallback)
     }

@@ -57,9 +57,8 @@ pub(crate) fn names() -> BTreeSet<String> {
 
 /// Two rules that count in the same state.
 fn same_limit(a: &Rule, b: &Rule) -> bool {
-    let quota = |r: &Rule| match r.quota {
-        crate::rule::QuotaSource::Fixed(q) => Some(q),
-        crate::rule::QuotaSource::PerRequest(_) => None,
-    };
-    a.name == b.name && a.algorithm == b.algorithm && quota(a) == quota(b) && a.burst == b.burst
+    a.name == b.name
+        && a.algorithm == b.algorithm
+        && a.quota.fixed().ok() == b.quota.fixed().ok()
+        && a.burst == b.burst
 }

@@ -6,28 +6,40 @@
 //! the enforced ones let the request through, so that a would-be denial of a dry run never
 //! keeps the enforced rules from being charged.
 
-use actix_web::body::MessageBody;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
 use crate::backend::Outcome as Answer;
-use crate::clock::UnixNanos;
+use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
-use crate::headers::{add_denied_headers, add_limit_headers, HeaderStyle, Policy, Shown};
+use crate::headers::{
+    add_concurrency_headers, add_denied_headers, add_limit_headers, add_waited_header, HeaderStyle,
+    Policy, Shown,
+};
 use crate::info::RateLimitInfo;
 use crate::limiter::{Inner, RateLimiter};
 use crate::metrics::{Outcome, StoreLabel};
 use crate::response::{too_many_requests, unavailable};
-use crate::rule::{Mode, Rule};
+use crate::rule::{Mode, QuotaSource, Rule};
+use crate::slots::{HoldingBody, Slot, SlotAnswer};
 use crate::store::{Check, Verdict};
 
-/// An allowed request: carries what its headers will say until the response exists.
+/// An allowed request: carries what its headers will say until the response exists, and the
+/// slots of its concurrency limits until the response has been sent.
 #[derive(Debug)]
 #[must_use = "a Pass adds the rate-limit headers to the response"]
 pub struct Pass {
     headers: Option<Shown>,
     style: HeaderStyle,
+    /// The tightest concurrency limit that sends headers: (limit, slots left).
+    concurrency: Option<(u32, u32)>,
+    /// How long the request waited for its turn.
+    waited: Duration,
+    slots: Vec<Slot>,
 }
 
 /// Where a [`DefaultLimits`](crate::DefaultLimits) middleware collects the handler's decision,
@@ -37,13 +49,13 @@ pub(crate) struct DeferredHeaders(pub(crate) Option<Shown>);
 
 /// The rules of one decision, their tiers and their checks.
 #[derive(Default)]
-struct Batch<'r> {
-    rules: SmallVec<[(&'r Rule, &'static str); 4]>,
-    checks: SmallVec<[Check; 4]>,
+pub(crate) struct Batch<'r> {
+    pub(crate) rules: SmallVec<[(&'r Rule, &'static str); 4]>,
+    pub(crate) checks: SmallVec<[Check; 4]>,
 }
 
 /// What a batch came to.
-enum Decided {
+pub(crate) enum Decided {
     Verdict(Verdict),
     /// Fail-open while the store is down: allowed, nothing known.
     Unlimited,
@@ -58,16 +70,20 @@ impl RateLimiter {
         let inner = self.inner();
         let now = inner.clock.now();
         let rules = inner.overrides.apply(rules);
-        let (mut enforced, mut shadow) = (Batch::default(), Batch::default());
+        let (mut enforced, mut shadow, mut concurrent) =
+            (Batch::default(), Batch::default(), Batch::default());
         for rule in rules.iter() {
             if rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
             }
             let (limit, tier) = rule.tier_for(req);
             let identity = rule.scope.identify(req, &inner.client_ip);
-            let batch = match (inner.shadow || rule.mode == Mode::Shadow, &mut shadow) {
-                (true, shadow) => shadow,
-                (false, _) => &mut enforced,
+            let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
+                &mut concurrent
+            } else if inner.shadow || rule.mode == Mode::Shadow {
+                &mut shadow
+            } else {
+                &mut enforced
             };
             batch.checks.push(inner.check_for(rule, limit, &identity));
             batch.rules.push((rule, tier));
@@ -75,13 +91,29 @@ impl RateLimiter {
         let mut pass = Pass {
             headers: None,
             style: inner.header_style,
+            concurrency: None,
+            waited: Duration::ZERO,
+            slots: Vec::new(),
         };
+        // Slots first: a request refused for its rates gives them back (with `pass`).
+        self.take_slots(req, &concurrent, now, &mut pass).await?;
         let mut info = None;
         if !enforced.checks.is_empty() {
-            match inner.decide(&enforced, now, Mode::Enforce).await {
+            match inner.decide(&enforced, now, now, Mode::Enforce).await {
                 Decided::Verdict(verdict) if verdict.allowed => {
-                    let shown = inner.shown(&enforced, &verdict, now);
-                    info = shown_info(&enforced, &verdict, now, inner);
+                    // A turn reserved later than now (`max_wait`) is waited for here.
+                    let turn = verdict
+                        .decisions
+                        .iter()
+                        .map(|d| d.retry_at)
+                        .fold(now, u64::max);
+                    if turn > now {
+                        pass.waited = Duration::from_nanos(turn - now);
+                        tokio::time::sleep(pass.waited).await;
+                    }
+                    let shown = inner.shown(&enforced, &verdict, turn);
+                    info = shown_info(&enforced, &verdict, turn, inner)
+                        .map(|i| i.waited_for(pass.waited));
                     pass.headers = Some(shown).filter(|s| !s.policies.is_empty());
                 }
                 Decided::Verdict(verdict) => {
@@ -92,7 +124,10 @@ impl RateLimiter {
             }
         }
         if !shadow.checks.is_empty() {
-            if let Decided::Verdict(verdict) = inner.decide(&shadow, now, Mode::Shadow).await {
+            let started = inner.clock.now();
+            if let Decided::Verdict(verdict) =
+                inner.decide(&shadow, now, started, Mode::Shadow).await
+            {
                 inner.log_shadow_denial(&shadow, &verdict, now);
                 if info.is_none() {
                     info =
@@ -107,14 +142,64 @@ impl RateLimiter {
     }
 }
 
-impl Inner {
-    /// Decides `batch` on the backend and counts what it came to.
-    async fn decide(&self, batch: &Batch<'_>, now: UnixNanos, mode: Mode) -> Decided {
-        let started = self.metrics.enabled().then(quanta::Instant::now);
-        let (answer, store) = self.backend.decide(&self.store, &batch.checks, now).await;
-        if let Some(started) = started {
-            self.metrics.observe_latency(store, started.elapsed());
+impl RateLimiter {
+    /// Takes a slot of each concurrency limit in `batch` into `pass`; the response to send
+    /// when one has none left (the slots taken go back with `pass`).
+    async fn take_slots(
+        &self,
+        req: &HttpRequest,
+        batch: &Batch<'_>,
+        now: UnixNanos,
+        pass: &mut Pass,
+    ) -> Result<(), HttpResponse> {
+        let inner = self.inner();
+        for (&(rule, tier), check) in batch.rules.iter().zip(&batch.checks) {
+            let limit = check.limit.quota.limit();
+            let started = inner.clock.now();
+            let (answer, store) = inner
+                .backend
+                .take_slot(&inner.store, check, limit, now)
+                .await;
+            inner.observe_latency(store, started);
+            let outcome = match answer {
+                SlotAnswer::Taken(..) | SlotAnswer::Unlimited => Outcome::Allowed,
+                SlotAnswer::Full(_) | SlotAnswer::Unavailable(_) => Outcome::Denied,
+            };
+            let units = u32::from(outcome == Outcome::Allowed);
+            inner.metrics.count(&rule.name, tier, outcome, store, units);
+            match answer {
+                SlotAnswer::Taken(held, in_flight) => {
+                    let counters = inner.metrics.counters(&rule.name, tier);
+                    pass.slots.push(Slot::new(held, self.clone(), counters));
+                    let left = limit.saturating_sub(in_flight);
+                    if rule.send_x_headers && pass.concurrency.is_none_or(|(_, l)| left < l) {
+                        pass.concurrency = Some((limit, left));
+                    }
+                }
+                SlotAnswer::Unlimited => {}
+                SlotAnswer::Full(in_flight) => {
+                    tracing::debug!(rule = %rule.name, limit, in_flight, "concurrency limit reached");
+                    return Err(inner.refuse_concurrency(req, rule, limit, now));
+                }
+                SlotAnswer::Unavailable(secs) => return Err(unavailable(secs)),
+            }
         }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Decides `batch` on the backend and counts what it came to; `started` is when the
+    /// decision began, on the limiter's clock (the time it took is measured from there).
+    pub(crate) async fn decide(
+        &self,
+        batch: &Batch<'_>,
+        now: UnixNanos,
+        started: UnixNanos,
+        mode: Mode,
+    ) -> Decided {
+        let (answer, store) = self.backend.decide(&self.store, &batch.checks, now).await;
+        self.observe_latency(store, started);
         let decided = match answer {
             Answer::Decided(verdict) => Decided::Verdict(verdict),
             Answer::Unlimited => Decided::Unlimited,
@@ -122,6 +207,15 @@ impl Inner {
         };
         self.count(batch, &decided, store, mode);
         decided
+    }
+
+    /// Times a decision that began at `started`: one more clock read, only with metrics on.
+    fn observe_latency(&self, store: StoreLabel, started: UnixNanos) {
+        if self.metrics.enabled() {
+            let elapsed = self.clock.now().saturating_sub(started);
+            self.metrics
+                .observe_latency(store, Duration::from_nanos(elapsed));
+        }
     }
 
     /// Counts each rule's outcome. A denied request counts against the rules that refused it;
@@ -206,9 +300,15 @@ impl Inner {
             "rate limit exceeded"
         );
         req.extensions_mut().insert(info);
+        let detail = format!(
+            "Too many requests: {} per {} s allowed; retry in {} s",
+            info.limit(),
+            check.limit.quota.period_secs(),
+            info.retry_after_secs()
+        );
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info, check.limit.quota.period_secs(), self.denied_body),
+            None => too_many_requests(&info, &detail, self.denied_body),
         };
         let shown = Shown {
             now,
@@ -221,6 +321,38 @@ impl Inner {
             self.header_style,
             rule.send_x_headers,
         );
+        response
+    }
+
+    /// The response to a request refused by the concurrency limit `rule` of `limit`: 429 with
+    /// `Retry-After: 1` (slots come back as requests end, not at a known instant).
+    fn refuse_concurrency(
+        &self,
+        req: &HttpRequest,
+        rule: &Rule,
+        limit: u32,
+        now: UnixNanos,
+    ) -> HttpResponse {
+        let in_a_second = now.saturating_add(NANOS_PER_SEC);
+        let decision = Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset_at: in_a_second,
+            retry_at: in_a_second,
+        };
+        let info = RateLimitInfo::new(decision, now);
+        req.extensions_mut().insert(info);
+        let detail = format!("Too many requests in flight: at most {limit} at once; retry in 1 s");
+        let mut response = match rule.over_limit {
+            Some(respond) => respond(req, &info),
+            None => too_many_requests(&info, &detail, self.denied_body),
+        };
+        let headers = response.headers_mut();
+        add_denied_headers(headers, &info, &Shown::default(), self.header_style, false);
+        if rule.send_x_headers {
+            add_concurrency_headers(headers, limit, 0);
+        }
         response
     }
 
@@ -289,15 +421,24 @@ impl Pass {
     /// The after-response hook: adds the limit headers to `response` unless the handler set
     /// them, or hands them to an enclosing [`DefaultLimits`](crate::DefaultLimits) hook.
     pub fn finish(self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
-        let Some(shown) = self.headers else {
-            return response;
-        };
-        if let Some(deferred) = req.extensions_mut().get_mut::<DeferredHeaders>() {
-            deferred.0 = Some(shown.merge(deferred.0.take()));
+        let headers = response.headers_mut();
+        if let Some((limit, left)) = self.concurrency {
+            add_concurrency_headers(headers, limit, left);
+        }
+        if !self.waited.is_zero() {
+            add_waited_header(headers, self.waited);
+        }
+        if let Some(shown) = self.headers {
+            match req.extensions_mut().get_mut::<DeferredHeaders>() {
+                Some(deferred) => deferred.0 = Some(shown.merge(deferred.0.take())),
+                None => add_limit_headers(headers, &shown, self.style),
+            }
+        }
+        if self.slots.is_empty() {
             return response;
         }
-        add_limit_headers(response.headers_mut(), &shown, self.style);
-        response
+        let slots = self.slots;
+        response.map_body(|_, body| BoxBody::new(HoldingBody::new(body, slots)))
     }
 
     /// The one header hook when a middleware wraps the handler: the middleware's and the

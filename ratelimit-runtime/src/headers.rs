@@ -136,14 +136,30 @@ pub(crate) fn add_denied_headers(
     }
 }
 
+const CONCURRENCY_LIMIT: HeaderName = HeaderName::from_static("x-concurrency-limit");
+const CONCURRENCY_REMAINING: HeaderName = HeaderName::from_static("x-concurrency-remaining");
+const WAITED: HeaderName = HeaderName::from_static("x-ratelimit-waited-ms");
+
+/// `X-Concurrency-Limit` and `X-Concurrency-Remaining` (slots left, this request's taken).
+pub(crate) fn add_concurrency_headers(headers: &mut HeaderMap, limit: u32, left: u32) {
+    insert_absent(headers, CONCURRENCY_LIMIT, HeaderValue::from(limit));
+    insert_absent(headers, CONCURRENCY_REMAINING, HeaderValue::from(left));
+}
+
+/// `X-RateLimit-Waited-Ms`: how long the request waited for its turn.
+pub(crate) fn add_waited_header(headers: &mut HeaderMap, waited: std::time::Duration) {
+    let millis = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+    insert_absent(headers, WAITED, HeaderValue::from(millis));
+}
+
 /// `RateLimit-Policy` and `RateLimit`, one list member per limit, serialised by `sfv`.
 fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
     let mut policies = ListSerializer::new();
     let mut states = ListSerializer::new();
     for (i, policy) in shown.policies.iter().enumerate() {
         let name = policy_name(&shown.policies, i);
-        // Names are printable ASCII by construction; a rule name that is not is left out
-        // rather than sent mangled.
+        // A name that is not printable ASCII (a `shared` budget may have any name) is left
+        // out rather than sent mangled.
         let Ok(name) = StringRef::from_str(&name) else {
             continue;
         };
@@ -180,24 +196,23 @@ fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
 /// The public name of the `i`-th policy: its rule's name without the module path (a handler)
 /// or the `shared:` mark (a shared budget), and with the window when two policies of the
 /// response would otherwise share a name (stacked limits of one handler).
-fn policy_name(policies: &[Policy], i: usize) -> String {
-    let short = |p: &Policy| -> String {
-        let name = p.rule.split('#').next().unwrap_or_default();
-        let name = name.strip_prefix("shared:").unwrap_or(name);
-        let name = name.rsplit("::").next().unwrap_or(name);
-        name.chars()
-            .map(|c| if (' '..='~').contains(&c) { c } else { '_' })
-            .collect()
-    };
+/// A rule's name without the module path or the `shared:` mark.
+fn short(policy: &Policy) -> &str {
+    let name = policy.rule.split('#').next().unwrap_or_default();
+    let name = name.strip_prefix("shared:").unwrap_or(name);
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+fn policy_name(policies: &[Policy], i: usize) -> Cow<'_, str> {
     let name = short(&policies[i]);
     let clash = policies
         .iter()
         .enumerate()
         .any(|(j, p)| j != i && short(p) == name);
     if clash {
-        format!("{name}-{}s", policies[i].window_secs)
+        Cow::Owned(format!("{name}-{}s", policies[i].window_secs))
     } else {
-        name
+        Cow::Borrowed(name)
     }
 }
 

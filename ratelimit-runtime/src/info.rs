@@ -32,6 +32,7 @@ pub struct RateLimitInfo {
     decision: Decision,
     now: UnixNanos,
     degraded: bool,
+    waited: Duration,
 }
 
 impl RateLimitInfo {
@@ -40,7 +41,19 @@ impl RateLimitInfo {
             decision,
             now,
             degraded: false,
+            waited: Duration::ZERO,
         }
+    }
+
+    pub(crate) fn waited_for(mut self, waited: Duration) -> RateLimitInfo {
+        self.waited = waited;
+        self
+    }
+
+    /// How long the request waited for its turn before it was served (`max_wait`); zero for
+    /// a request served at once. Responses carry it as `X-RateLimit-Waited-Ms`.
+    pub fn waited(&self) -> Duration {
+        self.waited
     }
 
     pub(crate) fn degraded_if(mut self, degraded: bool) -> RateLimitInfo {
@@ -93,6 +106,12 @@ impl RateLimitInfo {
     /// Time until the budget is whole again.
     pub fn reset_after(&self) -> Duration {
         Duration::from_nanos(self.decision.reset_at.saturating_sub(self.now))
+    }
+
+    /// Time until a denied request would pass (zero for an allowed one): what
+    /// [`RateLimiter::until_ready`](crate::RateLimiter::until_ready) waits.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_nanos(self.decision.retry_at.saturating_sub(self.now))
     }
 
     /// Whole seconds, rounded up and at least 1, until a denied request would pass

@@ -118,6 +118,8 @@ impl RateLimiter {
         let ip = key.parse::<IpAddr>().ok();
         rules
             .iter()
+            // A concurrency limit has no state to read or clear: its slots are requests.
+            .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_)))
             .map(|r| {
                 let identity = match &r.scope {
                     Scope::Ip => match ip {
@@ -133,9 +135,9 @@ impl RateLimiter {
                     Scope::Header(_) => Identity::Header(key.as_bytes()),
                     Scope::Custom(_) => Identity::Custom(key.to_owned()),
                 };
-                let limit = match r.quota {
-                    QuotaSource::Fixed(quota) => r.limit_of(quota),
-                    QuotaSource::PerRequest(_) => r.limit_for(&stand_in(r, key, ip)),
+                let limit = match r.quota.fixed() {
+                    Ok(quota) => r.limit_of(quota),
+                    Err(_) => r.limit_for(&stand_in(r, key, ip)),
                 };
                 Ok(inner.check_for(r, limit, &identity))
             })

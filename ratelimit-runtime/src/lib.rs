@@ -36,6 +36,7 @@ mod headers;
 mod info;
 mod inspect;
 pub mod key;
+mod keyed;
 mod limiter;
 mod metrics;
 mod middleware;
@@ -44,6 +45,7 @@ mod quota;
 pub mod rate;
 mod response;
 mod rule;
+mod slots;
 pub mod store;
 
 #[doc(hidden)]
@@ -56,6 +58,7 @@ pub use engine::Pass;
 pub use headers::HeaderStyle;
 pub use info::RateLimitInfo;
 pub use inspect::InspectError;
+pub use keyed::{InsufficientCapacity, KeyedLimit};
 pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
 pub use metrics::{metrics_endpoint, LimiterCollector};
 pub use middleware::{DefaultLimits, DefaultLimitsService};

@@ -147,6 +147,7 @@ impl Inner {
             algorithm: rule.algorithm,
             limit,
             cost: rule.cost.get(),
+            max_wait: rule.max_wait_nanos(),
         }
     }
 
@@ -359,7 +360,8 @@ impl RateLimiterBuilder {
 
     /// Reads the environment: `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS`
     /// (comma-separated node URLs) on a Redis Cluster, `RATELIMIT_REDIS_TIMEOUT_MS` sets the
-    /// per-call timeout, `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file).
+    /// per-call timeout, `RATELIMIT_REDIS_LEASE_MS` the lease of concurrency slots,
+    /// `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file).
     /// Without either URL, limits stay in memory.
     /// The process-wide default limiter is built this way.
     pub fn from_env(mut self) -> Self {
@@ -373,6 +375,9 @@ impl RateLimiterBuilder {
         }
         if let Some(ms) = var("RATELIMIT_REDIS_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()) {
             self.redis_options.timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = var("RATELIMIT_REDIS_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
+            self.redis_options.lease = std::time::Duration::from_millis(ms);
         }
         if let Some(nodes) = var("REDIS_CLUSTER_URLS") {
             let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).collect();

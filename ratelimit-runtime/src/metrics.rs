@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -114,9 +114,18 @@ pub(crate) struct RuleCounters {
     units: [AtomicU64; 3],
     /// When a dry-run denial of this rule was last logged (limiter time).
     last_shadow_log: AtomicU64,
+    /// Requests holding a slot of this rule (a concurrency limit), and whether it is one.
+    in_flight: AtomicI64,
+    concurrent: AtomicBool,
 }
 
 impl RuleCounters {
+    /// A slot of this rule taken (+1) or given back (-1).
+    pub(crate) fn in_flight(&self, delta: i64) {
+        self.concurrent.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// Whether a dry-run denial at `now` may be logged: at most one line a second per rule.
     pub(crate) fn shadow_log_due(&self, now: UnixNanos) -> bool {
         let last = self.last_shadow_log.load(Ordering::Relaxed);
@@ -176,9 +185,7 @@ impl Metrics {
 
     /// Counts a decision of `store` that took `elapsed`.
     pub(crate) fn observe_latency(&self, store: StoreLabel, elapsed: Duration) {
-        if self.enabled {
-            self.latency[store as usize].observe(elapsed);
-        }
+        self.latency[store as usize].observe(elapsed);
     }
 
     /// Counts one rule's outcome and the units it spent.
@@ -214,6 +221,14 @@ impl Metrics {
         }
         drop(table);
         f(&self.add_rule(name, tier))
+    }
+
+    /// The counters of `name` and `tier`, to keep (a slot's, until it is given back).
+    pub(crate) fn counters(&self, name: &str, tier: &'static str) -> Arc<RuleCounters> {
+        match self.rules.load().get(&RuleLabelRef { name, tier }) {
+            Some(counters) => Arc::clone(counters),
+            None => self.add_rule(name, tier),
+        }
     }
 
     fn add_rule(&self, name: &str, tier: &'static str) -> Arc<RuleCounters> {
@@ -399,6 +414,19 @@ fn encode_rules(
             let count = counters.units[store as usize].load(Ordering::Relaxed);
             ConstCounter::new(count).encode(units.encode_family(&series)?)?;
         }
+    }
+    let mut in_flight = encoder.encode_descriptor(
+        "ratelimit_in_flight",
+        "Requests holding a slot of a concurrency limit, in this process",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (label, counters) in rules
+        .iter()
+        .filter(|(_, c)| c.concurrent.load(Ordering::Relaxed))
+    {
+        let held = counters.in_flight.load(Ordering::Relaxed);
+        ConstGauge::new(held).encode(in_flight.encode_family(&labels(label))?)?;
     }
     Ok(())
 }

@@ -149,6 +149,20 @@ pub fn parse_period(text: &str) -> Result<u32, RateError> {
     Ok(secs)
 }
 
+/// A wait, `"500ms"` or a period as [`parse_period`] takes it (`"2s"`, `"1m"`, `"3"` seconds),
+/// in milliseconds.
+pub fn parse_wait(text: &str) -> Result<u64, RateError> {
+    let text = text.trim();
+    match text.strip_suffix("ms") {
+        Some(millis) => match split_number(millis.trim_end()) {
+            Some((0, "")) => Err(RateError::Zero(text.to_string())),
+            Some((n, "")) => Ok(n),
+            _ => Err(RateError::Malformed(text.to_string())),
+        },
+        None => parse_period(text).map(|secs| u64::from(secs) * 1_000),
+    }
+}
+
 /// Splits a leading run of ASCII digits off `text`, returning the number and the rest.
 fn split_number(text: &str) -> Option<(u64, &str)> {
     let end = text

@@ -34,7 +34,7 @@ const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#qu
 /// The default answer to a denied request: 429 with a body naming the wait.
 pub(crate) fn too_many_requests(
     info: &RateLimitInfo,
-    window_secs: u32,
+    detail: &str,
     body: DeniedBody,
 ) -> HttpResponse {
     let retry_after = info.retry_after_secs();
@@ -53,10 +53,7 @@ pub(crate) fn too_many_requests(
                 "type": QUOTA_EXCEEDED,
                 "title": "Too Many Requests",
                 "status": 429,
-                "detail": format!(
-                    "Too many requests: {} per {window_secs} s allowed; retry in {retry_after} s",
-                    info.limit()
-                ),
+                "detail": detail,
                 "retry_after": retry_after,
             }),
         ),

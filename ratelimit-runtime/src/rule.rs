@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -17,6 +18,21 @@ pub enum QuotaSource {
     Fixed(Quota),
     /// A quota chosen per request (tiers: free, pro, enterprise).
     PerRequest(fn(&HttpRequest) -> Tier),
+    /// Not a rate but a concurrency limit: at most this many requests in flight at once.
+    InFlight(NonZeroU32),
+}
+
+impl QuotaSource {
+    /// The quota when it is the same for every request, or the function choosing it. A
+    /// concurrency limit of `n` has the quota `n` per second: it keeps limits of different
+    /// sizes apart in the store's keys.
+    pub(crate) const fn fixed(self) -> Result<Quota, fn(&HttpRequest) -> Tier> {
+        match self {
+            QuotaSource::Fixed(quota) => Ok(quota),
+            QuotaSource::InFlight(n) => Ok(Quota::new(n, NonZeroU32::MIN)),
+            QuotaSource::PerRequest(choose) => Err(choose),
+        }
+    }
 }
 
 /// A quota chosen per request, and the name of its tier (the `tier` label of the metrics).
@@ -101,6 +117,10 @@ pub struct Rule {
     pub soft: Option<NonZeroU32>,
     /// Enforced, or a dry run.
     pub mode: Mode,
+    /// A refused request whose turn comes within this long waits for it, its turn reserved, and
+    /// is then served (nginx's `delay`); `None` refuses at once. For the algorithms that
+    /// [can reserve](AlgorithmKind::can_reserve) a turn; ignored by the others.
+    pub max_wait: Option<Duration>,
 }
 
 impl Rule {
@@ -119,6 +139,7 @@ impl Rule {
             over_limit: None,
             soft: None,
             mode: Mode::Enforce,
+            max_wait: None,
         }
     }
 
@@ -129,11 +150,22 @@ impl Rule {
 
     /// The limit that applies to `req` and the name of its tier (empty for a fixed quota).
     pub(crate) fn tier_for(&self, req: &HttpRequest) -> (Limit, &'static str) {
-        let tier = match self.quota {
-            QuotaSource::Fixed(quota) => Tier::from(quota),
-            QuotaSource::PerRequest(choose) => choose(req),
+        let tier = match self.quota.fixed() {
+            Ok(quota) => Tier::from(quota),
+            Err(choose) => choose(req),
         };
         (self.limit_of(tier.quota), tier.name)
+    }
+
+    /// The `max_wait` of a check of this rule, in nanoseconds; 0 where the algorithm cannot
+    /// reserve a turn.
+    pub(crate) fn max_wait_nanos(&self) -> u64 {
+        match self.max_wait {
+            Some(wait) if self.algorithm.can_reserve() => {
+                u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        }
     }
 
     /// The limit of `quota` with this rule's capacity.

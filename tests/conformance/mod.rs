@@ -52,6 +52,7 @@ impl<'s, S: Store> Subject<'s, S> {
             algorithm,
             limit: algorithm.default_limit(quota),
             cost: 1,
+            max_wait: 0,
         };
         Subject { store, check }
     }

@@ -110,6 +110,14 @@ impl AlgorithmKind {
         )
     }
 
+    /// Whether a refused request can reserve a later turn (`max_wait`): the algorithms whose
+    /// state is a level draining at the rate (the buckets, GCRA), where a turn taken in advance
+    /// only pushes the next one later. The windows and the log count what happens in a window,
+    /// and a turn in a later window would be counted in this one.
+    pub const fn can_reserve(self) -> bool {
+        self.reports_capacity()
+    }
+
     /// The algorithm's limit for `quota` when no `burst` is given: the quota's limit, except
     /// for the leaky bucket, which smooths to one request at a time (as nginx's `limit_req`).
     pub const fn default_limit(self, quota: Quota) -> Limit {

@@ -103,7 +103,9 @@ impl BlockedKeys {
             shard.remove(&key);
             return None;
         }
-        (check.cost >= cost).then_some(decision)
+        // Within its `max_wait` of its turn, the request may reserve it: the store decides.
+        let within_wait = decision.retry_at - now <= check.max_wait;
+        (check.cost >= cost && !within_wait).then_some(decision)
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Entries> {
@@ -128,6 +130,7 @@ mod tests {
             algorithm: AlgorithmKind::Gcra,
             limit,
             cost: 1,
+            max_wait: 0,
         }
     }
 

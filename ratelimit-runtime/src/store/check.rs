@@ -21,6 +21,33 @@ pub struct Check {
     pub limit: Limit,
     /// What the request spends.
     pub cost: u32,
+    /// How long, in nanoseconds, a refused request may wait for its turn instead (0: refused
+    /// at once). See [`Check::reservation`].
+    pub max_wait: u64,
+}
+
+impl Check {
+    /// When a request these `checks` refused at `now` (their `decisions`) may be decided again
+    /// and pass, reserving its turn: the latest retry instant of the refusing checks, provided
+    /// each is within that check's `max_wait`. `None`: refused.
+    pub fn reservation(
+        checks: &[Check],
+        decisions: &[Decision],
+        now: UnixNanos,
+    ) -> Option<UnixNanos> {
+        let mut at = None;
+        for (check, decision) in checks.iter().zip(decisions) {
+            if decision.allowed {
+                continue;
+            }
+            let wait = decision.retry_at.saturating_sub(now);
+            if check.max_wait == 0 || wait > check.max_wait {
+                return None;
+            }
+            at = at.max(Some(decision.retry_at));
+        }
+        at
+    }
 }
 
 /// The answer to a batch of checks: every decision, and whether all of them allowed.

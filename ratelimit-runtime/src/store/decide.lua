@@ -4,7 +4,7 @@
 -- ARGV[1]      "server" to use the Redis server's clock (TIME), "client" to use each decision's
 -- ARGV[2]      the number of decisions; then per decision: its number of checks n (-n for a
 --              peek: decided the same way, nothing written), its instant (µs), and per check:
---              algorithm, limit, period (s), capacity, cost
+--              algorithm, limit, period (s), capacity, cost, max wait (µs, 0: refuse at once)
 -- KEYS         the states of every check, in order (in a Cluster, one decision per call and all
 --              its keys share a hash tag)
 --
@@ -55,6 +55,9 @@ local function load(key, pattern)
   return true, tonumber(a), tonumber(b), tonumber(c)
 end
 
+-- Arguments per check.
+local PER_CHECK = 6
+
 local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
 -- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
@@ -64,7 +67,7 @@ local function decide(first, arg, count, charge, out)
   local all = true
   local values, expiries = {}, {}
   for i = 1, count do
-    local at = arg + 5 * (i - 1)
+    local at = arg + PER_CHECK * (i - 1)
     local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
     local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
     local key = KEYS[first + i - 1]
@@ -203,7 +206,7 @@ local function decide(first, arg, count, charge, out)
     else
       -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
       local instant = format('%.0f', expiry)
-      local left = tonumber(ARGV[arg + 5 * (i - 1) + 4])
+      local left = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 4])
       while left > 0 do
         local batch = {}
         for j = 1, min(left, 1000) do batch[j] = instant end
@@ -217,6 +220,32 @@ local function decide(first, arg, count, charge, out)
 end
 
 local reply = { server_now }
+
+-- A decision its checks refused may wait: when every refusing check would pass within its own
+-- max wait, the latest of their retry instants, at which the decision is made again (and
+-- charged, reserving the slot); otherwise nil. The refused answers start after reply[at].
+local function reservation(arg, count, at)
+  local until_ = nil
+  for i = 1, count do
+    local o = at + 4 * (i - 1)
+    if reply[o + 1] == 0 then
+      local wait, retry = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 5]), reply[o + 4]
+      if wait <= 0 or retry - now > wait then return nil end
+      if not until_ or retry > until_ then until_ = retry end
+    end
+  end
+  return until_
+end
+
+-- Decides one request, isolated in a pcall when it shares the call with others.
+local function run(decisions, first, arg, count, charge)
+  if decisions == 1 then
+    -- Alone in the call: an error can only be this decision's, no need to isolate it.
+    return true, decide(first, arg, count, charge, reply)
+  end
+  return pcall(decide, first, arg, count, charge, reply)
+end
+
 local arg, first = 3, 1
 local decisions = tonumber(ARGV[2])
 for _ = 1, decisions do
@@ -226,12 +255,14 @@ for _ = 1, decisions do
   now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
   local outcome_at = #reply + 1
   reply[outcome_at] = 0
-  local ok, all
-  if decisions == 1 then
-    -- Alone in the call: an error can only be this decision's, no need to isolate it.
-    ok, all = true, decide(first, arg + 2, count, charge, reply)
-  else
-    ok, all = pcall(decide, first, arg + 2, count, charge, reply)
+  local ok, all = run(decisions, first, arg + 2, count, charge)
+  if ok and not all and charge then
+    local at = reservation(arg + 2, count, outcome_at)
+    if at then
+      for j = #reply, outcome_at + 1, -1 do reply[j] = nil end
+      now = at
+      ok, all = run(decisions, first, arg + 2, count, charge)
+    end
   end
   if ok then
     reply[outcome_at] = all and 1 or 0
@@ -240,6 +271,6 @@ for _ = 1, decisions do
     reply[outcome_at] = -1
     for j = 1, 4 * count do reply[outcome_at + j] = 0 end
   end
-  arg, first = arg + 2 + 5 * count, first + count
+  arg, first = arg + 2 + PER_CHECK * count, first + count
 end
 return reply

@@ -71,6 +71,9 @@ struct Shard {
     token_bucket: Table<<TokenBucket as Algorithm>::State>,
     leaky_bucket: Table<<LeakyBucket as Algorithm>::State>,
     gcra: Table<<Gcra as Algorithm>::State>,
+    /// Requests in flight per key of a concurrency limit; a key leaves at zero, so the table
+    /// never holds more keys than there are requests in flight.
+    in_flight: Table<u32>,
     last_sweep: UnixNanos,
 }
 
@@ -184,10 +187,10 @@ impl MemoryStore {
     /// One check, one table lookup for a known key.
     fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
         if let Some(state) = A::table(shard).get_mut(&check.key) {
-            return A::step(state, now, &check.limit, check.cost);
+            return step_or_reserve::<A>(state, check, now);
         }
         let mut state = A::State::default();
-        let decision = A::step(&mut state, now, &check.limit, check.cost);
+        let decision = step_or_reserve::<A>(&mut state, check, now);
         if decision.allowed {
             self.make_room(shard, now);
             A::table(shard).insert(check.key, state);
@@ -196,7 +199,8 @@ impl MemoryStore {
     }
 
     /// Several checks: lock every shard involved, in index order (no deadlock), decide all,
-    /// then charge all or none.
+    /// then charge all or none. Refused, they may reserve a later turn (`max_wait`): decided
+    /// again at that instant, under the same locks.
     fn decide_many(&self, checks: &[Check], now: UnixNanos) -> Verdict {
         let mut indices: SmallVec<[usize; 4]> = checks.iter().map(|c| shard_of(c.key)).collect();
         indices.sort_unstable();
@@ -205,15 +209,25 @@ impl MemoryStore {
             indices.iter().map(|&i| self.lock(i)).collect();
         // Every key's shard is in `indices`, so the search always finds it.
         let guard_of = |key: u64| indices.binary_search(&shard_of(key)).unwrap_or_default();
-        let decisions: SmallVec<[Decision; 4]> = checks
-            .iter()
-            .map(|c| guards[guard_of(c.key)].evaluate(c, now))
-            .collect();
+        let mut evaluate = |at: UnixNanos| -> SmallVec<[Decision; 4]> {
+            checks
+                .iter()
+                .map(|c| guards[guard_of(c.key)].evaluate(c, at))
+                .collect()
+        };
+        let mut decided_at = now;
+        let mut decisions = evaluate(now);
+        if let Some(turn) = Check::reservation(checks, &decisions, now) {
+            let later = evaluate(turn);
+            if later.iter().all(|d| d.allowed) {
+                (decided_at, decisions) = (turn, later);
+            }
+        }
         let allowed = decisions.iter().all(|d| d.allowed);
         if allowed {
             for check in checks {
                 let at = guard_of(check.key);
-                self.charge(&mut guards[at], check, now);
+                self.charge(&mut guards[at], check, decided_at);
             }
         }
         Verdict { decisions, allowed }
@@ -229,6 +243,36 @@ impl MemoryStore {
             allowed: decisions.iter().all(|d| d.allowed),
             decisions,
         }
+    }
+
+    /// Takes one of `limit` slots of `key` (a concurrency limit): `Ok` with the requests in
+    /// flight now, this one included, or `Err` with those in flight when all slots are taken.
+    pub fn take_slot(&self, key: u64, limit: u32) -> Result<u32, u32> {
+        let mut shard = self.lock(shard_of(key));
+        let held = shard.in_flight.entry(key).or_insert(0);
+        if *held >= limit {
+            let full = *held;
+            return Err(full);
+        }
+        *held += 1;
+        Ok(*held)
+    }
+
+    /// Gives back a slot of `key` taken with [`take_slot`](Self::take_slot).
+    pub fn give_slot(&self, key: u64) {
+        let mut shard = self.lock(shard_of(key));
+        if let Some(held) = shard.in_flight.get_mut(&key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                shard.in_flight.remove(&key);
+            }
+        }
+    }
+
+    /// Requests in flight for `key`.
+    pub fn slots_taken(&self, key: u64) -> u32 {
+        let shard = self.lock(shard_of(key));
+        shard.in_flight.get(&key).copied().unwrap_or(0)
     }
 
     /// Forgets the state of `checks`' keys.
@@ -303,6 +347,7 @@ impl Shard {
             + self.token_bucket.len()
             + self.leaky_bucket.len()
             + self.gcra.len()
+            + self.in_flight.len()
     }
 
     fn evaluate(&mut self, check: &Check, now: UnixNanos) -> Decision {
@@ -336,6 +381,16 @@ impl Shard {
     }
 }
 
+/// One check against `state` at `now`, charged if allowed; refused, but within its `max_wait`
+/// of its turn, decided (and charged) at that turn instead.
+fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixNanos) -> Decision {
+    let decision = A::step(state, now, &check.limit, check.cost);
+    match Check::reservation(std::slice::from_ref(check), &[decision], now) {
+        Some(turn) => A::step(state, turn, &check.limit, check.cost),
+        None => decision,
+    }
+}
+
 /// Evicts the entry that expires first among the first few of `table`; returns its expiry.
 fn evict_earliest<A: Algorithm>(table: &mut Table<A::State>) -> Option<UnixNanos> {
     let (key, expiry) = table
@@ -362,6 +417,7 @@ mod tests {
             algorithm,
             limit: Limit::new(Quota::from_parts(n, per).unwrap()),
             cost: 1,
+            max_wait: 0,
         }
     }
 

@@ -52,6 +52,10 @@ pub struct RedisOptions {
     pub time: TimeSource,
     /// Prefix of every key (default `ratelimit`).
     pub prefix: String,
+    /// How long a concurrency slot stays taken without renewal (default 5 s): a process that
+    /// dies or loses Redis holds its slots at most this long. A request in flight renews its
+    /// slot every third of it.
+    pub lease: Duration,
 }
 
 impl Default for RedisOptions {
@@ -60,6 +64,7 @@ impl Default for RedisOptions {
             timeout: Duration::from_millis(50),
             time: TimeSource::Server,
             prefix: "ratelimit".to_string(),
+            lease: Duration::from_secs(5),
         }
     }
 }
@@ -73,10 +78,22 @@ pub struct RedisStore {
 
 #[derive(Clone)]
 enum Connection {
-    /// Decisions go to the store's thread, which batches them on one connection; the client
-    /// opens a connection of its own for the rare resets.
-    Single(mpsc::UnboundedSender<Job>, redis::Client),
+    /// Decisions go to the store's thread, which batches them on one connection, and so do
+    /// the other commands (slots, resets), one by one.
+    Single(mpsc::UnboundedSender<Work>),
     Cluster(ClusterConnection, Script),
+}
+
+/// What the store's thread is asked to do.
+enum Work {
+    Decide(Job),
+    Command(Command),
+}
+
+/// A command on its own, and where its answer goes (nowhere for a give-back sent from a drop).
+struct Command {
+    command: redis::Cmd,
+    done: Option<oneshot::Sender<Result<redis::Value, StoreError>>>,
 }
 
 /// One decision waiting for the store's thread.
@@ -109,10 +126,9 @@ impl RedisStore {
         let (jobs, queue) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
         let thread_options = Arc::clone(&options);
-        let thread_client = client.clone();
         std::thread::Builder::new()
             .name("ratelimit-redis".into())
-            .spawn(move || serve_decisions(thread_client, thread_options, queue, ready))
+            .spawn(move || serve_decisions(client, thread_options, queue, ready))
             .map_err(|e| StoreError::new(format!("cannot start the Redis thread: {e}")))?;
         let wait = options.timeout.max(Duration::from_millis(500));
         with_timeout(wait, async {
@@ -122,7 +138,7 @@ impl RedisStore {
         })
         .await?;
         Ok(RedisStore {
-            connection: Connection::Single(jobs, client),
+            connection: Connection::Single(jobs),
             options,
         })
     }
@@ -170,35 +186,150 @@ impl Store for RedisStore {
     }
 
     async fn reset(&self, checks: &[Check]) -> Result<(), StoreError> {
-        let keys: Vec<String> = checks.iter().map(|c| self.key_of(c)).collect();
-        let mut command = redis::cmd("DEL");
-        command.arg(&keys);
-        let deleted = async {
-            match &self.connection {
-                Connection::Single(_, client) => {
-                    let mut connection = client
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(redis_error)?;
-                    command.query_async::<()>(&mut connection).await
-                }
-                // One key per call: the keys of several rules may sit in different slots.
-                Connection::Cluster(connection, _) => {
-                    let mut connection = connection.clone();
-                    for key in &keys {
-                        redis::cmd("DEL")
-                            .arg(key)
-                            .query_async::<()>(&mut connection)
-                            .await
-                            .map_err(redis_error)?;
-                    }
-                    Ok(())
+        // One key per command: on a Cluster the keys of several rules may sit in different slots.
+        for check in checks {
+            let mut command = redis::cmd("DEL");
+            command.arg(self.key_of(check));
+            self.command(command).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes a slot of a concurrency limit: drops expired leases, then adds this one if there is
+/// room. Returns `{taken (1 or 0), slots held now}`. Redis's clock decides expiry.
+const TAKE_SLOT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key, id, limit, lease = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+local held = redis.call('ZCARD', key)
+if held >= limit then return {0, held} end
+redis.call('ZADD', key, now + lease, id)
+redis.call('PEXPIRE', key, lease)
+return {1, held + 1}
+";
+
+/// Extends a lease still held: `1`, or `0` when it had expired (the slot is gone).
+const RENEW_SLOT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key, id, lease = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local expiry = redis.call('ZSCORE', key, id)
+if not expiry or tonumber(expiry) <= now then return 0 end
+redis.call('ZADD', key, now + lease, id)
+redis.call('PEXPIRE', key, lease)
+return 1
+";
+
+impl RedisStore {
+    /// The Redis key of a concurrency limit's slots.
+    pub fn slots_key(&self, key: u64, group: u64) -> String {
+        format!("{}:{{{group:016x}}}:{key:016x}:slots", self.options.prefix)
+    }
+
+    /// Takes one of `limit` slots of `key` under the lease `id`, for `lease` unless renewed:
+    /// `Ok(Ok(held))` or `Ok(Err(held))` when all are taken.
+    pub async fn take_slot(
+        &self,
+        key: &str,
+        id: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Result<u32, u32>, StoreError> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(TAKE_SLOT)
+            .arg(1)
+            .arg(key)
+            .arg(id)
+            .arg(limit)
+            .arg(lease_millis(lease));
+        let reply: Vec<i64> = redis::from_redis_value(self.command(command).await?)
+            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
+        match reply[..] {
+            [taken, held] if taken == 1 || taken == 0 => {
+                let held = u32::try_from(held).unwrap_or(u32::MAX);
+                Ok(if taken == 1 { Ok(held) } else { Err(held) })
+            }
+            _ => Err(StoreError::new(format!(
+                "Redis answered an unexpected reply: {reply:?}"
+            ))),
+        }
+    }
+
+    /// Extends the lease `id` of `key`; `false` when it had already expired.
+    pub async fn renew_slot(
+        &self,
+        key: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RENEW_SLOT)
+            .arg(1)
+            .arg(key)
+            .arg(id)
+            .arg(lease_millis(lease));
+        let renewed: i64 = redis::from_redis_value(self.command(command).await?)
+            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives the lease `id` of `key` back, in one round trip, without waiting for the answer:
+    /// called from a drop. Should it be lost, the lease expires by itself.
+    pub fn give_slot(&self, key: &str, id: &str) {
+        let mut command = redis::cmd("ZREM");
+        command.arg(key).arg(id);
+        match &self.connection {
+            Connection::Single(work) => {
+                let _ = work.send(Work::Command(Command {
+                    command,
+                    done: None,
+                }));
+            }
+            Connection::Cluster(connection, _) => {
+                let mut connection = connection.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = command.query_async::<()>(&mut connection).await;
+                    });
                 }
             }
-            .map_err(redis_error)
-        };
-        with_timeout(self.options.timeout.max(Duration::from_secs(1)), deleted).await
+        }
     }
+
+    /// One command, answered within the store's timeout.
+    async fn command(&self, command: redis::Cmd) -> Result<redis::Value, StoreError> {
+        let answer = async {
+            match &self.connection {
+                Connection::Single(work) => {
+                    let (done, answer) = oneshot::channel();
+                    let sent = work.send(Work::Command(Command {
+                        command,
+                        done: Some(done),
+                    }));
+                    sent.map_err(|_| StoreError::new("the Redis thread stopped"))?;
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
+                }
+                Connection::Cluster(connection, _) => {
+                    let mut connection = connection.clone();
+                    command
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(redis_error)
+                }
+            }
+        };
+        with_timeout(self.options.timeout, answer).await
+    }
+}
+
+fn lease_millis(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl RedisStore {
@@ -212,7 +343,7 @@ impl RedisStore {
         checks.iter().try_for_each(exact_in_redis)?;
         let answer = async {
             match &self.connection {
-                Connection::Single(jobs, _) => {
+                Connection::Single(work) => {
                     let (done, answer) = oneshot::channel();
                     let job = Job {
                         checks: checks.iter().copied().collect(),
@@ -220,7 +351,7 @@ impl RedisStore {
                         charge,
                         done,
                     };
-                    jobs.send(job)
+                    work.send(Work::Decide(job))
                         .map_err(|_| StoreError::new("the Redis thread stopped"))?;
                     answer
                         .await
@@ -256,7 +387,7 @@ impl RedisStore {
 fn serve_decisions(
     client: redis::Client,
     options: Arc<RedisOptions>,
-    mut queue: mpsc::UnboundedReceiver<Job>,
+    mut queue: mpsc::UnboundedReceiver<Work>,
     ready: oneshot::Sender<Result<(), StoreError>>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -282,12 +413,21 @@ fn serve_decisions(
         };
         let _ = ready.send(Ok(()));
         while let Some(first) = queue.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(work) = next.take() {
+                match work {
+                    Work::Decide(job) => batch.push(job),
+                    Work::Command(command) => {
+                        tokio::spawn(send_command(manager.clone(), command));
+                    }
                 }
+                if batch.len() < MAX_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if batch.is_empty() {
+                continue;
             }
             // In flight while the next batch gathers: the connection is multiplexed.
             tokio::spawn(send_batch(
@@ -352,6 +492,13 @@ async fn send_batch(
     }
 }
 
+async fn send_command(mut manager: ConnectionManager, Command { command, done }: Command) {
+    let answer = command.query_async(&mut manager).await.map_err(redis_error);
+    if let Some(done) = done {
+        let _ = done.send(answer);
+    }
+}
+
 /// One decision of a script call.
 struct Decide<'a> {
     checks: &'a [Check],
@@ -389,7 +536,8 @@ async fn call<C: ConnectionLike>(
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
                 .arg(check.limit.capacity.get())
-                .arg(check.cost);
+                .arg(check.cost)
+                .arg(check.max_wait / 1_000);
         }
     }
     let reply: Vec<i64> = invocation
@@ -578,6 +726,7 @@ mod tests {
             algorithm,
             limit,
             cost: 1,
+            max_wait: 0,
         }
     }
 

@@ -1,0 +1,173 @@
+//! Limits outside HTTP handlers: the same engine, store and metrics for background jobs,
+//! calls to a third-party API or WebSocket messages, keyed by any string.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::clock::NANOS_PER_SEC;
+use crate::decision::Decision;
+use crate::engine::{Batch, Decided};
+use crate::info::RateLimitInfo;
+use crate::key::Identity;
+use crate::limiter::RateLimiter;
+use crate::quota::Quota;
+use crate::rule::{Mode, QuotaSource, Rule};
+
+/// A limit [`check_key`](RateLimiter::check_key) can decide: a [`Rule`] (its name keeps its
+/// budgets apart from other rules'), or a bare [`Quota`] (named after itself: two uses of the
+/// same quota with the same keys share budgets).
+pub trait KeyedLimit {
+    /// The rule to decide.
+    fn rule(&self) -> Cow<'_, Rule>;
+}
+
+impl KeyedLimit for Rule {
+    fn rule(&self) -> Cow<'_, Rule> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl KeyedLimit for Quota {
+    fn rule(&self) -> Cow<'_, Rule> {
+        let mut rule = Rule::new("", QuotaSource::Fixed(*self));
+        rule.name = Cow::Owned(format!("quota:{self}"));
+        Cow::Owned(rule)
+    }
+}
+
+/// [`until_ready`](RateLimiter::until_ready) cannot succeed: the cost is more than the limit
+/// can ever hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsufficientCapacity {
+    /// What was asked.
+    pub cost: u32,
+    /// The most the limit holds at once.
+    pub capacity: u32,
+}
+
+impl fmt::Display for InsufficientCapacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a cost of {} can never pass a limit holding {}",
+            self.cost, self.capacity
+        )
+    }
+}
+
+impl std::error::Error for InsufficientCapacity {}
+
+impl RateLimiter {
+    /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`]), charging them
+    /// if allowed: `is_allowed()` says whether to go on, `retry_after()` when to try again.
+    /// The rule's algorithm, `max_wait` (a turn within it is waited for here) and overrides
+    /// apply; its scope does not (`key` is the client). Counted in the metrics like a request.
+    ///
+    /// ```
+    /// # async fn job(limiter: ratelimit_runtime::RateLimiter) {
+    /// use ratelimit_runtime::Quota;
+    ///
+    /// let calls = Quota::from_parts(10, 1).unwrap(); // a partner API allows 10 per second
+    /// if limiter.check_key(&calls, "partner-api", 1).await.is_allowed() {
+    ///     // call it
+    /// }
+    /// # }
+    /// ```
+    pub async fn check_key(&self, limit: &impl KeyedLimit, key: &str, cost: u32) -> RateLimitInfo {
+        let inner = self.inner();
+        let now = inner.clock.now();
+        let rule = limit.rule();
+        let mut rule = inner
+            .overrides
+            .apply(std::slice::from_ref(&*rule))
+            .into_owned();
+        let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
+        rule.iter_mut().for_each(|r| r.cost = cost);
+        let request = actix_web::test::TestRequest::default().to_http_request();
+        let mut batch = Batch::default();
+        for rule in &rule {
+            let (limit, tier) = rule.tier_for(&request);
+            let identity = Identity::Header(key.as_bytes());
+            batch.checks.push(inner.check_for(rule, limit, &identity));
+            batch.rules.push((rule, tier));
+        }
+        let decided = inner.decide(&batch, now, now, Mode::Enforce).await;
+        let verdict = match decided {
+            Decided::Verdict(verdict) => verdict,
+            Decided::Unlimited => return unlimited(&batch, now),
+            Decided::Unavailable(secs) => return unavailable(&batch, now, secs),
+        };
+        let pick = if verdict.allowed {
+            verdict.decisions.iter().max_by_key(|d| d.retry_at)
+        } else {
+            verdict
+                .decisions
+                .iter()
+                .filter(|d| !d.allowed)
+                .max_by_key(|d| d.retry_at)
+        };
+        let decision = *pick.unwrap_or(&verdict.decisions[0]);
+        let turn = if verdict.allowed {
+            decision.retry_at.max(now)
+        } else {
+            now
+        };
+        let waited = Duration::from_nanos(turn - now);
+        if !waited.is_zero() {
+            tokio::time::sleep(waited).await;
+        }
+        RateLimitInfo::new(decision, turn).waited_for(waited)
+    }
+
+    /// Waits (asynchronously) until `cost` units for `key` pass under `limit`, and spends them:
+    /// [`check_key`](Self::check_key) again at each `retry_after`. Fails at once when the cost
+    /// can never pass.
+    pub async fn until_ready(
+        &self,
+        limit: &impl KeyedLimit,
+        key: &str,
+        cost: u32,
+    ) -> Result<RateLimitInfo, InsufficientCapacity> {
+        loop {
+            let info = self.check_key(limit, key, cost).await;
+            if info.is_allowed() {
+                return Ok(info);
+            }
+            if cost > info.limit() {
+                return Err(InsufficientCapacity {
+                    cost,
+                    capacity: info.limit(),
+                });
+            }
+            tokio::time::sleep(info.retry_after().max(Duration::from_millis(1))).await;
+        }
+    }
+}
+
+/// Fail-open: allowed, nothing known.
+fn unlimited(batch: &Batch<'_>, now: u64) -> RateLimitInfo {
+    let limit = batch.checks.first().map_or(0, |c| c.limit.capacity.get());
+    let decision = Decision {
+        allowed: true,
+        limit,
+        remaining: limit,
+        reset_at: now,
+        retry_at: now,
+    };
+    RateLimitInfo::new(decision, now)
+}
+
+/// Fail-closed: refused for `secs`.
+fn unavailable(batch: &Batch<'_>, now: u64, secs: u64) -> RateLimitInfo {
+    let later = now.saturating_add(secs.saturating_mul(NANOS_PER_SEC));
+    let decision = Decision {
+        allowed: false,
+        limit: batch.checks.first().map_or(0, |c| c.limit.capacity.get()),
+        remaining: 0,
+        reset_at: later,
+        retry_at: later,
+    };
+    RateLimitInfo::new(decision, now)
+}
