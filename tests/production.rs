@@ -161,8 +161,13 @@ fn h<B>(res: &ServiceResponse<B>, name: &str) -> String {
         .to_owned()
 }
 
-/// The value of the sample `name{labels...}` in a metrics text, 0 when absent.
+/// The value of the sample `name{labels...}` in a metrics text; it must be there.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    find(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+}
+
+/// The value of the sample `name{labels...}`, if the text has it.
+fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
@@ -173,7 +178,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                     .iter()
                     .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
         })
-        .map_or(0.0, |(_, value)| value.parse().unwrap())
+        .map(|(_, value)| value.parse().unwrap())
 }
 
 fn decisions(text: &str, rule: &str, outcome: &str, store: &str) -> f64 {
@@ -365,6 +370,8 @@ async fn overrides_file(store: &Store<'_>) {
     assert_eq!(statuses(&app, "/plain", 2).await, [200, 429]);
     write(&json, "{}");
     assert_eq!(limiter.reload_overrides().unwrap(), 0);
+    // Back to the compiled 2 per minute, in a budget untouched so far.
+    assert_eq!(statuses(&app, "/plain", 3).await, [200, 200, 429]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -403,6 +410,21 @@ async fn peek_and_reset(store: &Store<'_>) {
     limiter.reset(KEYED, "alice").await.unwrap();
     assert_eq!(limiter.peek(KEYED, "alice").await.unwrap().remaining(), 3);
     assert_eq!(limiter.peek(KEYED, "bob").await.unwrap().remaining(), 2);
+
+    // A reset under an override clears the client's state under both limits: clearing the
+    // override afterwards does not bring a blocked state back.
+    limiter.set_override(KEYED, "1/minute").unwrap();
+    call(&app, with_key("carol")).await;
+    limiter.clear_override(KEYED);
+    for _ in 0..3 {
+        call(&app, with_key("carol")).await;
+    }
+    limiter.set_override(KEYED, "1/minute").unwrap();
+    assert_eq!(limiter.peek(KEYED, "carol").await.unwrap().remaining(), 0);
+    limiter.reset(KEYED, "carol").await.unwrap();
+    assert_eq!(limiter.peek(KEYED, "carol").await.unwrap().remaining(), 1);
+    limiter.clear_override(KEYED);
+    assert_eq!(limiter.peek(KEYED, "carol").await.unwrap().remaining(), 3);
 
     assert!(matches!(
         limiter.peek("production::nope", "x").await,
@@ -549,7 +571,10 @@ async fn metrics_count_decisions_latency_and_store_health() {
     let app = app!(quiet, plain);
     statuses(&app, "/plain", 2).await;
     let text = quiet.metrics();
-    assert_eq!(decisions(&text, PLAIN, "allowed", "memory"), 0.0);
+    assert_eq!(
+        find(&text, "ratelimit_decisions_total", &[("rule", PLAIN)]),
+        None
+    );
     assert_eq!(sample(&text, "ratelimit_tracked_keys", &[]), 1.0);
 
     // A registry of the application's own takes ours beside its metrics.
@@ -583,4 +608,39 @@ async fn redis_metrics_name_the_store_and_its_health() {
         );
     }
     assert!(text.contains("ratelimit_redis_errors_total{kind=\"timeout\"} 0"));
+}
+
+#[actix_web::test]
+async fn a_redis_outage_shows_in_the_metrics() {
+    let mut server = RedisServer::start();
+    let clock = ManualClock::at_secs(T0);
+    let limiter = Store::Redis(&server)
+        .builder(&clock)
+        .redis_options(RedisOptions {
+            time: TimeSource::Client,
+            timeout: Duration::from_millis(200),
+            ..RedisOptions::default()
+        })
+        .build()
+        .unwrap();
+    let app = app!(limiter, plain);
+    assert_eq!(statuses(&app, "/plain", 1).await, [200]);
+    server.stop();
+    // Decided by the in-memory fallback meanwhile, and counted as such.
+    assert_eq!(statuses(&app, "/plain", 3).await, [200, 200, 429]);
+    let text = limiter.metrics();
+    assert_eq!(sample(&text, "ratelimit_redis_fallback", &[]), 1.0);
+    assert_eq!(decisions(&text, PLAIN, "allowed", "fallback"), 2.0);
+    assert_eq!(decisions(&text, PLAIN, "denied", "fallback"), 1.0);
+    assert_eq!(decisions(&text, PLAIN, "allowed", "redis"), 1.0);
+    let failed: f64 = ["error", "timeout"]
+        .iter()
+        .map(|kind| sample(&text, "ratelimit_redis_errors_total", &[("kind", kind)]))
+        .sum();
+    assert_eq!(
+        failed, 1.0,
+        "one failed call; Redis is left alone for a second after it"
+    );
+    let stats = limiter.redis_stats().unwrap();
+    assert_eq!((stats.errors, stats.degraded), (1, true));
 }

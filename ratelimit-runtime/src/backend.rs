@@ -97,7 +97,8 @@ pub(crate) struct RedisBackend {
     degraded: AtomicBool,
     /// Seeds keys for the in-memory fallback.
     local_seed: ahash::RandomState,
-    errors: AtomicU64,
+    /// Failures other than timeouts and refusals; `errors` is the sum of the three kinds.
+    failures: AtomicU64,
     timeouts: AtomicU64,
     refused: AtomicU64,
     degraded_decisions: AtomicU64,
@@ -120,7 +121,7 @@ impl Backend {
             skip_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             local_seed: ahash::RandomState::new(),
-            errors: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
@@ -189,9 +190,12 @@ impl Backend {
                 Ok(())
             }
             Backend::Redis(redis) => {
+                // Redis first: a denial decided before the reset and cached after the cache was
+                // cleared would keep the client blocked here.
+                redis.store().await?.reset(checks).await?;
                 redis.blocked.forget(checks);
                 memory.reset_now(&redis.local(checks));
-                redis.store().await?.reset(checks).await
+                Ok(())
             }
         }
     }
@@ -200,10 +204,15 @@ impl Backend {
         let Backend::Redis(redis) = self else {
             return None;
         };
+        let (failures, timeouts, refused) = (
+            redis.failures.load(Ordering::Relaxed),
+            redis.timeouts.load(Ordering::Relaxed),
+            redis.refused.load(Ordering::Relaxed),
+        );
         Some(RedisStats {
-            errors: redis.errors.load(Ordering::Relaxed),
-            timeouts: redis.timeouts.load(Ordering::Relaxed),
-            refused: redis.refused.load(Ordering::Relaxed),
+            errors: failures + timeouts + refused,
+            timeouts,
+            refused,
             degraded_decisions: redis.degraded_decisions.load(Ordering::Relaxed),
             blocked_cache_hits: redis.blocked.hits(),
             degraded: redis.degraded.load(Ordering::Relaxed),
@@ -293,7 +302,6 @@ impl RedisBackend {
     /// Counts and logs a failed Redis call. A failure of Redis (not of one rule Redis cannot
     /// decide) keeps Redis out of the way for a second and switches to the fallback.
     fn failed(&self, error: &StoreError, now: UnixNanos) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
         if error.is_unsupported() {
             // This decision, not Redis, is at fault: Redis stays in use for everything else.
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -303,9 +311,12 @@ impl RedisBackend {
             );
             return;
         }
-        if error.is_timeout() {
-            self.timeouts.fetch_add(1, Ordering::Relaxed);
-        }
+        let kind = if error.is_timeout() {
+            &self.timeouts
+        } else {
+            &self.failures
+        };
+        kind.fetch_add(1, Ordering::Relaxed);
         self.skip_until
             .store(now.saturating_add(RETRY_AFTER_FAILURE), Ordering::Relaxed);
         if !self.degraded.swap(true, Ordering::Relaxed) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
+use crate::key::Scope;
 use crate::rule::Rule;
 
 /// The rules of one `#[ratelimit]` handler, as the attribute submits them.
@@ -57,7 +58,12 @@ pub(crate) fn names() -> BTreeSet<String> {
 
 /// Two rules that count in the same state.
 fn same_limit(a: &Rule, b: &Rule) -> bool {
+    let scope = |r: &Rule| match &r.scope {
+        Scope::Header(name) => (std::mem::discriminant(&r.scope), Some(name.to_string())),
+        other => (std::mem::discriminant(other), None),
+    };
     a.name == b.name
+        && scope(a) == scope(b)
         && a.algorithm == b.algorithm
         && a.quota.fixed().ok() == b.quota.fixed().ok()
         && a.burst == b.burst

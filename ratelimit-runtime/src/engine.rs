@@ -22,7 +22,7 @@ use crate::headers::{
 };
 use crate::info::RateLimitInfo;
 use crate::limiter::{Inner, RateLimiter};
-use crate::metrics::{Outcome, StoreLabel};
+use crate::metrics::{Outcome, RuleCounters, StoreLabel};
 use crate::response::{too_many_requests, unavailable};
 use crate::rule::{Mode, QuotaSource, Rule};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
@@ -239,6 +239,7 @@ impl Inner {
                     }
                 }
                 Decided::Unlimited => Some((Outcome::Allowed, 0)),
+                Decided::Unavailable(_) if mode == Mode::Shadow => Some((Outcome::ShadowDenied, 0)),
                 Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
             };
             if let Some((outcome, units)) = counted {
@@ -254,12 +255,15 @@ impl Inner {
             return false;
         };
         if soft.get() >= decision.limit {
-            self.warn_once(&rule.name, || {
-                format!(
+            if self
+                .metrics
+                .with_rule(&rule.name, "", RuleCounters::first_warning)
+            {
+                tracing::warn!(
                     "rate limiter: rule `{}` has a soft limit of {} but a limit of {} for this request; the soft limit is ignored where it is not below the limit",
                     rule.name, soft, decision.limit
-                )
-            });
+                );
+            }
             return false;
         }
         decision.limit - decision.remaining > soft.get()
@@ -404,6 +408,7 @@ fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
 fn policy(rule: &Rule, check: &Check, decision: &Decision) -> Policy {
     Policy {
         rule: rule.name.clone(),
+        quota: check.limit.quota.limit(),
         window_secs: check.limit.quota.period_secs(),
         decision: *decision,
     }

@@ -60,7 +60,8 @@ pub(crate) struct Shown {
 pub(crate) struct Policy {
     /// The rule's name.
     pub(crate) rule: Cow<'static, str>,
-    /// The quota's window, in seconds.
+    /// The quota: so many units (`q`) per so many seconds (`w`).
+    pub(crate) quota: u32,
     pub(crate) window_secs: u32,
     pub(crate) decision: Decision,
 }
@@ -176,7 +177,7 @@ fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
         // Parameters are written as they are added; the serializer they return is done.
         let _ = policies
             .bare_item(name)
-            .parameter(KeyRef::constant("q"), decision.limit)
+            .parameter(KeyRef::constant("q"), policy.quota)
             .parameter(KeyRef::constant("w"), policy.window_secs);
         let _ = states
             .bare_item(name)
@@ -232,6 +233,7 @@ mod tests {
     fn policy(rule: &'static str, window_secs: u32, remaining: u32, reset_in: u64) -> Policy {
         Policy {
             rule: Cow::Borrowed(rule),
+            quota: 10,
             window_secs,
             decision: Decision {
                 allowed: true,

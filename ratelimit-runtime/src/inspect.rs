@@ -65,7 +65,7 @@ impl RateLimiter {
     /// tier function sees a request without it). With several limits, the most restrictive
     /// is returned. Works on memory and on Redis (one round trip, nothing written).
     pub async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
-        let checks = self.checks_of(rule, key)?;
+        let checks = self.checks_of(rule, key, true)?;
         let inner = self.inner();
         let now = inner.clock.now();
         let verdict = inner
@@ -94,7 +94,9 @@ impl RateLimiter {
     /// process may still answer from its local cache of blocked keys until the denial it cached
     /// ends.
     pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
-        let checks = self.checks_of(rule, key)?;
+        // Under an override too: clearing it later must not bring back a blocked state.
+        let mut checks = self.checks_of(rule, key, false)?;
+        checks.extend(self.checks_of(rule, key, true)?);
         let inner = self.inner();
         inner
             .backend
@@ -105,8 +107,13 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// The checks of `key` under every limit of `rule`, overrides applied.
-    fn checks_of(&self, rule: &str, key: &str) -> Result<SmallVec<[Check; 4]>, InspectError> {
+    /// The checks of `key` under every limit of `rule`, with its overrides applied or not.
+    fn checks_of(
+        &self,
+        rule: &str,
+        key: &str,
+        overridden: bool,
+    ) -> Result<SmallVec<[Check; 4]>, InspectError> {
         let rules = catalogue::rules_named(rule);
         if rules.is_empty() {
             return Err(InspectError::UnknownRule {
@@ -114,7 +121,11 @@ impl RateLimiter {
             });
         }
         let inner = self.inner();
-        let rules = inner.overrides.apply(&rules);
+        let rules = if overridden {
+            inner.overrides.apply(&rules)
+        } else {
+            std::borrow::Cow::Borrowed(&rules[..])
+        };
         let ip = key.parse::<IpAddr>().ok();
         rules
             .iter()

@@ -1,10 +1,9 @@
 //! [`RateLimiter`]: the configuration and state every limit of an app shares.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, HttpRequest};
 use xxhash_rust::xxh3::Xxh3;
@@ -63,8 +62,6 @@ pub(crate) struct Inner {
     pub(crate) shadow: bool,
     pub(crate) metrics: Metrics,
     pub(crate) overrides: Arc<Overrides>,
-    /// Warnings already given, so that a misconfiguration is logged once, not per request.
-    warned: Mutex<HashSet<String>>,
     key_prefix: String,
     hasher: ahash::RandomState,
 }
@@ -117,15 +114,6 @@ impl RateLimiter {
 }
 
 impl Inner {
-    /// Logs the warning `message` makes, once per `about`.
-    pub(crate) fn warn_once(&self, about: &str, message: impl FnOnce() -> String) {
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        if !warned.contains(about) {
-            warned.insert(about.to_owned());
-            tracing::warn!("{}", message());
-        }
-    }
-
     /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
     /// every process; in memory, they are seeded per process.
     pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
@@ -425,7 +413,6 @@ impl RateLimiterBuilder {
                 shadow: self.shadow,
                 metrics: Metrics::new(self.metrics),
                 overrides: Arc::new(Overrides::with_file(self.overrides_file)),
-                warned: Mutex::default(),
                 key_prefix: self.key_prefix,
                 hasher: ahash::RandomState::new(),
             }),

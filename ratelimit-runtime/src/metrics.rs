@@ -117,9 +117,16 @@ pub(crate) struct RuleCounters {
     /// Requests holding a slot of this rule (a concurrency limit), and whether it is one.
     in_flight: AtomicI64,
     concurrent: AtomicBool,
+    /// Whether a misconfiguration of the rule was logged already.
+    warned: AtomicBool,
 }
 
 impl RuleCounters {
+    /// True the first time only: a warning about the rule is logged once.
+    pub(crate) fn first_warning(&self) -> bool {
+        !self.warned.swap(true, Ordering::Relaxed)
+    }
+
     /// A slot of this rule taken (+1) or given back (-1).
     pub(crate) fn in_flight(&self, delta: i64) {
         self.concurrent.store(true, Ordering::Relaxed);
@@ -320,7 +327,10 @@ impl Collector for LimiterCollector {
             MetricType::Counter,
         )?;
         for (kind, count) in [
-            ("error", redis.errors - redis.timeouts - redis.refused),
+            (
+                "error",
+                redis.errors.saturating_sub(redis.timeouts + redis.refused),
+            ),
             ("timeout", redis.timeouts),
             ("refused", redis.refused),
         ] {

@@ -54,7 +54,7 @@ impl DefaultLimits {
             .into_iter()
             .map(|q| Rule::new("default", QuotaSource::Fixed(q)))
             .collect();
-        DefaultLimits::of(rules)
+        DefaultLimits { rules }
     }
 
     /// Who each budget is per (default: the client address).
@@ -97,12 +97,6 @@ impl DefaultLimits {
     fn map(self, mut change: impl FnMut(&mut Rule)) -> DefaultLimits {
         let mut rules = self.rules.to_vec();
         rules.iter_mut().for_each(&mut change);
-        DefaultLimits::of(rules)
-    }
-
-    /// Default limits of `rules`, known by name to operators' overrides, peeks and resets.
-    fn of(rules: Vec<Rule>) -> DefaultLimits {
-        crate::catalogue::register(&rules);
         DefaultLimits {
             rules: rules.into(),
         }
@@ -121,6 +115,9 @@ where
     type Future = Ready<Result<DefaultLimitsService<S>, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        // Registered as the app uses them (not as the builder goes), known by name to
+        // operators' overrides, peeks and resets.
+        crate::catalogue::register(&self.rules);
         ready(Ok(DefaultLimitsService {
             service: Rc::new(service),
             rules: self.rules.clone(),

@@ -40,6 +40,16 @@ pub enum OverrideError {
         /// The names of every known rule.
         known: Vec<String>,
     },
+    /// A request of the rule costs more than the new limit can ever hold: it would refuse
+    /// every request.
+    CostTooHigh {
+        /// The rule.
+        rule: String,
+        /// What one of its requests costs.
+        cost: u32,
+        /// The most the new limit holds at once.
+        capacity: u32,
+    },
     /// The rate string does not parse.
     InvalidRate {
         /// The rule it was for.
@@ -63,6 +73,14 @@ impl fmt::Display for OverrideError {
                 f,
                 "no rate-limit rule is called `{rule}`; known rules: {}",
                 known.join(", ")
+            ),
+            OverrideError::CostTooHigh {
+                rule,
+                cost,
+                capacity,
+            } => write!(
+                f,
+                "a request of rule `{rule}` costs {cost}, more than the override's limit can ever hold ({capacity}): it would refuse every request"
             ),
             OverrideError::InvalidRate { rule, error } => {
                 write!(f, "invalid rate for rule `{rule}`: {error}")
@@ -170,25 +188,60 @@ fn read_file(path: &Path) -> Result<Table, OverrideError> {
     };
     let mut table = Table::new();
     for (rule, rate) in entries {
-        let quotas = validate(&rule, &rate).map_err(|e| fail(e.to_string()))?;
+        let quotas = match validate(&rule, &rate) {
+            Ok(quotas) => quotas,
+            // Default limits join the catalogue when the app is built, which may come after the
+            // limiter read the file: such a name applies once its rule exists.
+            Err(OverrideError::UnknownRule { .. }) => {
+                tracing::warn!(
+                    rule,
+                    file = %path.display(),
+                    "rate limiter: the overrides file names a rule not known yet; it applies once a rule of that name exists"
+                );
+                Quota::parse_many(&rate).map_err(|error| {
+                    fail(
+                        OverrideError::InvalidRate {
+                            rule: rule.clone(),
+                            error,
+                        }
+                        .to_string(),
+                    )
+                })?
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
         table.insert(rule, quotas);
     }
     Ok(table)
 }
 
-/// The quotas of `rate` for a known `rule`.
+/// The quotas of `rate` for a known `rule`, each able to hold one of its requests.
 fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
-    let known = catalogue::names();
-    if !known.contains(rule) {
+    let rules = catalogue::rules_named(rule);
+    if rules.is_empty() {
         return Err(OverrideError::UnknownRule {
             rule: rule.to_owned(),
-            known: known.into_iter().collect(),
+            known: catalogue::names().into_iter().collect(),
         });
     }
-    Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+    let quotas = Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
         rule: rule.to_owned(),
         error,
-    })
+    })?;
+    for (known, quota) in rules
+        .iter()
+        .flat_map(|r| quotas.iter().map(move |q| (r, q)))
+    {
+        let capacity = known.limit_of(*quota).capacity.get();
+        if known.cost.get() > capacity {
+            return Err(OverrideError::CostTooHigh {
+                rule: rule.to_owned(),
+                cost: known.cost.get(),
+                capacity,
+            });
+        }
+    }
+    Ok(quotas)
 }
 
 impl RateLimiter {
@@ -249,13 +302,11 @@ impl RateLimiter {
         }
         // Weak: the watcher lives in the overrides, which must not keep themselves alive.
         let reload = Arc::downgrade(overrides);
-        let watched = path.clone();
-        // Debounced: a file written in several steps is read once, after the last one.
+        // Debounced: a file written in several steps is read once, after the last one. Any
+        // change in the directory reloads it: a Kubernetes ConfigMap swaps a symlink beside the
+        // file, never the file itself.
         let watcher = new_debouncer(RELOAD_DELAY, move |events: DebounceEventResult| {
-            let touches_file = events
-                .as_ref()
-                .is_ok_and(|e| e.iter().any(|e| e.path.file_name() == watched.file_name()));
-            if !touches_file {
+            if events.is_err() {
                 return;
             }
             let Some(overrides) = reload.upgrade() else {

@@ -128,12 +128,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
 
     /// Decides `checks` at `now` as [`decide`](Store::decide) would, without charging anything.
+    /// Unsupported unless the store implements it.
     fn peek(
         &self,
         checks: &[Check],
         now: UnixNanos,
-    ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + Send {
+        let _ = (checks, now);
+        std::future::ready(Err(StoreError::unsupported("this store cannot peek")))
+    }
 
     /// Forgets the state of `checks`' keys: their clients start again with a whole budget.
-    fn reset(&self, checks: &[Check]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Unsupported unless the store implements it.
+    fn reset(&self, checks: &[Check]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = checks;
+        std::future::ready(Err(StoreError::unsupported("this store cannot reset")))
+    }
 }

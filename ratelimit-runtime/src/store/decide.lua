@@ -163,20 +163,23 @@ local function decide(first, arg, count, charge, out)
       -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
       local kind = redis.call('TYPE', key).ok
       if kind ~= 'list' and kind ~= 'none' then error(CORRUPT) end
+      -- Expired entries are dropped, or only skipped by a peek, which writes nothing.
+      local skip = 0
       while true do
-        local oldest = redis.call('LINDEX', key, 0)
-        if oldest and tonumber(oldest) <= now then redis.call('LPOP', key) else break end
+        local oldest = redis.call('LINDEX', key, skip)
+        if not (oldest and tonumber(oldest) <= now) then break end
+        if charge then redis.call('LPOP', key) else skip = skip + 1 end
       end
-      local held = redis.call('LLEN', key)
+      local held = redis.call('LLEN', key) - skip
       local newest = now + period * US
-      local last_raw = redis.call('LINDEX', key, -1)
+      local last_raw = held > 0 and redis.call('LINDEX', key, -1) or nil
       local last = last_raw and tonumber(last_raw) or 0
       allowed = held + cost <= limit
       reset, retry = newest, now
       if not allowed then
         reset = last_raw and last or now
         if cost <= limit then
-          retry = tonumber(redis.call('LINDEX', key, held + cost - limit - 1))
+          retry = tonumber(redis.call('LINDEX', key, skip + held + cost - limit - 1))
         else
           retry = max(reset, newest)
         end
