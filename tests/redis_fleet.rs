@@ -23,6 +23,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(redis_url: &str) -> ServerProcess {
+        ServerProcess::start_with(redis_url, &[])
+    }
+
+    fn start_with(redis_url: &str, env: &[(&str, &str)]) -> ServerProcess {
         // The example binary sits beside this test's: target/debug/examples/server.
         let exe = std::env::current_exe().unwrap();
         let server = exe
@@ -40,6 +44,7 @@ impl ServerProcess {
             // Five busy processes share two cores here: give Redis time to answer, so that this
             // test measures sharing, not the fallback (the fault tests below measure that).
             .env("RATELIMIT_REDIS_TIMEOUT_MS", "2000")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -322,4 +327,101 @@ async fn an_unreachable_redis_at_start_never_holds_a_request() {
     );
     let stats = limiter.redis_stats().unwrap();
     assert!(stats.degraded && stats.errors >= 1, "{stats:?}");
+}
+
+/// `GET /slow?ms=N` of a server, its status.
+async fn slow(client: &awc::Client, port: u16, ms: u64) -> u16 {
+    let url = format!("http://127.0.0.1:{port}/slow?ms={ms}");
+    client
+        .get(url)
+        .send()
+        .await
+        .map_or(0, |res| res.status().as_u16())
+}
+
+/// Slots held on Redis for the example server's `/slow` (one client, one key).
+fn slots_held(redis: &RedisServer) -> u32 {
+    let keys = redis.cli(&["--scan", "--pattern", "*:slots"]);
+    keys.lines()
+        .filter(|k| !k.trim().is_empty())
+        .map(|key| {
+            redis
+                .cli(&["ZCARD", key.trim()])
+                .trim()
+                .parse::<u32>()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[actix_web::test]
+async fn a_concurrency_limit_holds_across_processes_and_outlives_none() {
+    let redis = RedisServer::start();
+    let lease = [("RATELIMIT_REDIS_LEASE_MS", "1000")];
+    let mut servers = vec![
+        ServerProcess::start_with(&redis.url(), &lease),
+        ServerProcess::start_with(&redis.url(), &lease),
+    ];
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .finish();
+    // Warm both processes' Redis connections.
+    for server in &servers {
+        assert_eq!(slow(&client, server.port, 0).await, 200);
+    }
+    // 40 concurrent slow requests from one client, split over both processes: `/slow` allows
+    // two in flight per client address, fleet-wide.
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let requests = (0..40).map(|i| slow(&client, ports[i % 2], 1_500));
+    let watch = async {
+        let mut most = 0;
+        let deadline = Instant::now() + Duration::from_millis(1_200);
+        while Instant::now() < deadline {
+            most = most.max(slots_held(&redis));
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        most
+    };
+    let (statuses, most) = futures_util::join!(join_all(requests), watch);
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, refused), (2, 38), "two in flight for the whole fleet");
+    assert_eq!(most, 2, "never more than two leases held");
+    // Given back when the responses were sent: free at once, not after the lease.
+    assert_eq!(slots_held(&redis), 0);
+    assert_eq!(slow(&client, ports[1], 0).await, 200);
+
+    // A process killed mid-request: its leases expire within the lease time (1 s here).
+    let in_flight = futures_util::future::join(
+        slow(&client, ports[0], 5_000),
+        slow(&client, ports[0], 5_000),
+    );
+    let kill = async {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while slots_held(&redis) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the requests never took their slots"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(slow(&client, ports[1], 0).await, 429, "the fleet is full");
+        servers.remove(0); // killed, by its id
+        let killed = Instant::now();
+        loop {
+            if slow(&client, ports[1], 0).await == 200 {
+                break killed.elapsed();
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(4),
+                "the dead process's slots never came back"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (_, back_after) = futures_util::join!(in_flight, kill);
+    assert!(
+        back_after <= Duration::from_millis(1_500),
+        "slots back {back_after:?} after the process died; the lease is 1 s"
+    );
 }

@@ -251,10 +251,10 @@ fn period(value: &Expr) -> syn::Result<u32> {
 
 fn wait(value: &Expr) -> syn::Result<u64> {
     let text = string(value, "max_wait")?;
-    let millis = crate::rate::parse_wait(&text).map_err(|e| {
+    let millis = crate::rate::parse_wait(&text).map_err(|_| {
         syn::Error::new(
             value.span(),
-            format!("invalid `max_wait`: {e}; write e.g. `\"2s\"` or `\"500ms\"`"),
+            format!("invalid `max_wait` `{text}`: write a positive duration such as `\"2s\"`, `\"500ms\"` or `\"1m\"`"),
         )
     })?;
     if millis > MAX_WAIT_MILLIS {

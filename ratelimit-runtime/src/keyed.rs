@@ -32,7 +32,7 @@ impl KeyedLimit for Rule {
 impl KeyedLimit for Quota {
     fn rule(&self) -> Cow<'_, Rule> {
         let mut rule = Rule::new("", QuotaSource::Fixed(*self));
-        rule.name = Cow::Owned(format!("quota:{self}"));
+        rule.name = Cow::Owned(format!("quota:{}/{}s", self.limit(), self.period_secs()));
         Cow::Owned(rule)
     }
 }
