@@ -131,11 +131,14 @@ async fn slots_come_back_however_a_request_ends() {
     assert_eq!(res.headers().get("x-concurrency-limit").unwrap(), "1");
     assert_eq!(res.headers().get("x-concurrency-remaining").unwrap(), "0");
     assert_eq!(in_flight(), 1, "held while the body waits to be sent");
+    let gauge = concat!("ratelimit_in_flight{rule=\"", module_path!(), "::one\"} ");
+    assert!(limiter.metrics().contains(&format!("{gauge}1")));
     let second = test::call_service(&app, get("/one").to_request()).await;
     assert_eq!(second.status(), 429);
     drop(second);
     assert_eq!(test::read_body(res).await, "done");
     assert_eq!(in_flight(), 0, "back once the body is sent");
+    assert!(limiter.metrics().contains(&format!("{gauge}0")));
 
     // A streamed body: held until its last chunk.
     let res = test::call_service(&app, get("/stream").to_request()).await;

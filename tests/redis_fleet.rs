@@ -406,6 +406,10 @@ async fn a_concurrency_limit_holds_across_processes_and_outlives_none() {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(slow(&client, ports[1], 0).await, 429, "the fleet is full");
+        // Past the lease, the running requests still hold their slots: renewed.
+        actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(slots_held(&redis), 2, "leases renewed while the requests run");
+        assert_eq!(slow(&client, ports[1], 0).await, 429);
         servers.remove(0); // killed, by its id
         let killed = Instant::now();
         loop {
