@@ -51,6 +51,11 @@ fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
     assert_eq!(row(&summary, "requests given up"), "0");
     let refused: u64 = row(&summary, "429 responses").parse().expect("a count");
     assert!(refused <= MAX_429S, "the server refused {refused}");
+    assert_eq!(
+        server.data_refusals(),
+        refused,
+        "as the server counted them"
+    );
     let elapsed: f64 = row(&summary, "elapsed time")
         .trim_end_matches(" s")
         .parse()

@@ -66,6 +66,11 @@ async fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
         "the server refused {rate_limited}"
     );
     assert_eq!(
+        server.data_refusals(),
+        rate_limited,
+        "as the server counted them"
+    );
+    assert_eq!(
         sent,
         REQUESTS as u64 + rate_limited,
         "one attempt per refusal"

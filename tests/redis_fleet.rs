@@ -4,7 +4,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -13,67 +12,25 @@ use actix_web::{get, App, HttpResponse};
 use futures_util::future::join_all;
 use ratelimit_runtime::store::RedisOptions;
 use ratelimit_runtime::{ratelimit, FailurePolicy, RateLimiter};
-use support::{free_port, RedisServer};
+use support::{free_port, ExampleServer, RedisServer};
 
-/// An example server process of our own, killed (by its id) when dropped.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-}
-
-impl ServerProcess {
-    fn start(redis_url: &str) -> ServerProcess {
-        ServerProcess::start_with(redis_url, &[])
-    }
-
-    fn start_with(redis_url: &str, env: &[(&str, &str)]) -> ServerProcess {
-        // The example binary sits beside this test's: target/debug/examples/server.
-        let exe = std::env::current_exe().unwrap();
-        let server = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples")
-            .join("server");
-        let port = free_port();
-        let child = Command::new(server)
-            .env("REDIS_URL", redis_url)
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            // Five busy processes share two cores here: give Redis time to answer, so that this
-            // test measures sharing, not the fallback (the fault tests below measure that).
-            .env("RATELIMIT_REDIS_TIMEOUT_MS", "2000")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "the example server is built: `cargo build --examples` (scripts/test.sh does it)",
-            );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server on {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        ServerProcess { child, port }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The example server on `redis`, as a process of our own. Five busy processes share two cores
+/// here: Redis gets time to answer, so that these tests measure sharing, not the fallback (the
+/// fault tests below measure that).
+fn fleet_member(redis: &RedisServer, env: &[(&str, &str)]) -> ExampleServer {
+    let url = redis.url();
+    let mut all = vec![
+        ("REDIS_URL", url.as_str()),
+        ("RATELIMIT_REDIS_TIMEOUT_MS", "2000"),
+    ];
+    all.extend_from_slice(env);
+    ExampleServer::start_with(&all)
 }
 
 #[actix_web::test]
 async fn two_processes_share_one_exact_budget() {
     let redis = RedisServer::start();
-    let servers = [
-        ServerProcess::start(&redis.url()),
-        ServerProcess::start(&redis.url()),
-    ];
+    let servers = [fleet_member(&redis, &[]), fleet_member(&redis, &[])];
     let client = awc::Client::builder()
         .connector(awc::Connector::new().limit(200))
         .finish();
@@ -358,10 +315,7 @@ fn slots_held(redis: &RedisServer) -> u32 {
 async fn a_concurrency_limit_holds_across_processes_and_outlives_none() {
     let redis = RedisServer::start();
     let lease = [("RATELIMIT_REDIS_LEASE_MS", "1000")];
-    let mut servers = vec![
-        ServerProcess::start_with(&redis.url(), &lease),
-        ServerProcess::start_with(&redis.url(), &lease),
-    ];
+    let mut servers = vec![fleet_member(&redis, &lease), fleet_member(&redis, &lease)];
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(20))
         .finish();
@@ -408,7 +362,11 @@ async fn a_concurrency_limit_holds_across_processes_and_outlives_none() {
         assert_eq!(slow(&client, ports[1], 0).await, 429, "the fleet is full");
         // Past the lease, the running requests still hold their slots: renewed.
         actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
-        assert_eq!(slots_held(&redis), 2, "leases renewed while the requests run");
+        assert_eq!(
+            slots_held(&redis),
+            2,
+            "leases renewed while the requests run"
+        );
         assert_eq!(slow(&client, ports[1], 0).await, 429);
         servers.remove(0); // killed, by its id
         let killed = Instant::now();

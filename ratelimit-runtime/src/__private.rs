@@ -12,6 +12,7 @@ pub use crate::engine::Pass;
 pub use crate::info::RateLimitInfo;
 pub use crate::key::Scope;
 pub use crate::limiter::RateLimiter;
+pub use crate::metrics::RuleMetricsCache;
 pub use crate::quota::Quota;
 pub use crate::rule::{Mode, QuotaSource, Rule, Tier};
 pub use actix_web::{HttpRequest, HttpResponse, Responder};

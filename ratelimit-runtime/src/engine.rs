@@ -166,7 +166,7 @@ impl RateLimiter {
                 SlotAnswer::Full(_) | SlotAnswer::Unavailable(_) => Outcome::Denied,
             };
             let units = u32::from(outcome == Outcome::Allowed);
-            inner.metrics.count(&rule.name, tier, outcome, store, units);
+            inner.metrics.count(rule, tier, outcome, store, units);
             match answer {
                 SlotAnswer::Taken(held, in_flight) => {
                     let counters = inner.metrics.counters(&rule.name, tier);
@@ -243,7 +243,7 @@ impl Inner {
                 Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
             };
             if let Some((outcome, units)) = counted {
-                self.metrics.count(&rule.name, tier, outcome, store, units);
+                self.metrics.count(rule, tier, outcome, store, units);
             }
         }
     }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::limiter::RateLimiter;
+use crate::rule::Rule;
 
 /// Which store decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,8 @@ const LATENCY_BOUNDS: [u64; 15] = [
 /// The metrics a limiter owns.
 pub(crate) struct Metrics {
     enabled: bool,
+    /// Tells limiters apart in the rules' caches.
+    id: u64,
     rules: ArcSwap<RuleTable>,
     /// Serialises the rare writers of `rules` (a rule's first decision).
     adding: Mutex<()>,
@@ -144,6 +147,32 @@ impl RuleCounters {
     }
 }
 
+/// Where a rule keeps its counters for the first limiter that counts it, so that its decisions
+/// find them without a lookup (most programs have one limiter). Not a stable API.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct RuleMetricsCache(OnceLock<(u64, Arc<RuleCounters>)>);
+
+impl RuleMetricsCache {
+    /// An empty cache.
+    pub const fn new() -> RuleMetricsCache {
+        RuleMetricsCache(OnceLock::new())
+    }
+}
+
+impl Clone for RuleMetricsCache {
+    /// Empty: a copy of a rule may be renamed.
+    fn clone(&self) -> RuleMetricsCache {
+        RuleMetricsCache::new()
+    }
+}
+
+impl fmt::Debug for RuleMetricsCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RuleMetricsCache")
+    }
+}
+
 /// A histogram of atomics: one counter per bucket and the sum in nanoseconds.
 #[derive(Debug, Default)]
 struct Latency {
@@ -177,8 +206,10 @@ impl Latency {
 
 impl Metrics {
     pub(crate) fn new(enabled: bool) -> Metrics {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Metrics {
             enabled,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             rules: ArcSwap::from_pointee(RuleTable::new()),
             adding: Mutex::new(()),
             latency: Default::default(),
@@ -198,7 +229,7 @@ impl Metrics {
     /// Counts one rule's outcome and the units it spent.
     pub(crate) fn count(
         &self,
-        name: &str,
+        rule: &Rule,
         tier: &'static str,
         outcome: Outcome,
         store: StoreLabel,
@@ -207,12 +238,27 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        self.with_rule(name, tier, |counters| {
+        let bump = |counters: &RuleCounters| {
             counters.decisions[outcome as usize][store as usize].fetch_add(1, Ordering::Relaxed);
             if units > 0 {
                 counters.units[store as usize].fetch_add(u64::from(units), Ordering::Relaxed);
             }
-        });
+        };
+        // A rule without tiers keeps its counters at hand for the limiter that uses it.
+        if tier.is_empty() {
+            let cache = &rule.metrics_cache.0;
+            match cache.get() {
+                Some((id, counters)) if *id == self.id => return bump(counters),
+                Some(_) => {}
+                None => {
+                    let counters = self.counters(&rule.name, "");
+                    bump(&counters);
+                    let _ = cache.set((self.id, counters));
+                    return;
+                }
+            }
+        }
+        self.with_rule(&rule.name, tier, bump);
     }
 
     /// Runs `f` on the counters of `name` and `tier`, made on first use.
@@ -487,16 +533,29 @@ mod tests {
     #[test]
     fn a_rules_counters_are_made_once_and_shared() {
         let metrics = Metrics::new(true);
-        metrics.count("a", "", Outcome::Allowed, StoreLabel::Memory, 2);
-        metrics.count("a", "", Outcome::Allowed, StoreLabel::Memory, 1);
-        metrics.count("a", "pro", Outcome::Denied, StoreLabel::Memory, 0);
+        let a = Rule::new(
+            "a",
+            crate::QuotaSource::Fixed(crate::Quota::from_parts(1, 1).unwrap()),
+        );
+        metrics.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 2);
+        metrics.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 1);
+        metrics.count(&a, "pro", Outcome::Denied, StoreLabel::Memory, 0);
         assert_eq!(metrics.rules.load().len(), 2);
         metrics.with_rule("a", "", |c| {
             assert_eq!(c.decisions[0][0].load(Ordering::Relaxed), 2);
             assert_eq!(c.units[0].load(Ordering::Relaxed), 3);
         });
+        // Another limiter counts the same rule apart.
+        let other = Metrics::new(true);
+        other.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 5);
+        other.with_rule("a", "", |c| {
+            assert_eq!(c.units[0].load(Ordering::Relaxed), 5)
+        });
+        metrics.with_rule("a", "", |c| {
+            assert_eq!(c.units[0].load(Ordering::Relaxed), 3)
+        });
         let off = Metrics::new(false);
-        off.count("a", "", Outcome::Allowed, StoreLabel::Memory, 1);
+        off.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 1);
         assert_eq!(off.rules.load().len(), 0);
     }
 

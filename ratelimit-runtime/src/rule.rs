@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::info::RateLimitInfo;
 use crate::key::Scope;
+use crate::metrics::RuleMetricsCache;
 use crate::quota::Quota;
 
 /// Where a rule's quota comes from.
@@ -121,6 +122,9 @@ pub struct Rule {
     /// is then served (nginx's `delay`); `None` refuses at once. For the algorithms that
     /// [can reserve](AlgorithmKind::can_reserve) a turn; ignored by the others.
     pub max_wait: Option<Duration>,
+    /// The rule's metrics, at hand for its limiter. Not a stable API.
+    #[doc(hidden)]
+    pub metrics_cache: RuleMetricsCache,
 }
 
 impl Rule {
@@ -140,6 +144,7 @@ impl Rule {
             soft: None,
             mode: Mode::Enforce,
             max_wait: None,
+            metrics_cache: RuleMetricsCache::new(),
         }
     }
 

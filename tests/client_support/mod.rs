@@ -5,11 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `/data` of the example server: 10 requests per 10 s per API key, sliding log. 30 requests
 /// then go in three rounds of 10, at 0 s, 10 s and 20 s: the ideal run lasts 20 s, and a paced
@@ -53,68 +51,12 @@ pub fn api_key(test: &str) -> String {
     format!("{test}-{}-{nanos}", std::process::id())
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// A binary built beside this test's: target/debug/examples/<name>.
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let debug = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/debug/deps/<test>");
-    let path = debug.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --examples` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// The example server as a process of our own, killed (by its id) when dropped.
-pub struct ExampleServer {
-    child: Child,
-    pub port: u16,
-}
-
-impl ExampleServer {
-    pub fn start() -> ExampleServer {
-        let port = free_port();
-        let child = Command::new(example_binary("server"))
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_CLUSTER_URLS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the example server starts");
-        let server = ExampleServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server on {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for ExampleServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// The example server and free ports, shared with the other integration tests.
+#[path = "../support/mod.rs"]
+mod support;
+// Each test uses some of them.
+#[allow(unused_imports)]
+pub use support::{example_binary, ExampleServer};
 
 /// A one-thread HTTP/1.1 server that answers its first `refusals` requests with
 /// `429` and `Retry-After: 1`, and every later one with `200`. It counts the requests it got.

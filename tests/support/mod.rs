@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,5 +150,82 @@ impl RedisCluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// A binary built beside this test's: target/debug/examples/<name>.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/debug/deps/<test>");
+    let path = debug.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --examples` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The example server as a process of our own, killed (by its id) when dropped.
+pub struct ExampleServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl ExampleServer {
+    /// In memory, whatever the environment says.
+    pub fn start() -> ExampleServer {
+        ExampleServer::start_with(&[])
+    }
+
+    /// With these environment variables (`REDIS_URL`, ...).
+    pub fn start_with(env: &[(&str, &str)]) -> ExampleServer {
+        let port = free_port();
+        let child = Command::new(example_binary("server"))
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_URLS")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example server starts");
+        let server = ExampleServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server on {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The requests the server itself refused on `/data` so far, from its `/metrics`.
+    pub fn data_refusals(&self) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the server");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let series =
+            r#"ratelimit_decisions_total{rule="server::data",outcome="denied",store="memory"} "#;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
