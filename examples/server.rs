@@ -175,19 +175,28 @@ async fn ws(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpRespo
     static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
     let (response, mut session, mut messages) = actix_ws::handle(&req, body)?;
     let limiter = RateLimiter::for_request(&req).clone();
-    let connection = format!("ws-{}", CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+    // Unique across a fleet sharing Redis: this process's tag and a counter.
+    let connection = format!(
+        "ws-{:x}-{}",
+        process_tag(),
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed)
+    );
     actix_web::rt::spawn(async move {
         while let Some(Ok(message)) = messages.recv().await {
             let sent = match message {
-                Message::Text(text) => {
+                Message::Text(_) | Message::Binary(_) => {
                     let info = limiter.check_key(&WS_MESSAGES, &connection, 1).await;
-                    if info.is_allowed() {
-                        session.text(text).await
-                    } else {
+                    if !info.is_allowed() {
                         let retry_after_ms = info.retry_after().as_millis() as u64;
                         let refusal =
                             json!({"error": "rate_limited", "retry_after_ms": retry_after_ms});
                         session.text(refusal.to_string()).await
+                    } else if let Message::Text(text) = message {
+                        session.text(text).await
+                    } else if let Message::Binary(bytes) = message {
+                        session.binary(bytes).await
+                    } else {
+                        Ok(())
                     }
                 }
                 Message::Ping(bytes) => session.pong(&bytes).await,
@@ -203,6 +212,13 @@ async fn ws(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpRespo
         }
     });
     Ok(response)
+}
+
+/// A random tag of this process.
+fn process_tag() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| RandomState::new().hash_one(std::process::id()))
 }
 
 /// `RATELIMIT_HEADERS`: `x` (the default), `ietf` or `both`.

@@ -223,3 +223,74 @@ async fn a_client_gone_mid_request_gives_its_slot_back_when_the_handler_ends() {
     handle.stop(true).await;
     assert_eq!(limiter.memory_store().stats().keys, 0);
 }
+
+#[get("/both")]
+#[ratelimit(concurrency = 2, scope = "global")]
+#[ratelimit(limit = 1, per = 60)]
+async fn both() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+#[get("/counted")]
+#[ratelimit(concurrency = 2, scope = "global")]
+async fn counted(info: ratelimit_runtime::RateLimitInfo) -> String {
+    format!("{} of {}", info.remaining(), info.limit())
+}
+
+#[actix_web::test]
+async fn with_rates_dry_runs_overrides_and_the_info() {
+    let limiter = RateLimiter::builder().build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .app_data(limiter.clone())
+            .service(both)
+            .service(counted)
+            .service(one),
+    )
+    .await;
+    let in_flight = || limiter.memory_store().stats().keys;
+    // A request its rate refuses gives its slot back at once.
+    let first = test::call_service(&app, get("/both").to_request()).await;
+    assert_eq!(first.status(), 200);
+    drop(test::read_body(first).await);
+    let keys_before = in_flight();
+    let refused = test::call_service(&app, get("/both").to_request()).await;
+    assert_eq!(refused.status(), 429);
+    assert!(
+        refused.headers().get("x-ratelimit-remaining").is_some(),
+        "the rate refused it"
+    );
+    assert_eq!(
+        in_flight(),
+        keys_before,
+        "no slot kept by a refused request"
+    );
+
+    // An override changes the rate and leaves the concurrency limit alone.
+    let both_rule = concat!(module_path!(), "::both");
+    limiter.set_override(both_rule, "5/minute").unwrap();
+    let a = test::call_service(&app, get("/both").to_request()).await;
+    let b = test::call_service(&app, get("/both").to_request()).await;
+    let c = test::call_service(&app, get("/both").to_request()).await;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    assert_eq!(c.status(), 429, "still two in flight at most");
+    assert_eq!(c.headers().get("x-concurrency-remaining").unwrap(), "0");
+    drop((a, b, c));
+
+    // A handler with only a concurrency limit reads it as its info.
+    let res = test::call_service(&app, get("/counted").to_request()).await;
+    assert_eq!(test::read_body(res).await, "1 of 2");
+
+    // A limiter-wide dry run lets a request through without a slot, and counts it.
+    let dry = RateLimiter::builder().shadow(true).build().unwrap();
+    let app = test::init_service(App::new().app_data(dry.clone()).service(one)).await;
+    let held = test::call_service(&app, get("/one").to_request()).await;
+    let over = test::call_service(&app, get("/one").to_request()).await;
+    assert_eq!((held.status().as_u16(), over.status().as_u16()), (200, 200));
+    let shadow = concat!(
+        "ratelimit_decisions_total{rule=\"",
+        module_path!(),
+        "::one\",outcome=\"shadow_denied\",store=\"memory\"} 1"
+    );
+    assert!(dry.metrics().contains(shadow), "{}", dry.metrics());
+}

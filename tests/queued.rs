@@ -20,14 +20,54 @@ async fn queued(info: RateLimitInfo) -> impl Responder {
     web::Json(serde_json::json!({"waited_ms": info.waited().as_millis() as u64}))
 }
 
+/// The same rate and wait with a token bucket of one token, and with a leaky bucket.
+#[get("/bucket")]
+#[ratelimit(
+    limit = 10,
+    per = 1,
+    algorithm = "token_bucket",
+    burst = 1,
+    max_wait = "500ms"
+)]
+async fn bucket(info: RateLimitInfo) -> impl Responder {
+    web::Json(serde_json::json!({"waited_ms": info.waited().as_millis() as u64}))
+}
+
+#[get("/leaky")]
+#[ratelimit(limit = 10, per = 1, algorithm = "leaky_bucket", max_wait = "500ms")]
+async fn leaky(info: RateLimitInfo) -> impl Responder {
+    web::Json(serde_json::json!({"waited_ms": info.waited().as_millis() as u64}))
+}
+
+/// Beside a window, no turn is reserved: a turn in the next window would be counted in this.
+#[get("/with-window")]
+#[ratelimit(limit = 10, per = 1, algorithm = "gcra", burst = 1, max_wait = "500ms")]
+#[ratelimit(limit = 100, per = 60, scope = "global")]
+async fn with_window() -> &'static str {
+    "ok"
+}
+
 const INTERVAL: Duration = Duration::from_millis(100);
 
 async fn burst_is_served_in_order(limiter: RateLimiter) {
-    let app = test::init_service(App::new().app_data(limiter).service(queued)).await;
+    for path in ["/queued", "/bucket", "/leaky"] {
+        burst_on(&limiter, path).await;
+    }
+}
+
+async fn burst_on(limiter: &RateLimiter, path: &str) {
+    let app = test::init_service(
+        App::new()
+            .app_data(limiter.clone())
+            .service(queued)
+            .service(bucket)
+            .service(leaky),
+    )
+    .await;
     let start = Instant::now();
     let requests = (0..10).map(|i| {
         let req = TestRequest::get()
-            .uri("/queued")
+            .uri(path)
             .peer_addr(SocketAddr::from(([192, 0, 2, 33], 1_000 + i)))
             .to_request();
         let app = &app;
@@ -46,15 +86,15 @@ async fn burst_is_served_in_order(limiter: RateLimiter) {
     let served: Vec<_> = answers.iter().filter(|a| a.0 == 200).collect();
     let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
     // The first at once, then one every 100 ms up to 500 ms: six served, four refused.
-    assert_eq!(served.len(), 6, "{answers:?}");
-    assert_eq!(refused.len(), 4, "{answers:?}");
+    assert_eq!(served.len(), 6, "{path}: {answers:?}");
+    assert_eq!(refused.len(), 4, "{path}: {answers:?}");
     for (i, (_, waited, done)) in served.iter().enumerate() {
         let expected = INTERVAL * i as u32;
         let waited = Duration::from_millis(waited.unwrap_or(0));
         // Reserved turns: one interval apart (the decision's own time aside), in order.
         assert!(
             waited + Duration::from_millis(30) >= expected && waited <= expected,
-            "request {i} waited {waited:?}, its turn was {expected:?} away"
+            "{path}: request {i} waited {waited:?}, its turn was {expected:?} away"
         );
         assert!(*done >= waited, "served only after its wait");
     }
@@ -97,6 +137,7 @@ async fn check_key_and_until_ready_outside_handlers() {
     assert_eq!(allowed, 5, "the quota holds outside handlers too");
     let refused = limiter.check_key(&calls, "partner-api", 1).await;
     assert!(!refused.is_allowed());
+    assert!(refused.retry_after() > Duration::ZERO);
     assert!(refused.retry_after() <= Duration::from_secs(1));
     // Another key has a budget of its own.
     assert!(limiter.check_key(&calls, "other-api", 1).await.is_allowed());
@@ -120,4 +161,22 @@ async fn check_key_and_until_ready_outside_handlers() {
         ),
         "{text}"
     );
+}
+
+#[actix_web::test]
+async fn no_turn_is_reserved_beside_a_window() {
+    let limiter = RateLimiter::builder().build().unwrap();
+    let app = test::init_service(App::new().app_data(limiter).service(with_window)).await;
+    let get = || {
+        TestRequest::get()
+            .uri("/with-window")
+            .peer_addr(SocketAddr::from(([192, 0, 2, 44], 1_000)))
+            .to_request()
+    };
+    let start = Instant::now();
+    assert_eq!(test::call_service(&app, get()).await.status(), 200);
+    // Its turn would come within 500 ms, but a window is stacked: refused at once.
+    let second = test::call_service(&app, get()).await;
+    assert_eq!(second.status(), 429);
+    assert!(start.elapsed() < Duration::from_millis(90));
 }

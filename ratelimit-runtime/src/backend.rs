@@ -58,6 +58,9 @@ pub struct RedisStats {
     pub degraded: bool,
 }
 
+/// The shortest concurrency lease: renewed every third of it, it must outlast a round trip.
+const MIN_LEASE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How long Redis is left alone after a failure before it is tried again.
 const RETRY_AFTER_FAILURE: u64 = NANOS_PER_SEC;
 const BLOCKED_KEYS: usize = 100_000;
@@ -285,11 +288,19 @@ impl RedisBackend {
         let store = self.store().await?;
         let key = store.slots_key(check.key, check.group);
         let id = slot_id();
-        let lease = self.options.lease;
-        Ok(match store.take_slot(&key, &id, limit, lease).await? {
-            Ok(held) => SlotAnswer::Taken(Held::redis(store.clone(), key, id, lease), held),
-            Err(held) => SlotAnswer::Full(held),
-        })
+        let lease = self.options.lease.max(MIN_LEASE);
+        match store.take_slot(&key, &id, limit, lease).await {
+            Ok(Ok(held)) => Ok(SlotAnswer::Taken(
+                Held::redis(store.clone(), key, id, lease),
+                held,
+            )),
+            Ok(Err(held)) => Ok(SlotAnswer::Full(held)),
+            Err(error) => {
+                // Timed out, the lease may have been taken all the same: give it back.
+                store.give_slot(&key, &id);
+                Err(error)
+            }
+        }
     }
 
     /// Redis answered: back from the fallback, if it was there.

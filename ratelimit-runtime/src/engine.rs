@@ -135,6 +135,18 @@ impl RateLimiter {
                 }
             }
         }
+        // A handler with only concurrency limits reads those.
+        let info = info.or_else(|| {
+            let (limit, left) = pass.concurrency?;
+            let decision = Decision {
+                allowed: true,
+                limit,
+                remaining: left,
+                reset_at: now,
+                retry_at: now,
+            };
+            Some(RateLimitInfo::new(decision, now))
+        });
         if let Some(info) = info {
             req.extensions_mut().insert(info);
         }
@@ -163,6 +175,8 @@ impl RateLimiter {
             inner.observe_latency(store, started);
             let outcome = match answer {
                 SlotAnswer::Taken(..) | SlotAnswer::Unlimited => Outcome::Allowed,
+                // A limiter-wide dry run lets it through.
+                SlotAnswer::Full(_) if inner.shadow => Outcome::ShadowDenied,
                 SlotAnswer::Full(_) | SlotAnswer::Unavailable(_) => Outcome::Denied,
             };
             let units = u32::from(outcome == Outcome::Allowed);
@@ -177,6 +191,19 @@ impl RateLimiter {
                     }
                 }
                 SlotAnswer::Unlimited => {}
+                SlotAnswer::Full(in_flight) if inner.shadow => {
+                    if inner
+                        .metrics
+                        .with_rule(&rule.name, tier, |c| c.shadow_log_due(now))
+                    {
+                        tracing::info!(
+                            rule = %rule.name,
+                            limit,
+                            in_flight,
+                            "concurrency limit would deny this request (shadow mode: let through)"
+                        );
+                    }
+                }
                 SlotAnswer::Full(in_flight) => {
                     tracing::debug!(rule = %rule.name, limit, in_flight, "concurrency limit reached");
                     return Err(inner.refuse_concurrency(req, rule, limit, now));

@@ -63,7 +63,10 @@ impl RateLimiter {
     /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`]), charging them
     /// if allowed: `is_allowed()` says whether to go on, `retry_after()` when to try again.
     /// The rule's algorithm, `max_wait` (a turn within it is waited for here) and overrides
-    /// apply; its scope does not (`key` is the client). Counted in the metrics like a request.
+    /// apply; its scope and mode do not (`key` is the client, and the answer is the decision).
+    /// A tier function is asked with a request that carries nothing; a concurrency limit has no
+    /// meaning outside a request and is skipped. A cost of 0 counts as 1. Counted in the metrics
+    /// like a request.
     ///
     /// ```
     /// # async fn job(limiter: ratelimit_runtime::RateLimiter) {
@@ -83,15 +86,23 @@ impl RateLimiter {
             .overrides
             .apply(std::slice::from_ref(&*rule))
             .into_owned();
+        // A concurrency limit counts requests in flight; outside a request it has none.
+        rule.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
         let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         rule.iter_mut().for_each(|r| r.cost = cost);
-        let request = actix_web::test::TestRequest::default().to_http_request();
         let mut batch = Batch::default();
         for rule in &rule {
-            let (limit, tier) = rule.tier_for(&request);
+            let (limit, tier) = match rule.quota.fixed() {
+                Ok(quota) => (rule.limit_of(quota), ""),
+                // A tier function is asked with a request that carries nothing.
+                Err(_) => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
+            };
             let identity = Identity::Header(key.as_bytes());
             batch.checks.push(inner.check_for(rule, limit, &identity));
             batch.rules.push((rule, tier));
+        }
+        if batch.checks.is_empty() {
+            return unlimited(&batch, now);
         }
         let decided = inner.decide(&batch, now, now, Mode::Enforce).await;
         let verdict = match decided {
@@ -123,7 +134,8 @@ impl RateLimiter {
 
     /// Waits (asynchronously) until `cost` units for `key` pass under `limit`, and spends them:
     /// [`check_key`](Self::check_key) again at each `retry_after`. Fails at once when the cost
-    /// can never pass.
+    /// can never pass. Under [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)
+    /// it waits as long as Redis is down.
     pub async fn until_ready(
         &self,
         limit: &impl KeyedLimit,

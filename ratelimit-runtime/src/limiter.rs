@@ -287,7 +287,8 @@ impl RateLimiterBuilder {
 
     /// Makes every rule a dry run, as `mode = "shadow"` makes one: limits are decided and
     /// charged as usual, but a request they would refuse is let through, logged at info level
-    /// (at most one line a second per rule) and counted as `shadow_denied`.
+    /// (at most one line a second per rule) and counted as `shadow_denied`. A concurrency limit
+    /// with no slot left lets the request through too (without a slot).
     pub fn shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
         self

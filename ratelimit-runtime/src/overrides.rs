@@ -125,18 +125,28 @@ impl Overrides {
             return Cow::Borrowed(rules);
         }
         let tables = self.tables.load();
-        let lookup = |name: &str| tables.0.get(name).or_else(|| tables.1.get(name));
-        if !rules.iter().any(|r| lookup(&r.name).is_some()) {
+        // Rates only: a concurrency limit of the same handler stays as it is.
+        let is_rate = |r: &Rule| !matches!(r.quota, QuotaSource::InFlight(_));
+        let lookup = |r: &Rule| {
+            let name = r.name.as_ref();
+            is_rate(r)
+                .then(|| tables.0.get(name).or_else(|| tables.1.get(name)))
+                .flatten()
+        };
+        if !rules.iter().any(|r| lookup(r).is_some()) {
             return Cow::Borrowed(rules);
         }
         let mut applied: Vec<Rule> = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            let Some(quotas) = lookup(&rule.name) else {
+            let Some(quotas) = lookup(rule) else {
                 applied.push(rule.clone());
                 continue;
             };
-            // The first rule of a name stands for all of them.
-            if rules[..i].iter().all(|r| r.name != rule.name) {
+            // The first rate rule of a name stands for all of them.
+            if rules[..i]
+                .iter()
+                .all(|r| r.name != rule.name || !is_rate(r))
+            {
                 applied.extend(quotas.iter().map(|&quota| Rule {
                     quota: QuotaSource::Fixed(quota),
                     ..rule.clone()
@@ -217,7 +227,9 @@ fn read_file(path: &Path) -> Result<Table, OverrideError> {
 
 /// The quotas of `rate` for a known `rule`, each able to hold one of its requests.
 fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
-    let rules = catalogue::rules_named(rule);
+    let mut rules = catalogue::rules_named(rule);
+    // Overrides change rates; a concurrency limit is not one.
+    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
     if rules.is_empty() {
         return Err(OverrideError::UnknownRule {
             rule: rule.to_owned(),

@@ -37,6 +37,11 @@ impl Check {
     ) -> Option<UnixNanos> {
         let mut at = None;
         for (check, decision) in checks.iter().zip(decisions) {
+            // A turn in the future is only sound when every check drains at the rate: a window
+            // or a log would count it in the wrong window.
+            if !check.algorithm.can_reserve() {
+                return None;
+            }
             if decision.allowed {
                 continue;
             }

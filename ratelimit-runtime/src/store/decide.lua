@@ -102,12 +102,13 @@ local function decide(first, arg, count, charge, out)
 
     elseif algorithm == 4 or algorithm == 5 then
       -- Token and leaky bucket: the level scaled by the period in µs, exact fractions.
+      -- The level as of `now`, also before the stored instant (a turn reserved ahead: the
+      -- bucket is fuller earlier), as the memory store keeps it (the instant it empties).
       local per = period * US
-      local last, level = now, 0
+      local level = 0
       local found, stored_last, stored_level = load(key, TWO)
       if found then
-        last = stored_last
-        level = max(stored_level - max(now - stored_last, 0) * limit, 0)
+        level = max(stored_level + (stored_last - now) * limit, 0)
       end
       local spend, full = cost * per, capacity * per
       allowed = level + spend <= full
@@ -115,7 +116,7 @@ local function decide(first, arg, count, charge, out)
       remaining = floor_div(full - min(after, full), per)
       reset = now + ceil_div(after, limit)
       retry = allowed and now or now + ceil_div(level + spend - full, limit)
-      value, expiry = format('%.0f %.0f', max(now, last), after), reset
+      value, expiry = format('%.0f %.0f', now, after), reset
 
     elseif algorithm == 2 then
       -- Sliding window counter: the current window's end (s), its count and the previous one's.
@@ -231,6 +232,10 @@ local function reservation(arg, count, at)
   local until_ = nil
   for i = 1, count do
     local o = at + 4 * (i - 1)
+    -- A turn in the future is only sound when every check drains at the rate (the buckets,
+    -- GCRA): a window or a log would count it in the wrong window.
+    local algorithm = tonumber(ARGV[arg + PER_CHECK * (i - 1)])
+    if algorithm < 4 then return nil end
     if reply[o + 1] == 0 then
       local wait, retry = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 5]), reply[o + 4]
       if wait <= 0 or retry - now > wait then return nil end

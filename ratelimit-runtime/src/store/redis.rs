@@ -52,9 +52,9 @@ pub struct RedisOptions {
     pub time: TimeSource,
     /// Prefix of every key (default `ratelimit`).
     pub prefix: String,
-    /// How long a concurrency slot stays taken without renewal (default 5 s): a process that
-    /// dies or loses Redis holds its slots at most this long. A request in flight renews its
-    /// slot every third of it.
+    /// How long a concurrency slot stays taken without renewal (default 5 s, at least 100 ms):
+    /// a process that dies or loses Redis holds its slots at most this long. A request in
+    /// flight renews its slot every third of it.
     pub lease: Duration,
 }
 
