@@ -70,24 +70,7 @@ impl RateLimiter {
         let inner = self.inner();
         let now = inner.clock.now();
         let rules = inner.overrides.apply(rules);
-        let (mut enforced, mut shadow, mut concurrent) =
-            (Batch::default(), Batch::default(), Batch::default());
-        for rule in rules.iter() {
-            if rule.exempt.is_some_and(|exempt| exempt(req)) {
-                continue;
-            }
-            let (limit, tier) = rule.tier_for(req);
-            let identity = rule.scope.identify(req, &inner.client_ip);
-            let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
-                &mut concurrent
-            } else if inner.shadow || rule.mode == Mode::Shadow {
-                &mut shadow
-            } else {
-                &mut enforced
-            };
-            batch.checks.push(inner.check_for(rule, limit, &identity));
-            batch.rules.push((rule, tier));
-        }
+        let [concurrent, enforced, shadow] = inner.batches(req, &rules);
         let mut pass = Pass {
             headers: None,
             style: inner.header_style,
@@ -136,18 +119,7 @@ impl RateLimiter {
             }
         }
         // A handler with only concurrency limits reads those.
-        let info = info.or_else(|| {
-            let (limit, left) = pass.concurrency?;
-            let decision = Decision {
-                allowed: true,
-                limit,
-                remaining: left,
-                reset_at: now,
-                retry_at: now,
-            };
-            Some(RateLimitInfo::new(decision, now))
-        });
-        if let Some(info) = info {
+        if let Some(info) = info.or_else(|| pass.concurrency_info(now)) {
             req.extensions_mut().insert(info);
         }
         Ok(pass)
@@ -216,6 +188,29 @@ impl RateLimiter {
 }
 
 impl Inner {
+    /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
+    /// rates, dry-run rates. Exempt rules are left out.
+    fn batches<'r>(&self, req: &HttpRequest, rules: &'r [Rule]) -> [Batch<'r>; 3] {
+        let mut batches: [Batch<'r>; 3] = Default::default();
+        for rule in rules {
+            if rule.exempt.is_some_and(|exempt| exempt(req)) {
+                continue;
+            }
+            let (limit, tier) = rule.tier_for(req);
+            let identity = rule.scope.identify(req, &self.client_ip);
+            let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
+                0
+            } else if self.shadow || rule.mode == Mode::Shadow {
+                2
+            } else {
+                1
+            };
+            batches[batch].checks.push(self.check_for(rule, limit, &identity));
+            batches[batch].rules.push((rule, tier));
+        }
+        batches
+    }
+
     /// Decides `batch` on the backend and counts what it came to; `started` is when the
     /// decision began, on the limiter's clock (the time it took is measured from there).
     pub(crate) async fn decide(
@@ -442,6 +437,20 @@ fn policy(rule: &Rule, check: &Check, decision: &Decision) -> Policy {
 }
 
 impl Pass {
+    /// The info of a request whose only limits are concurrency limits: slots left of the
+    /// tightest.
+    fn concurrency_info(&self, now: UnixNanos) -> Option<RateLimitInfo> {
+        let (limit, left) = self.concurrency?;
+        let decision = Decision {
+            allowed: true,
+            limit,
+            remaining: left,
+            reset_at: now,
+            retry_at: now,
+        };
+        Some(RateLimitInfo::new(decision, now))
+    }
+
     /// The handler's output as a response, with the limit headers added.
     pub fn respond<R: Responder>(self, output: R, req: &HttpRequest) -> HttpResponse
     where

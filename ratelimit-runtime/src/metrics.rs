@@ -114,7 +114,9 @@ impl Equivalent<RuleLabel> for RuleLabelRef<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct RuleCounters {
     decisions: [[AtomicU64; 3]; 4],
-    units: [AtomicU64; 3],
+    /// Units spent beyond one per passed decision (a `cost` above 1; -1 for a fail-open pass,
+    /// which spends nothing): most decisions spend one unit and touch no counter here.
+    extra_units: [AtomicI64; 3],
     /// When a dry-run denial of this rule was last logged (limiter time).
     last_shadow_log: AtomicU64,
     /// Requests holding a slot of this rule (a concurrency limit), and whether it is one.
@@ -125,6 +127,15 @@ pub(crate) struct RuleCounters {
 }
 
 impl RuleCounters {
+    /// Units spent with `store`: one per passed decision, and the extra.
+    fn units(&self, store: StoreLabel) -> u64 {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let passed = load(&self.decisions[Outcome::Allowed as usize][store as usize])
+            + load(&self.decisions[Outcome::Degraded as usize][store as usize]);
+        let extra = self.extra_units[store as usize].load(Ordering::Relaxed);
+        passed.saturating_add_signed(extra)
+    }
+
     /// True the first time only: a warning about the rule is logged once.
     pub(crate) fn first_warning(&self) -> bool {
         !self.warned.swap(true, Ordering::Relaxed)
@@ -238,10 +249,12 @@ impl Metrics {
         if !self.enabled {
             return;
         }
+        let passed = matches!(outcome, Outcome::Allowed | Outcome::Degraded);
         let bump = |counters: &RuleCounters| {
             counters.decisions[outcome as usize][store as usize].fetch_add(1, Ordering::Relaxed);
-            if units > 0 {
-                counters.units[store as usize].fetch_add(u64::from(units), Ordering::Relaxed);
+            if passed && units != 1 {
+                counters.extra_units[store as usize]
+                    .fetch_add(i64::from(units) - 1, Ordering::Relaxed);
             }
         };
         // A rule without tiers keeps its counters at hand for the limiter that uses it.
@@ -467,8 +480,7 @@ fn encode_rules(
         for &store in stores {
             let mut series = labels(label);
             series.push(("store", STORES[store as usize].to_string()));
-            let count = counters.units[store as usize].load(Ordering::Relaxed);
-            ConstCounter::new(count).encode(units.encode_family(&series)?)?;
+            ConstCounter::new(counters.units(store)).encode(units.encode_family(&series)?)?;
         }
     }
     let mut in_flight = encoder.encode_descriptor(
@@ -543,16 +555,16 @@ mod tests {
         assert_eq!(metrics.rules.load().len(), 2);
         metrics.with_rule("a", "", |c| {
             assert_eq!(c.decisions[0][0].load(Ordering::Relaxed), 2);
-            assert_eq!(c.units[0].load(Ordering::Relaxed), 3);
+            assert_eq!(c.units(StoreLabel::Memory), 3);
         });
         // Another limiter counts the same rule apart.
         let other = Metrics::new(true);
         other.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 5);
         other.with_rule("a", "", |c| {
-            assert_eq!(c.units[0].load(Ordering::Relaxed), 5)
+            assert_eq!(c.units(StoreLabel::Memory), 5)
         });
         metrics.with_rule("a", "", |c| {
-            assert_eq!(c.units[0].load(Ordering::Relaxed), 3)
+            assert_eq!(c.units(StoreLabel::Memory), 3)
         });
         let off = Metrics::new(false);
         off.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 1);
