@@ -205,7 +205,9 @@ impl Inner {
             } else {
                 1
             };
-            batches[batch].checks.push(self.check_for(rule, limit, &identity));
+            batches[batch]
+                .checks
+                .push(self.check_for(rule, limit, &identity));
             batches[batch].rules.push((rule, tier));
         }
         batches

@@ -560,12 +560,8 @@ mod tests {
         // Another limiter counts the same rule apart.
         let other = Metrics::new(true);
         other.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 5);
-        other.with_rule("a", "", |c| {
-            assert_eq!(c.units(StoreLabel::Memory), 5)
-        });
-        metrics.with_rule("a", "", |c| {
-            assert_eq!(c.units(StoreLabel::Memory), 3)
-        });
+        other.with_rule("a", "", |c| assert_eq!(c.units(StoreLabel::Memory), 5));
+        metrics.with_rule("a", "", |c| assert_eq!(c.units(StoreLabel::Memory), 3));
         let off = Metrics::new(false);
         off.count(&a, "", Outcome::Allowed, StoreLabel::Memory, 1);
         assert_eq!(off.rules.load().len(), 0);

@@ -385,6 +385,9 @@ impl Shard {
 /// of its turn, decided (and charged) at that turn instead.
 fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixNanos) -> Decision {
     let decision = A::step(state, now, &check.limit, check.cost);
+    if decision.allowed || check.max_wait == 0 {
+        return decision;
+    }
     match Check::reservation(std::slice::from_ref(check), &[decision], now) {
         Some(turn) => A::step(state, turn, &check.limit, check.cost),
         None => decision,
