@@ -1,0 +1,148 @@
+//! What the limiter logs, captured through `tracing`: a denial is one debug event naming the
+//! rule and the wait, a dry-run denial at most one info line a second per rule, and a switch to
+//! or from the Redis fallback one warning per transition.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{get, App};
+use ratelimit_runtime::store::{RedisOptions, TimeSource};
+use ratelimit_runtime::{ratelimit, ManualClock, RateLimiter};
+use support::RedisServer;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// One captured event: its level and its fields as text.
+#[derive(Clone, Debug)]
+struct Captured {
+    level: Level,
+    text: String,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut text = String::new();
+        event.record(&mut Fields(&mut text));
+        let level = *event.metadata().level();
+        self.0.lock().unwrap().push(Captured { level, text });
+    }
+}
+
+impl Capture {
+    /// The events at `level` whose text contains `needle`.
+    fn count(&self, level: Level, needle: &str) -> usize {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e.level == level && e.text.contains(needle))
+            .count()
+    }
+
+    fn all(&self) -> Vec<Captured> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[get("/two")]
+#[ratelimit(limit = 2, per = 60)]
+async fn two() -> &'static str {
+    "ok"
+}
+
+#[get("/trial")]
+#[ratelimit(limit = 1, per = 60, mode = "shadow")]
+async fn trial() -> &'static str {
+    "ok"
+}
+
+fn get(path: &str) -> actix_http::Request {
+    TestRequest::get()
+        .uri(path)
+        .peer_addr(SocketAddr::from(([203, 0, 113, 50], 40_000)))
+        .to_request()
+}
+
+#[actix_web::test]
+async fn denials_dry_runs_and_fallback_switches_are_logged_as_promised() {
+    let capture = Capture::default();
+    let _events =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let clock = ManualClock::at_secs(1_800_000_000);
+    let limiter = RateLimiter::builder().clock(clock.clone()).build().unwrap();
+    let app = test::init_service(App::new().app_data(limiter).service(two).service(trial)).await;
+
+    for _ in 0..3 {
+        test::call_service(&app, get("/two")).await;
+    }
+    let denied = capture.count(Level::DEBUG, "rate limit exceeded");
+    assert_eq!(denied, 1, "{:?}", capture.all());
+    assert_eq!(
+        capture.count(Level::DEBUG, "events::two"),
+        1,
+        "names the rule"
+    );
+    assert_eq!(capture.count(Level::DEBUG, "retry_after_secs=60"), 1);
+
+    // Four would-be denials in the same second: one line; a second later, another.
+    for _ in 0..5 {
+        test::call_service(&app, get("/trial")).await;
+    }
+    assert_eq!(
+        capture.count(Level::INFO, "shadow mode"),
+        1,
+        "{:?}",
+        capture.all()
+    );
+    clock.advance(Duration::from_secs(1));
+    test::call_service(&app, get("/trial")).await;
+    assert_eq!(capture.count(Level::INFO, "shadow mode"), 2);
+
+    // Redis down, then back: one warning each way, however many requests meanwhile.
+    let mut redis = RedisServer::start();
+    let limiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .redis(redis.url())
+        .redis_options(RedisOptions {
+            time: TimeSource::Client,
+            timeout: Duration::from_millis(300),
+            ..RedisOptions::default()
+        })
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().app_data(limiter).service(two)).await;
+    test::call_service(&app, get("/two")).await;
+    redis.stop();
+    for _ in 0..3 {
+        test::call_service(&app, get("/two")).await;
+        clock.advance(Duration::from_secs(2));
+    }
+    let to_fallback = capture.count(Level::WARN, "in process memory");
+    assert_eq!(to_fallback, 1, "{:?}", capture.all());
+    redis.restart();
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..3 {
+        test::call_service(&app, get("/two")).await;
+    }
+    assert_eq!(
+        capture.count(Level::WARN, "back on Redis"),
+        1,
+        "{:?}",
+        capture.all()
+    );
+}
