@@ -31,7 +31,8 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct SystemClock {
     anchor_unix: UnixNanos,
-    anchor: quanta::Instant,
+    /// The counter's raw reading at the anchor: a reading is scaled once, as a difference.
+    anchor: u64,
     counter: quanta::Clock,
 }
 
@@ -39,7 +40,7 @@ impl SystemClock {
     /// A clock anchored at the current system time.
     pub fn new() -> SystemClock {
         let counter = quanta::Clock::new();
-        let anchor = counter.now();
+        let anchor = counter.raw();
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -59,8 +60,9 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixNanos {
-        let elapsed = self.counter.now().saturating_duration_since(self.anchor);
-        self.anchor_unix.saturating_add(duration_nanos(elapsed))
+        // Zero when the counter reads earlier than the anchor: no time passed.
+        let elapsed = self.counter.delta_as_nanos(self.anchor, self.counter.raw());
+        self.anchor_unix.saturating_add(elapsed)
     }
 }
 
