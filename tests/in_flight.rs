@@ -11,10 +11,13 @@ use actix_web::body::{BodyStream, MessageBody};
 use actix_web::dev::Service;
 use actix_web::test::{self, TestRequest};
 use actix_web::web::Bytes;
-use actix_web::{get, App, HttpResponse, HttpServer};
+use actix_web::{get, App, HttpResponse};
 use futures_util::future::join_all;
 use futures_util::FutureExt;
 use ratelimit_runtime::{ratelimit, RateLimiter};
+use support::serve;
+
+mod support;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static MOST: AtomicUsize = AtomicUsize::new(0);
@@ -33,16 +36,7 @@ async fn busy() -> HttpResponse {
 #[actix_web::test]
 async fn exactly_the_limit_in_flight_across_workers() {
     let limiter = RateLimiter::builder().build().unwrap();
-    let factory_limiter = limiter.clone();
-    let server =
-        HttpServer::new(move || App::new().app_data(factory_limiter.clone()).service(busy))
-            .workers(2)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (addr, handle) = serve!(limiter, 2, busy);
 
     let client = awc::Client::builder()
         .connector(awc::Connector::new().limit(300))
@@ -182,15 +176,7 @@ async fn nap() -> HttpResponse {
 #[actix_web::test]
 async fn a_client_gone_mid_request_gives_its_slot_back_when_the_handler_ends() {
     let limiter = RateLimiter::builder().build().unwrap();
-    let factory_limiter = limiter.clone();
-    let server = HttpServer::new(move || App::new().app_data(factory_limiter.clone()).service(nap))
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (addr, handle) = serve!(limiter, 1, nap);
 
     // A raw client that sends the request and hangs up before the answer.
     let started = Instant::now();

@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
 
-use actix_web::{get, App, HttpResponse, HttpServer};
+use actix_web::{get, HttpResponse};
 use futures_util::future::join_all;
 use ratelimit_runtime::{ratelimit, ManualClock, RateLimiter};
+use support::serve;
+
+mod support;
 
 static RAN: AtomicUsize = AtomicUsize::new(0);
 static WORKERS: Mutex<Option<HashSet<ThreadId>>> = Mutex::new(None);
@@ -33,15 +36,7 @@ async fn exactly_limit_pass_across_four_workers() {
         .clock(ManualClock::at_secs(1_800_000_000))
         .build()
         .unwrap();
-    let factory_limiter = limiter.clone();
-    let server = HttpServer::new(move || App::new().app_data(factory_limiter.clone()).service(hot))
-        .workers(4)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (addr, handle) = serve!(limiter, 4, hot);
 
     let client = awc::Client::builder()
         .connector(awc::Connector::new().limit(200))

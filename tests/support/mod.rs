@@ -229,3 +229,26 @@ impl Drop for ExampleServer {
         let _ = self.child.wait();
     }
 }
+
+/// Serves `App::new().app_data(limiter).service(..)...` with `workers` workers on a free port of
+/// 127.0.0.1, in the background of the current Actix system; its address and handle.
+#[allow(unused_macros)]
+macro_rules! serve {
+    ($limiter:expr, $workers:expr, $($service:expr),+ $(,)?) => {{
+        let limiter = $limiter.clone();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new().app_data(limiter.clone())$(.service($service))+
+        })
+        .workers($workers)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (addr, handle)
+    }};
+}
+// Each test uses some of what is here.
+#[allow(unused_imports)]
+pub(crate) use serve;
