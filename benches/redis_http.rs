@@ -142,14 +142,44 @@ fn redis_cpu(redis: &Redis) -> f64 {
         .sum()
 }
 
+/// Installs wrk with apt-get where it is missing, as scripts/test.sh installs redis-server.
+fn install_wrk() {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut command = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(args)
+            .status()
+    };
+    println!("redis_http: installing wrk");
+    let installed = apt(&["update", "-qq"])
+        .and_then(|_| apt(&["install", "-y", "-qq", "wrk"]))
+        .is_ok_and(|status| status.success());
+    assert!(installed, "redis_http needs wrk: apt-get install wrk");
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!(
-            "redis_http: run with `cargo bench --bench redis_http` (needs redis-server and wrk)"
+            "redis_http: run with `cargo bench --bench redis_http` (installs wrk where missing)"
         );
         return;
     }
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("warn"));
+    install_wrk();
     let redis = Redis::start();
     let url = redis.url();
     actix_web::rt::System::new().block_on(run(&redis, &url));
