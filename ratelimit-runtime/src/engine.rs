@@ -151,7 +151,8 @@ impl RateLimiter {
                 SlotAnswer::Full(_) if inner.shadow => Outcome::ShadowDenied,
                 SlotAnswer::Full(_) | SlotAnswer::Unavailable(_) => Outcome::Denied,
             };
-            let units = u32::from(outcome == Outcome::Allowed);
+            // A slot is the unit; fail-open lets a request through without one.
+            let units = u32::from(matches!(answer, SlotAnswer::Taken(..)));
             inner.metrics.count(rule, tier, outcome, store, units);
             match answer {
                 SlotAnswer::Taken(held, in_flight) => {
