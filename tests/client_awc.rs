@@ -3,40 +3,28 @@
 
 mod client_support;
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use client_support::{api_key, ExampleServer, ScriptedServer};
+use client_support::{api_key, from_tasks, ExampleServer, ScriptedServer};
 use ratelimit_client::awc::PacedClient;
 
 #[actix_web::test]
 async fn the_eleventh_request_waits_for_the_reset_instead_of_a_429() {
     let server = ExampleServer::start();
-    let client = Rc::new(PacedClient::new(awc::Client::default()));
+    let client = PacedClient::new(awc::Client::default());
     let key = api_key("client-awc");
     let started = Instant::now();
     // 11 requests from 4 tasks: 10 fit the budget of 10 per 10 s, the 11th is held.
-    let tasks: Vec<_> = (0..4)
-        .map(|task| {
-            let (client, url, key) = (Rc::clone(&client), server.url("/data"), key.clone());
-            actix_web::rt::spawn(async move {
-                let mut statuses = Vec::new();
-                for _ in (task..11).step_by(4) {
-                    let request = client
-                        .client()
-                        .get(&url)
-                        .insert_header(("X-API-Key", key.as_str()));
-                    let response = client.send(request).await.expect("answered");
-                    statuses.push(response.status().as_u16());
-                }
-                statuses
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.extend(task.await.expect("task"));
-    }
+    let url = server.url("/data");
+    let statuses = from_tasks(4, 11, || async {
+        let request = client
+            .client()
+            .get(&url)
+            .insert_header(("X-API-Key", key.as_str()));
+        let response = client.send(request).await.expect("answered");
+        response.status().as_u16()
+    })
+    .await;
     let elapsed = started.elapsed();
     let stats = client.pacer().stats();
     println!("awc: 11 requests, 4 tasks: {elapsed:?}, {stats:?}");

@@ -3,13 +3,11 @@
 
 mod client_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_support::{
-    api_key, start_at_phase, within_ten_percent, ExampleServer, ScriptedServer, MAX_429S, REQUESTS,
-    TASKS,
+    api_key, from_tasks, start_at_phase, within_ten_percent, ExampleServer, ScriptedServer,
+    MAX_429S, REQUESTS, TASKS,
 };
 use ratelimit_client::reqwest::RateLimitMiddleware;
 use ratelimit_client::Stats;
@@ -29,30 +27,14 @@ async fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
     let client = paced_client(middleware);
     let url = server.url("/data");
     let key = api_key("client-reqwest");
-    let left = Arc::new(AtomicUsize::new(REQUESTS));
 
     start_at_phase(Duration::from_millis(500));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let (client, url, key, left) = (client.clone(), url.clone(), key.clone(), left.clone());
-            tokio::spawn(async move {
-                let mut statuses = Vec::new();
-                while left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    let response = client.get(&url).header("X-API-Key", &key).send().await;
-                    statuses.push(response.expect("answered").status().as_u16());
-                }
-                statuses
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.extend(task.await.expect("task"));
-    }
+    let statuses = from_tasks(TASKS, REQUESTS, || async {
+        let response = client.get(&url).header("X-API-Key", &key).send().await;
+        response.expect("answered").status().as_u16()
+    })
+    .await;
     let elapsed = started.elapsed();
 
     let Stats {

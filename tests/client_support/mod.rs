@@ -51,6 +51,29 @@ pub fn api_key(test: &str) -> String {
     format!("{test}-{}-{nanos}", std::process::id())
 }
 
+/// `requests` requests sent by `tasks` concurrent tasks that share the work, each sending its
+/// next request when its last is answered; every status, in no particular order.
+pub async fn from_tasks<F, R>(tasks: usize, requests: usize, send: F) -> Vec<u16>
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = u16>,
+{
+    let left = AtomicUsize::new(requests);
+    let take = || {
+        left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    };
+    let one_task = || async {
+        let mut statuses = Vec::new();
+        while take() {
+            statuses.push(send().await);
+        }
+        statuses
+    };
+    let all = futures_util::future::join_all((0..tasks).map(|_| one_task())).await;
+    all.into_iter().flatten().collect()
+}
+
 // The example server and free ports, shared with the other integration tests.
 #[path = "../support/mod.rs"]
 mod support;
