@@ -329,15 +329,17 @@ impl Inner {
             "rate limit exceeded"
         );
         req.extensions_mut().insert(info);
-        let detail = format!(
-            "Too many requests: {} per {} s allowed; retry in {} s",
-            info.limit(),
-            check.limit.quota.period_secs(),
-            info.retry_after_secs()
-        );
+        let window = check.limit.quota.period_secs();
+        let detail = || {
+            format!(
+                "Too many requests: {} per {window} s allowed; retry in {} s",
+                info.limit(),
+                info.retry_after_secs()
+            )
+        };
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info, &detail, self.denied_body),
+            None => too_many_requests(&info, detail, self.denied_body),
         };
         let shown = Shown {
             now,
@@ -372,10 +374,11 @@ impl Inner {
         };
         let info = RateLimitInfo::new(decision, now);
         req.extensions_mut().insert(info);
-        let detail = format!("Too many requests in flight: at most {limit} at once; retry in 1 s");
+        let detail =
+            || format!("Too many requests in flight: at most {limit} at once; retry in 1 s");
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info, &detail, self.denied_body),
+            None => too_many_requests(&info, detail, self.denied_body),
         };
         let headers = response.headers_mut();
         add_denied_headers(headers, &info, &Shown::default(), self.header_style, false);

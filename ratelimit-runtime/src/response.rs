@@ -31,10 +31,11 @@ pub enum DeniedBody {
 /// The problem type of a request refused for its quota.
 const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
-/// The default answer to a denied request: 429 with a body naming the wait.
+/// The default answer to a denied request: 429 with a body naming the wait; `detail` is only
+/// written into a problem body (a denial must stay cheap).
 pub(crate) fn too_many_requests(
     info: &RateLimitInfo,
-    detail: &str,
+    detail: impl FnOnce() -> String,
     body: DeniedBody,
 ) -> HttpResponse {
     let retry_after = info.retry_after_secs();
@@ -53,7 +54,7 @@ pub(crate) fn too_many_requests(
                 "type": QUOTA_EXCEEDED,
                 "title": "Too Many Requests",
                 "status": 429,
-                "detail": detail,
+                "detail": detail(),
                 "retry_after": retry_after,
             }),
         ),
