@@ -9,10 +9,11 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::leases::{LeaseStats, LeaseTable, Leases, Plan, Spent};
 use crate::metrics::StoreLabel;
 use crate::slots::{slot_id, Held, SlotAnswer};
 use crate::store::{
-    BlockedKeys, Check, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
+    BlockedKeys, Check, LeaseAsk, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
 };
 
 /// What a limiter on Redis does when Redis fails (unreachable, too slow, an error, a garbage
@@ -56,6 +57,8 @@ pub struct RedisStats {
     pub blocked_cache_hits: u64,
     /// Whether Redis is considered down now.
     pub degraded: bool,
+    /// Leases of Redis budgets, when they are on.
+    pub leases: Option<LeaseStats>,
 }
 
 /// The shortest concurrency lease: renewed every third of it, it must outlast a round trip.
@@ -95,6 +98,8 @@ pub(crate) struct RedisBackend {
     connecting: AtomicBool,
     connected: Notify,
     blocked: BlockedKeys,
+    /// Units of Redis budgets held here, when leases are on.
+    leases: Option<LeaseTable>,
     /// Until when (limiter time) Redis is skipped after a failure.
     skip_until: AtomicU64,
     degraded: AtomicBool,
@@ -112,6 +117,7 @@ impl Backend {
         target: RedisTarget,
         options: RedisOptions,
         policy: FailurePolicy,
+        leases: Option<Leases>,
     ) -> Backend {
         Backend::Redis(Arc::new(RedisBackend {
             target,
@@ -121,6 +127,7 @@ impl Backend {
             connecting: AtomicBool::new(false),
             connected: Notify::new(),
             blocked: BlockedKeys::new(BLOCKED_KEYS),
+            leases: leases.map(LeaseTable::new),
             skip_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             local_seed: ahash::RandomState::new(),
@@ -136,19 +143,21 @@ impl Backend {
         matches!(self, Backend::Redis(_))
     }
 
-    /// Decides `checks`, and says which store did.
+    /// Decides `checks`, and says which store did. `leasable`: the rules allow leases (no
+    /// soft limit reads the remaining count).
     pub(crate) async fn decide(
         &self,
         memory: &MemoryStore,
         checks: &[Check],
         now: UnixNanos,
+        leasable: bool,
     ) -> (Outcome, StoreLabel) {
         match self {
             Backend::Memory => (
                 Outcome::Decided(memory.decide_now(checks, now)),
                 StoreLabel::Memory,
             ),
-            Backend::Redis(redis) => redis.decide(memory, checks, now).await,
+            Backend::Redis(redis) => redis.decide(memory, checks, now, leasable).await,
         }
     }
 
@@ -197,6 +206,9 @@ impl Backend {
                 // cleared would keep the client blocked here.
                 redis.store().await?.reset(checks).await?;
                 redis.blocked.forget(checks);
+                if let Some(leases) = &redis.leases {
+                    leases.forget(checks);
+                }
                 memory.reset_now(&redis.local(checks));
                 Ok(())
             }
@@ -219,6 +231,7 @@ impl Backend {
             degraded_decisions: redis.degraded_decisions.load(Ordering::Relaxed),
             blocked_cache_hits: redis.blocked.hits(),
             degraded: redis.degraded.load(Ordering::Relaxed),
+            leases: redis.leases.as_ref().map(LeaseTable::stats),
         })
     }
 }
@@ -229,9 +242,29 @@ impl RedisBackend {
         memory: &MemoryStore,
         checks: &[Check],
         now: UnixNanos,
+        leasable: bool,
     ) -> (Outcome, StoreLabel) {
+        let leases = self.leases.as_ref().filter(|_| {
+            leasable
+                && checks
+                    .iter()
+                    .all(|c| c.algorithm.can_lease() && c.max_wait == 0)
+        });
+        // Units held here are spent first, even for a key Redis denied lately: they are this
+        // process's to spend.
+        if let Some(Spent { verdict, refill }) = leases.and_then(|l| l.spend(checks, now)) {
+            if !refill.is_empty() {
+                self.refill(refill, now);
+            }
+            return (Outcome::Decided(verdict), StoreLabel::Redis);
+        }
         if let Some(denied) = self.blocked.lookup(checks, now) {
             return (Outcome::Decided(denied), StoreLabel::Redis);
+        }
+        if let Some(leases) = leases {
+            if let Plan::Ask(asks) = leases.plan(checks, now) {
+                return self.decide_leasing(memory, leases, &asks, now).await;
+            }
         }
         if now < self.skip_until.load(Ordering::Relaxed) {
             return self.degrade(memory, checks, now);
@@ -249,6 +282,64 @@ impl RedisBackend {
                 self.degrade(memory, checks, now)
             }
         }
+    }
+
+    /// Decides a request on Redis with a lease call: its checks, and the units worth leasing.
+    async fn decide_leasing(
+        self: &Arc<Self>,
+        memory: &MemoryStore,
+        leases: &LeaseTable,
+        asks: &[LeaseAsk],
+        now: UnixNanos,
+    ) -> (Outcome, StoreLabel) {
+        let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
+        if now < self.skip_until.load(Ordering::Relaxed) {
+            leases.abandon(asks);
+            return self.degrade(memory, &checks, now);
+        }
+        let answer = match self.store().await {
+            Ok(store) => store.lease(asks, now).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(answer) => {
+                self.answered();
+                let verdict = leases.settle(asks, &answer, now);
+                if !verdict.allowed {
+                    self.blocked.remember(&checks, &verdict, now);
+                }
+                (Outcome::Decided(verdict), StoreLabel::Redis)
+            }
+            Err(error) => {
+                leases.abandon(asks);
+                self.failed(&error, now);
+                self.degrade(memory, &checks, now)
+            }
+        }
+    }
+
+    /// Asks for the next leases of keys running low, in the background.
+    fn refill(self: &Arc<Self>, asks: SmallVec<[LeaseAsk; 4]>, now: UnixNanos) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(leases) = &this.leases else {
+                return;
+            };
+            let answer = match this.store().await {
+                Ok(store) => store.lease(&asks, now).await,
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(answer) => {
+                    this.answered();
+                    leases.settle(&asks, &answer, now);
+                }
+                Err(error) => {
+                    leases.abandon(&asks);
+                    this.failed(&error, now);
+                }
+            }
+        });
     }
 
     /// Takes a slot of a concurrency limit on Redis, or as the failure policy says.

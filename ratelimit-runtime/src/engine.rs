@@ -223,7 +223,12 @@ impl Inner {
         started: UnixNanos,
         mode: Mode,
     ) -> Decided {
-        let (answer, store) = self.backend.decide(&self.store, &batch.checks, now).await;
+        // A soft limit reads the remaining count, which a lease would understate.
+        let leasable = batch.rules.iter().all(|(rule, _)| rule.soft.is_none());
+        let (answer, store) = self
+            .backend
+            .decide(&self.store, &batch.checks, now, leasable)
+            .await;
         self.observe_latency(store, started);
         let decided = match answer {
             Answer::Decided(verdict) => Decided::Verdict(verdict),

@@ -406,7 +406,35 @@ impl Collector for LimiterCollector {
             "ratelimit_blocked_cache_hits",
             "Denials answered from the local cache of blocked keys, without Redis",
             &ConstCounter::new(redis.blocked_cache_hits),
-        )
+        )?;
+        let Some(leases) = redis.leases else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "ratelimit_lease_calls",
+                "Redis calls that took or handed back leased units",
+                leases.calls,
+            ),
+            (
+                "ratelimit_leased_units",
+                "Units of Redis budgets leased beyond the cost of the requests that asked",
+                leases.leased,
+            ),
+            (
+                "ratelimit_lease_returned_units",
+                "Leased units handed back unspent",
+                leases.returned,
+            ),
+            (
+                "ratelimit_lease_decisions",
+                "Decisions made from leased units, without Redis",
+                leases.local_decisions,
+            ),
+        ] {
+            single(&mut encoder, name, help, &ConstCounter::new(value))?;
+        }
+        Ok(())
     }
 }
 

@@ -118,6 +118,15 @@ impl AlgorithmKind {
         self.reports_capacity()
     }
 
+    /// Whether units of a shared budget can be taken ahead and spent later by one process (a
+    /// lease) without breaking the limit: the fixed window (units leased in a window are
+    /// counted in it, and die with it) and the algorithms that drain at the rate (a unit spent
+    /// later than it was taken stretches a burst by at most the lease's lifetime). The sliding
+    /// window and the log weigh each unit by when it was admitted, which a lease would hide.
+    pub const fn can_lease(self) -> bool {
+        matches!(self, AlgorithmKind::FixedWindow) || self.reports_capacity()
+    }
+
     /// The algorithm's limit for `quota` when no `burst` is given: the quota's limit, except
     /// for the leaky bucket, which smooths to one request at a time (as nginx's `limit_req`).
     pub const fn default_limit(self, quota: Quota) -> Limit {

@@ -3,10 +3,12 @@
 
 mod blocked;
 mod check;
+mod lease;
 mod memory;
 mod redis;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
+pub use lease::{Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
 pub use memory::{MemoryStore, MemoryStoreStats};
 pub use redis::{RedisOptions, RedisStore, TimeSource};

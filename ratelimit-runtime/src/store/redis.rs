@@ -23,7 +23,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,6 +88,13 @@ enum Connection {
 enum Work {
     Decide(Job),
     Command(Command),
+    Invoke(Invoke),
+}
+
+/// A call of another script than the decisions' (leases), and where its answer goes.
+struct Invoke {
+    invocation: ScriptInvocation<'static>,
+    done: oneshot::Sender<Result<redis::Value, StoreError>>,
 }
 
 /// A command on its own, and where its answer goes (nowhere for a give-back sent from a drop).
@@ -172,7 +179,7 @@ impl RedisStore {
     }
 }
 
-fn key_of(prefix: &str, check: &Check) -> String {
+pub(crate) fn key_of(prefix: &str, check: &Check) -> String {
     format!("{prefix}:{{{:016x}}}:{:016x}", check.group, check.key)
 }
 
@@ -328,6 +335,45 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs a script of the crate's own (loaded by itself after `NOSCRIPT`), answered within
+    /// the store's timeout. The keys of one invocation must share a hash tag.
+    pub(crate) async fn invoke(
+        &self,
+        invocation: ScriptInvocation<'static>,
+    ) -> Result<redis::Value, StoreError> {
+        let answer = async {
+            match &self.connection {
+                Connection::Single(work) => {
+                    let (done, answer) = oneshot::channel();
+                    work.send(Work::Invoke(Invoke { invocation, done }))
+                        .map_err(|_| StoreError::new("the Redis thread stopped"))?;
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
+                }
+                Connection::Cluster(connection, _) => {
+                    let mut connection = connection.clone();
+                    invocation
+                        .invoke_async(&mut connection)
+                        .await
+                        .map_err(redis_error)
+                }
+            }
+        };
+        with_timeout(self.options.timeout, answer).await
+    }
+
+    pub(crate) fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// Whether this is a Redis Cluster, where the keys of one call must share a slot.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(..))
+    }
+}
+
 fn lease_millis(lease: Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -421,6 +467,9 @@ fn serve_decisions(
                     Work::Command(command) => {
                         tokio::spawn(send_command(manager.clone(), command));
                     }
+                    Work::Invoke(invoke) => {
+                        tokio::spawn(send_invocation(manager.clone(), invoke));
+                    }
                 }
                 if batch.len() < MAX_BATCH {
                     next = queue.try_recv().ok();
@@ -499,6 +548,14 @@ async fn send_command(mut manager: ConnectionManager, Command { command, done }:
     }
 }
 
+async fn send_invocation(mut manager: ConnectionManager, Invoke { invocation, done }: Invoke) {
+    let answer = invocation
+        .invoke_async(&mut manager)
+        .await
+        .map_err(redis_error);
+    let _ = done.send(answer);
+}
+
 /// One decision of a script call.
 struct Decide<'a> {
     checks: &'a [Check],
@@ -560,7 +617,7 @@ async fn with_timeout<T>(
 }
 
 /// `t` on Redis's clock (`from`) as the same distance from `to`.
-fn shift(t: UnixNanos, from: UnixNanos, to: UnixNanos) -> UnixNanos {
+pub(crate) fn shift(t: UnixNanos, from: UnixNanos, to: UnixNanos) -> UnixNanos {
     to.saturating_add(t.saturating_sub(from))
 }
 
@@ -579,7 +636,7 @@ fn redis_error(e: redis::RedisError) -> StoreError {
 /// What the script raises for a key holding another type or a corrupt state.
 const CORRUPT: &str = "ratelimit: a key holds another type or a corrupt state";
 
-fn algorithm_code(kind: AlgorithmKind) -> u8 {
+pub(crate) fn algorithm_code(kind: AlgorithmKind) -> u8 {
     match kind {
         AlgorithmKind::FixedWindow => 1,
         AlgorithmKind::SlidingWindow => 2,
@@ -591,7 +648,7 @@ fn algorithm_code(kind: AlgorithmKind) -> u8 {
 }
 
 /// Refuses a quota whose scaled arithmetic would not be exact in the script's doubles.
-fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
+pub(crate) fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
     let period = u128::from(check.limit.quota.period_secs()) * MICROS_PER_SEC;
     let limit = u128::from(check.limit.quota.limit());
     let capacity = u128::from(check.limit.capacity.get());
@@ -691,7 +748,7 @@ fn parse_reply(
 }
 
 /// The limit the memory store reports for the same check.
-fn reported_limit(check: &Check) -> u32 {
+pub(crate) fn reported_limit(check: &Check) -> u32 {
     if check.algorithm.reports_capacity() {
         check.limit.capacity.get()
     } else {

@@ -1,0 +1,456 @@
+//! Leases: a fleet-wide limit on Redis, spent at in-memory speed.
+//!
+//! A process takes a batch of units of a key's Redis budget in the call that decides a
+//! request, and spends them locally, under a shard lock, without Redis. When a lease runs low
+//! it asks for the next one in the background; the units left of the old one go back in that
+//! same call. How much it asks for follows what this process spent on the key lately (about
+//! one lifetime's worth); Redis grants at most 1/32 of what the budget has left after the
+//! request ([`LEASE_SHARE`](crate::store::LEASE_SHARE)), so leases shrink to nothing, which is
+//! the exact per-request path, as the budget runs out.
+//!
+//! What the fleet-wide limit becomes:
+//! - **fixed window**: leased units are counted in their window when they are taken and die
+//!   with it: never more than `limit` per window across the fleet;
+//! - **token bucket, leaky bucket, GCRA**: a unit is charged when leased and may be spent up to
+//!   one lifetime later, so in any interval the fleet admits at most what the bucket allows
+//!   plus `rate × lifetime`. Units handed back come out of the bucket less what has drained
+//!   since they were taken, so a hand-back never leaves the bucket emptier than it would be had
+//!   they never been taken;
+//! - **sliding window counter, sliding log**: no leases (they weigh each unit by the instant it
+//!   was admitted, which a lease would hide); decided per request as without leases.
+//!
+//! Units a process holds when it dies are lost until their window ends (fixed window) or the
+//! bucket drains them: at most one lease per key and process, each at most 1/32 of what was
+//! left. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
+//! holds (never more than the fleet has left; a lease is never spent to its last unit here, so
+//! a zero only ever comes from Redis), and on a decision made on Redis, what Redis had left
+//! plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use nohash_hasher::NoHashHasher;
+use smallvec::SmallVec;
+
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
+
+/// Leases of Redis budgets, for [`RateLimiterBuilder::redis_leases`](crate::RateLimiterBuilder::redis_leases):
+/// see the [module documentation](self) for what they do to each algorithm's limit.
+///
+/// ```
+/// use std::time::Duration;
+/// use ratelimit_runtime::{Leases, RateLimiter};
+///
+/// let limiter = RateLimiter::builder()
+///     .redis("redis://127.0.0.1:6379")
+///     .redis_leases(Leases::new().lifetime(Duration::from_millis(50)))
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leases {
+    lifetime: Duration,
+}
+
+const DEFAULT_LIFETIME: Duration = Duration::from_millis(100);
+const MIN_LIFETIME: Duration = Duration::from_millis(1);
+
+impl Default for Leases {
+    fn default() -> Leases {
+        Leases {
+            lifetime: DEFAULT_LIFETIME,
+        }
+    }
+}
+
+impl Leases {
+    /// Leases that live 100 ms.
+    pub fn new() -> Leases {
+        Leases::default()
+    }
+
+    /// How long leased units may be spent after they were taken (default 100 ms, at least
+    /// 1 ms). A bucket or GCRA limit may admit `rate × lifetime` more than it would without
+    /// leases; a longer lifetime means fewer Redis calls for a key this process sees often.
+    pub fn lifetime(mut self, lifetime: Duration) -> Leases {
+        self.lifetime = lifetime.max(MIN_LIFETIME);
+        self
+    }
+}
+
+const SHARDS: usize = 16;
+/// Keys followed at most (their recent use, and a lease for the busy ones).
+const MAX_KEYS: usize = 100_000;
+/// Entries looked at to find one to drop when a shard is full.
+const EVICTION_SAMPLE: usize = 8;
+/// The most units one lease asks for.
+const MAX_WANT: u64 = 1 << 20;
+/// A key spent fewer times than this in a lifetime is not worth leasing: a lease would mostly
+/// go back unspent.
+const MIN_WANT: u64 = 4;
+
+/// The leases this process holds, and the recent use of the keys it may lease.
+#[derive(Debug)]
+pub(crate) struct LeaseTable {
+    lifetime: u64,
+    shards: Box<[Mutex<Map>]>,
+    max_per_shard: usize,
+    /// Mixed into keys: Redis keys come from a public hash.
+    seed: ahash::RandomState,
+    stats: Stats,
+}
+
+type Map = HashMap<u64, Lease, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// Counters of a limiter's leases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Redis calls that took or handed back leased units.
+    pub calls: u64,
+    /// Units leased beyond the cost of the requests that asked.
+    pub leased: u64,
+    /// Unspent units handed back.
+    pub returned: u64,
+    /// Decisions made from leased units, without Redis.
+    pub local_decisions: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    calls: AtomicU64,
+    leased: AtomicU64,
+    returned: AtomicU64,
+    local_decisions: AtomicU64,
+}
+
+/// One key: its lease, if any, and how much this process spent on it lately.
+#[derive(Debug, Default)]
+struct Lease {
+    /// Units left to spend here.
+    units: u32,
+    /// Units of the last grant: the next is asked for when a quarter is left.
+    granted: u32,
+    /// Until when (limiter time) the units may be spent.
+    until: UnixNanos,
+    /// When they were leased on the store's clock (µs), and in which fixed window (its end, s).
+    at_us: u64,
+    window: u64,
+    /// What the headers show meanwhile.
+    limit: u32,
+    reset_at: UnixNanos,
+    /// Units spent on the key since `since` (limiter time), this process only.
+    seen: u64,
+    since: UnixNanos,
+    /// A call asking for more is under way: others do not ask for more meanwhile.
+    refilling: bool,
+}
+
+/// Units leased here that a request spent, and the next leases to ask for (in the
+/// background: the request does not wait for them).
+pub(crate) struct Spent {
+    pub(crate) verdict: Verdict,
+    pub(crate) refill: SmallVec<[LeaseAsk; 4]>,
+}
+
+/// What to ask Redis for a request the leases held here could not decide.
+pub(crate) enum Plan {
+    /// A lease call, which decides the request and leases.
+    Ask(SmallVec<[LeaseAsk; 4]>),
+    /// Nothing held or worth leasing: decide on Redis as without leases.
+    PerRequest,
+}
+
+impl LeaseTable {
+    pub(crate) fn new(leases: Leases) -> LeaseTable {
+        LeaseTable {
+            lifetime: u64::try_from(leases.lifetime.as_nanos()).unwrap_or(u64::MAX),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            max_per_shard: MAX_KEYS.div_ceil(SHARDS),
+            seed: ahash::RandomState::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Spends `checks` from the leases held here, if every one holds more than its cost (the
+    /// last unit of a lease is never spent here: it goes back with the next call, so that a
+    /// zero remaining only ever comes from Redis).
+    pub(crate) fn spend(&self, checks: &[Check], now: UnixNanos) -> Option<Spent> {
+        let mut locked = self.lock(checks);
+        let held = checks.iter().all(|c| {
+            locked
+                .get(self.slot(c.key))
+                .is_some_and(|l| l.units > c.cost && now < l.until)
+        });
+        held.then(|| self.spend_held(&mut locked, checks, now))
+    }
+
+    /// What to ask Redis for `checks`, which the leases held here could not decide: units
+    /// held go back in the call, and a busy key asks for its next lease.
+    pub(crate) fn plan(&self, checks: &[Check], now: UnixNanos) -> Plan {
+        let mut locked = self.lock(checks);
+        let mut asks = SmallVec::new();
+        let mut worth_asking = false;
+        for check in checks {
+            let ask = match locked.get_or_insert(self.slot(check.key), now, self.max_per_shard) {
+                Some(lease) => {
+                    self.observe(lease, check.cost, now);
+                    let want = if lease.refilling {
+                        0
+                    } else {
+                        self.want(lease, now)
+                    };
+                    lease.refilling |= want > 0;
+                    let ask = self.handing_back(lease, *check, want);
+                    worth_asking |= ask.want > 0 || ask.back > 0;
+                    ask
+                }
+                // Not followed (the table is full of busier keys): the exact path.
+                None => plain(*check),
+            };
+            asks.push(ask);
+        }
+        if worth_asking {
+            Plan::Ask(asks)
+        } else {
+            Plan::PerRequest
+        }
+    }
+
+    fn spend_held(&self, locked: &mut Locked<'_>, checks: &[Check], now: UnixNanos) -> Spent {
+        let mut verdict = Verdict {
+            decisions: SmallVec::new(),
+            allowed: true,
+        };
+        let mut refill = SmallVec::new();
+        for check in checks {
+            let Some(lease) = locked.get(self.slot(check.key)) else {
+                continue;
+            };
+            lease.units -= check.cost;
+            self.observe(lease, check.cost, now);
+            verdict.decisions.push(Decision {
+                allowed: true,
+                limit: lease.limit,
+                remaining: lease.units,
+                reset_at: lease.reset_at.max(now),
+                retry_at: now,
+            });
+            if lease.units <= lease.granted / 4 && !lease.refilling {
+                let want = self.want(lease, now).max(u64::from(lease.granted));
+                lease.refilling = true;
+                refill.push(self.handing_back(lease, Check { cost: 0, ..*check }, want));
+            }
+        }
+        self.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
+        Spent { verdict, refill }
+    }
+
+    /// An ask for `check` that hands back what `lease` holds (it holds nothing after).
+    fn handing_back(&self, lease: &mut Lease, check: Check, want: u64) -> LeaseAsk {
+        let back = std::mem::take(&mut lease.units);
+        LeaseAsk {
+            check,
+            want: u32::try_from(want).unwrap_or(u32::MAX),
+            back,
+            leased_at_us: lease.at_us,
+            leased_in: lease.window,
+        }
+    }
+
+    /// Counts `cost` units spent on a key; the count covers one to two lifetimes.
+    fn observe(&self, lease: &mut Lease, cost: u32, now: UnixNanos) {
+        let elapsed = now.saturating_sub(lease.since);
+        if elapsed > 2 * self.lifetime {
+            // Keep the rate of the old span, over one lifetime.
+            lease.seen =
+                (u128::from(lease.seen) * u128::from(self.lifetime) / u128::from(elapsed)) as u64;
+            lease.since = now.saturating_sub(self.lifetime);
+        }
+        lease.seen = lease.seen.saturating_add(u64::from(cost));
+    }
+
+    /// The units worth leasing: what this process spent on the key in about one lifetime
+    /// lately (a key's first lifetime counts whole, so a busy key's leases double at first);
+    /// none for a key that is not busy.
+    fn want(&self, lease: &Lease, now: UnixNanos) -> u64 {
+        let span = now.saturating_sub(lease.since).max(self.lifetime).max(1);
+        let want = u128::from(lease.seen) * u128::from(self.lifetime) / u128::from(span);
+        let want = u64::try_from(want).unwrap_or(MAX_WANT).min(MAX_WANT);
+        if want < MIN_WANT {
+            0
+        } else {
+            want
+        }
+    }
+
+    /// Keeps what Redis leased for `asks`, and returns the request's verdict with, for each
+    /// leased key, the units held here added to what Redis has left.
+    pub(crate) fn settle(
+        &self,
+        asks: &[LeaseAsk],
+        answer: &LeaseAnswer,
+        now: UnixNanos,
+    ) -> Verdict {
+        let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
+        let mut locked = self.lock(&checks);
+        let mut verdict = answer.verdict.clone();
+        let mut leased = 0;
+        for ((ask, grant), decision) in asks.iter().zip(&answer.grants).zip(&mut verdict.decisions)
+        {
+            self.count_returned(ask);
+            let Some(lease) = locked.get(self.slot(ask.check.key)) else {
+                continue;
+            };
+            if ask.want > 0 {
+                lease.refilling = false;
+            }
+            if grant.units == 0 {
+                continue;
+            }
+            leased += u64::from(grant.units);
+            let until = now.saturating_add(self.lifetime);
+            // A fixed window's units die with the window.
+            let until = if ask.check.algorithm == crate::algorithm::AlgorithmKind::FixedWindow {
+                until.min(decision.reset_at)
+            } else {
+                until
+            };
+            if lease.units == 0 {
+                (lease.at_us, lease.until) = (grant.at_us, until);
+            } else {
+                // Two grants together: the older instant decides (the safer hand-back).
+                (lease.at_us, lease.until) = (lease.at_us.min(grant.at_us), lease.until.min(until));
+            }
+            lease.units = lease.units.saturating_add(grant.units);
+            lease.granted = grant.units;
+            lease.window = grant.window;
+            lease.limit = decision.limit;
+            lease.reset_at = decision.reset_at;
+            decision.remaining = decision.remaining.saturating_add(lease.units);
+        }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.stats.leased.fetch_add(leased, Ordering::Relaxed);
+        verdict
+    }
+
+    /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
+    /// them back; counting them again could admit too much), and others may ask again.
+    pub(crate) fn abandon(&self, asks: &[LeaseAsk]) {
+        let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
+        let mut locked = self.lock(&checks);
+        for ask in asks.iter().filter(|a| a.want > 0) {
+            if let Some(lease) = locked.get(self.slot(ask.check.key)) {
+                lease.refilling = false;
+            }
+        }
+    }
+
+    fn count_returned(&self, ask: &LeaseAsk) {
+        self.stats
+            .returned
+            .fetch_add(u64::from(ask.back), Ordering::Relaxed);
+    }
+
+    /// Drops the leases of `checks` (a reset: their budgets start again).
+    pub(crate) fn forget(&self, checks: &[Check]) {
+        let mut locked = self.lock(checks);
+        for check in checks {
+            locked.remove(self.slot(check.key));
+        }
+    }
+
+    pub(crate) fn stats(&self) -> LeaseStats {
+        LeaseStats {
+            calls: self.stats.calls.load(Ordering::Relaxed),
+            leased: self.stats.leased.load(Ordering::Relaxed),
+            returned: self.stats.returned.load(Ordering::Relaxed),
+            local_decisions: self.stats.local_decisions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The shard and the seeded key of `key`.
+    fn slot(&self, key: u64) -> (usize, u64) {
+        let seeded = self.seed.hash_one(key);
+        ((seeded >> 59) as usize % SHARDS, seeded)
+    }
+
+    /// Locks the shards of `checks`, in order (no two callers wait for each other).
+    fn lock(&self, checks: &[Check]) -> Locked<'_> {
+        let mut shards: SmallVec<[usize; 4]> = checks.iter().map(|c| self.slot(c.key).0).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        Locked {
+            guards: shards
+                .into_iter()
+                .map(|i| {
+                    let guard = self.shards[i]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    (i, guard)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An ask that leases nothing and hands nothing back.
+fn plain(check: Check) -> LeaseAsk {
+    LeaseAsk {
+        check,
+        want: 0,
+        back: 0,
+        leased_at_us: 0,
+        leased_in: 0,
+    }
+}
+
+/// The locked shards of one request's keys.
+struct Locked<'a> {
+    guards: SmallVec<[(usize, MutexGuard<'a, Map>); 4]>,
+}
+
+impl Locked<'_> {
+    fn map(&mut self, shard: usize) -> &mut Map {
+        let at = self.guards.iter().position(|(i, _)| *i == shard);
+        match at {
+            Some(at) => &mut self.guards[at].1,
+            None => unreachable!("the shards of every key were locked"),
+        }
+    }
+
+    fn get(&mut self, (shard, key): (usize, u64)) -> Option<&mut Lease> {
+        self.map(shard).get_mut(&key)
+    }
+
+    fn remove(&mut self, (shard, key): (usize, u64)) {
+        self.map(shard).remove(&key);
+    }
+
+    /// The entry of `key`, made if there is room: a full shard drops a sampled entry that
+    /// holds nothing; when every sampled one holds units, the key is not followed.
+    fn get_or_insert(
+        &mut self,
+        (shard, key): (usize, u64),
+        now: UnixNanos,
+        max: usize,
+    ) -> Option<&mut Lease> {
+        let map = self.map(shard);
+        if !map.contains_key(&key) && map.len() >= max {
+            let idle = map
+                .iter()
+                .take(EVICTION_SAMPLE)
+                .find(|(_, l)| (l.units == 0 || l.until <= now) && !l.refilling)
+                .map(|(k, _)| *k)?;
+            map.remove(&idle);
+        }
+        Some(map.entry(key).or_insert_with(|| Lease {
+            since: now,
+            ..Lease::default()
+        }))
+    }
+}

@@ -1,0 +1,200 @@
+//! The Redis side of leases (`lease.lua`): one call decides a request and takes units of its
+//! budgets for this process to spend later, handing back what an earlier lease left.
+//!
+//! The local side, which spends leased units and decides what to ask for, is
+//! `crate::leases`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use smallvec::SmallVec;
+
+use super::redis::{algorithm_code, exact_in_redis, key_of, reported_limit, shift};
+use super::{Check, RedisStore, StoreError, TimeSource, Verdict};
+use crate::clock::UnixNanos;
+use crate::decision::Decision;
+
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+
+/// A lease takes at most this share (1/32) of what a budget has left after the request, so
+/// that the units a process holds, and could strand by dying, stay a small part of what
+/// remains, and shrink to nothing (the exact path) as the budget runs out.
+pub const LEASE_SHARE: u32 = 32;
+
+/// What one check asks of a lease call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseAsk {
+    /// The check; its cost is spent by the request now (0 for a refill ahead of time).
+    pub check: Check,
+    /// Units wanted beyond the cost, for later.
+    pub want: u32,
+    /// Units of an earlier lease handed back, unspent.
+    pub back: u32,
+    /// When those were leased, on the store's clock (µs).
+    pub leased_at_us: u64,
+    /// The fixed window (its end, in seconds on the store's clock) they were leased in.
+    pub leased_in: u64,
+}
+
+/// What a lease call gave one check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Units leased beyond the request's cost (0 when the request was denied).
+    pub units: u32,
+    /// The instant of the call on the store's clock (µs): hand-backs decay from there.
+    pub at_us: u64,
+    /// The fixed window the units belong to (its end, in seconds on the store's clock).
+    pub window: u64,
+}
+
+/// The answer of a lease call: the request's verdict and what each check leased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// The request's verdict; remaining counts what the store has left beside every lease.
+    pub verdict: Verdict,
+    /// One per check, in order.
+    pub grants: SmallVec<[Grant; 4]>,
+}
+
+impl RedisStore {
+    /// Decides `asks` (all charged or none) and leases what each wants within its share, in one
+    /// call; units handed back return to their budgets whatever the outcome.
+    pub async fn lease(
+        &self,
+        asks: &[LeaseAsk],
+        now: UnixNanos,
+    ) -> Result<LeaseAnswer, StoreError> {
+        for ask in asks {
+            exact_in_redis(&ask.check)?;
+            if !ask.check.algorithm.can_lease() {
+                return Err(StoreError::unsupported(format!(
+                    "{} cannot be leased",
+                    ask.check.algorithm
+                )));
+            }
+        }
+        if self.is_cluster()
+            && asks
+                .windows(2)
+                .any(|w| w[0].check.group != w[1].check.group)
+        {
+            return Err(StoreError::unsupported(
+                "the limits of one lease call must share a budget name",
+            ));
+        }
+        let mut invocation = LEASE.prepare_invoke();
+        let server_time = self.options().time == TimeSource::Server;
+        invocation
+            .arg(if server_time { "server" } else { "client" })
+            .arg(now / 1_000)
+            .arg(LEASE_SHARE);
+        for ask in asks {
+            let check = &ask.check;
+            invocation
+                .key(key_of(&self.options().prefix, check))
+                .arg(algorithm_code(check.algorithm))
+                .arg(check.limit.quota.limit())
+                .arg(check.limit.quota.period_secs())
+                .arg(check.limit.capacity.get())
+                .arg(check.cost)
+                .arg(ask.want)
+                .arg(ask.back)
+                .arg(ask.leased_at_us)
+                .arg(ask.leased_in);
+        }
+        let reply: Vec<i64> = redis::from_redis_value(self.invoke(invocation).await?)
+            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
+        parse(&reply, asks, now, server_time)
+    }
+}
+
+/// `[now, outcome, per check: allowed, charged, remaining, reset, retry]`, times in µs.
+fn parse(
+    reply: &[i64],
+    asks: &[LeaseAsk],
+    now: UnixNanos,
+    server_time: bool,
+) -> Result<LeaseAnswer, StoreError> {
+    let garbage = || StoreError::new(format!("Redis answered an unexpected lease: {reply:?}"));
+    if reply.len() != 2 + 5 * asks.len() || !matches!(reply[1], 0 | 1) {
+        return Err(garbage());
+    }
+    let whole = |v: i64| u64::try_from(v).map_err(|_| garbage());
+    let at_us = whole(reply[0])?;
+    let at = |t: i64| {
+        whole(t).map(|t| {
+            let t = t.saturating_mul(1_000);
+            if server_time {
+                shift(t, at_us.saturating_mul(1_000), now)
+            } else {
+                t
+            }
+        })
+    };
+    let allowed = reply[1] == 1;
+    let mut answer = LeaseAnswer::default();
+    for (v, ask) in reply[2..].chunks_exact(5).zip(asks) {
+        let charged = u32::try_from(v[1]).map_err(|_| garbage())?;
+        if charged < ask.check.cost && allowed {
+            return Err(garbage());
+        }
+        answer.verdict.decisions.push(Decision {
+            allowed: v[0] == 1,
+            limit: reported_limit(&ask.check),
+            remaining: u32::try_from(v[2]).map_err(|_| garbage())?,
+            reset_at: at(v[3])?,
+            retry_at: at(v[4])?,
+        });
+        answer.grants.push(Grant {
+            units: charged.saturating_sub(ask.check.cost),
+            at_us,
+            window: whole(v[3])? / 1_000_000,
+        });
+    }
+    answer.verdict.allowed = allowed;
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::{AlgorithmKind, Limit};
+    use crate::quota::Quota;
+
+    fn ask(cost: u32) -> LeaseAsk {
+        LeaseAsk {
+            check: Check {
+                key: 1,
+                group: 2,
+                algorithm: AlgorithmKind::FixedWindow,
+                limit: Limit::new(Quota::from_parts(100, 60).unwrap()),
+                cost,
+                max_wait: 0,
+            },
+            want: 10,
+            back: 0,
+            leased_at_us: 0,
+            leased_in: 0,
+        }
+    }
+
+    #[test]
+    fn a_grant_is_what_was_charged_beyond_the_cost() {
+        let reply = [5_000_000, 1, 1, 11, 89, 60_000_000, 5_000_000];
+        let answer = parse(&reply, &[ask(1)], 5_000_000_000, false).unwrap();
+        assert!(answer.verdict.allowed);
+        assert_eq!(answer.grants[0].units, 10);
+        assert_eq!(answer.grants[0].window, 60);
+        assert_eq!(answer.verdict.decisions[0].remaining, 89);
+        assert_eq!(answer.verdict.decisions[0].reset_at, 60_000_000_000);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(parse(&[1, 1], &[ask(1)], 0, false).is_err(), "too short");
+        let allowed_without_charge = [5, 1, 1, 0, 89, 60, 5];
+        assert!(parse(&allowed_without_charge, &[ask(1)], 0, false).is_err());
+        let not_an_outcome = [5, 2, 1, 1, 89, 60, 5];
+        assert!(parse(&not_an_outcome, &[ask(1)], 0, false).is_err());
+    }
+}
