@@ -8,6 +8,7 @@
 //! REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example server
 //! RATELIMIT_HEADERS=ietf cargo run --example server     # RateLimit-Policy / RateLimit (or `both`)
 //! RATELIMIT_OVERRIDES=overrides.toml cargo run --example server  # limits changed at run time
+//! REDIS_URL=redis://127.0.0.1:6379 RATELIMIT_LEASES=1 cargo run --example server  # leased budgets
 //! ```
 //!
 //! Try it:
@@ -41,6 +42,7 @@ async fn endpoints() -> impl Responder {
             "GET /shadow": "a dry run of 5 per 10 seconds per client address: never refused, would-be denials counted",
             "GET /slow?ms=N": "at most 2 requests in flight per client address; sleeps N ms (default 1000, at most 10000)",
             "GET /queued": "5 per second per client address (GCRA); a request whose turn comes within 2 s waits for it",
+            "GET /feed": "1,000 per minute for every client together, shared by the fleet (leased with RATELIMIT_LEASES=1)",
             "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
@@ -152,6 +154,15 @@ async fn slow(query: web::Query<Sleep>) -> impl Responder {
 #[ratelimit(limit = 5, per = 1, algorithm = "gcra", max_wait = "2s")]
 async fn queued(info: RateLimitInfo) -> impl Responder {
     web::Json(json!({"waited_ms": info.waited().as_millis() as u64}))
+}
+
+/// `GET /feed`: one budget for every client together, 1,000 per minute across the fleet. With
+/// `RATELIMIT_LEASES=1` each process spends units of it leased from Redis, asking Redis about
+/// once per lease rather than once per request.
+#[get("/feed")]
+#[ratelimit(limit = 1000, per = 60, scope = "global")]
+async fn feed() -> impl Responder {
+    web::Json(json!({"items": []}))
 }
 
 /// Messages of one WebSocket connection: 5 per second (GCRA, a burst of 5).
@@ -289,6 +300,7 @@ async fn main() -> std::io::Result<()> {
             .service(shadow)
             .service(slow)
             .service(queued)
+            .service(feed)
             .service(ws)
             .service(metrics_endpoint("/metrics"))
     })

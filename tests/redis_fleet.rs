@@ -202,23 +202,6 @@ async fn an_error_reply_follows_the_policy() {
     }
 }
 
-/// Script calls Redis has served so far.
-fn script_calls(redis: &RedisServer) -> u64 {
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 #[actix_web::test]
 async fn a_spent_budget_is_answered_without_redis() {
     let redis = RedisServer::start();
@@ -240,12 +223,12 @@ async fn a_spent_budget_is_answered_without_redis() {
         }
     };
     assert_eq!(statuses(3).await, [200, 200, 429]);
-    let calls = script_calls(&redis);
+    let calls = redis.script_calls();
     assert_eq!(calls, 3, "one round trip per decision");
     let hammering = statuses(50).await;
     assert!(hammering.iter().all(|&s| s == 429));
     assert_eq!(
-        script_calls(&redis),
+        redis.script_calls(),
         calls,
         "blocked keys cost Redis nothing"
     );

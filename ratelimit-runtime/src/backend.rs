@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
-use crate::leases::{LeaseStats, LeaseTable, Leases, Plan, Spent};
+use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
 use crate::metrics::StoreLabel;
 use crate::slots::{slot_id, Held, SlotAnswer};
 use crate::store::{
@@ -262,7 +262,7 @@ impl RedisBackend {
             return (Outcome::Decided(denied), StoreLabel::Redis);
         }
         if let Some(leases) = leases {
-            if let Plan::Ask(asks) = leases.plan(checks, now) {
+            if let Some(asks) = leases.plan(checks, now) {
                 return self.decide_leasing(memory, leases, &asks, now).await;
             }
         }

@@ -157,14 +157,6 @@ pub(crate) struct Spent {
     pub(crate) refill: SmallVec<[LeaseAsk; 4]>,
 }
 
-/// What to ask Redis for a request the leases held here could not decide.
-pub(crate) enum Plan {
-    /// A lease call, which decides the request and leases.
-    Ask(SmallVec<[LeaseAsk; 4]>),
-    /// Nothing held or worth leasing: decide on Redis as without leases.
-    PerRequest,
-}
-
 impl LeaseTable {
     pub(crate) fn new(leases: Leases) -> LeaseTable {
         LeaseTable {
@@ -189,9 +181,10 @@ impl LeaseTable {
         held.then(|| self.spend_held(&mut locked, checks, now))
     }
 
-    /// What to ask Redis for `checks`, which the leases held here could not decide: units
-    /// held go back in the call, and a busy key asks for its next lease.
-    pub(crate) fn plan(&self, checks: &[Check], now: UnixNanos) -> Plan {
+    /// The lease call to make for `checks`, which the leases held here could not decide: units
+    /// held go back in it, and a busy key asks for its next lease. `None` when nothing is held
+    /// or worth leasing: decide on Redis as without leases.
+    pub(crate) fn plan(&self, checks: &[Check], now: UnixNanos) -> Option<SmallVec<[LeaseAsk; 4]>> {
         let mut locked = self.lock(checks);
         let mut asks = SmallVec::new();
         let mut worth_asking = false;
@@ -214,11 +207,7 @@ impl LeaseTable {
             };
             asks.push(ask);
         }
-        if worth_asking {
-            Plan::Ask(asks)
-        } else {
-            Plan::PerRequest
-        }
+        worth_asking.then_some(asks)
     }
 
     fn spend_held(&self, locked: &mut Locked<'_>, checks: &[Check], now: UnixNanos) -> Spent {

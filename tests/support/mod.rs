@@ -105,6 +105,33 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Script calls (`EVAL`, `EVALSHA`) the server has served so far.
+    pub fn script_calls(&self) -> u64 {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    /// Redis's own clock, in seconds since the Unix epoch.
+    pub fn time_secs(&self) -> u64 {
+        let time = self.cli(&["TIME"]);
+        time.lines()
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("TIME")
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
@@ -220,6 +247,14 @@ impl ExampleServer {
         text.lines()
             .find_map(|line| line.strip_prefix(series))
             .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+}
+
+impl ExampleServer {
+    /// Kills the process at once (SIGKILL, by its id): it hands nothing back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
