@@ -277,3 +277,39 @@ proptest! {
         });
     }
 }
+
+#[actix_web::test]
+async fn soft_limits_are_never_leased() {
+    let server = RedisServer::start();
+    let clock = ManualClock::at_secs(START_SECS);
+    let leasing = limiter(&server, "soft", &clock, true);
+    let mut rule = rule(AlgorithmKind::FixedWindow, 1_000, 60);
+    rule.soft = std::num::NonZeroU32::new(800);
+    for _ in 0..300 {
+        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
+        clock.advance(Duration::from_micros(20));
+    }
+    let stats = lease_stats(&leasing);
+    assert_eq!((stats.calls, stats.local_decisions), (0, 0));
+}
+
+#[actix_web::test]
+async fn units_held_are_spent_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let clock = ManualClock::at_secs(START_SECS);
+    let leasing = limiter(&server, "down", &clock, true);
+    let rule = rule(AlgorithmKind::FixedWindow, 100_000, 60);
+    for _ in 0..300 {
+        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
+        clock.advance(Duration::from_micros(20));
+        settle().await;
+    }
+    let before = lease_stats(&leasing).local_decisions;
+    server.stop();
+    // What the lease holds is this process's to spend (then the failure policy decides).
+    for _ in 0..20 {
+        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
+        clock.advance(Duration::from_micros(20));
+    }
+    assert!(lease_stats(&leasing).local_decisions > before);
+}
