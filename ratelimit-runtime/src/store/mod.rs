@@ -3,6 +3,7 @@
 
 mod blocked;
 mod check;
+mod lane;
 mod lease;
 mod memory;
 mod redis;

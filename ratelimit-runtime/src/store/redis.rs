@@ -27,6 +27,7 @@ use redis::{Script, ScriptInvocation};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
+use super::lane::Lanes;
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::AlgorithmKind;
 use crate::clock::UnixNanos;
@@ -78,10 +79,15 @@ pub struct RedisStore {
 
 #[derive(Clone)]
 enum Connection {
-    /// Decisions go to the store's thread, which batches them on one connection, and so do
-    /// the other commands (slots, resets), one by one.
-    Single(mpsc::UnboundedSender<Work>),
+    /// Decisions go on the lane of the thread that asks ([`Lanes`]), in batches; the other
+    /// commands (slots, resets, leases) go to the store's thread, one by one.
+    Single(Arc<Single>),
     Cluster(ClusterConnection, Script),
+}
+
+struct Single {
+    work: mpsc::UnboundedSender<Work>,
+    lanes: Lanes,
 }
 
 /// What the store's thread is asked to do.
@@ -103,22 +109,22 @@ struct Command {
     done: Option<oneshot::Sender<Result<redis::Value, StoreError>>>,
 }
 
-/// One decision waiting for the store's thread.
-struct Job {
+/// One decision waiting for a lane or the store's thread.
+pub(super) struct Job {
     checks: SmallVec<[Check; 4]>,
     now: UnixNanos,
     /// False for a peek: decided, never written.
     charge: bool,
-    done: oneshot::Sender<Result<Verdict, StoreError>>,
+    pub(super) done: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
 /// Doubles are exact below this: scaled values must stay under it.
 const EXACT: u128 = 1 << 53;
 const MICROS_PER_SEC: u128 = 1_000_000;
 /// The most decisions one script call carries.
-const MAX_BATCH: usize = 64;
+pub(super) const MAX_BATCH: usize = 64;
 
-fn script() -> Script {
+pub(super) fn script() -> Script {
     Script::new(include_str!("decide.lua"))
 }
 
@@ -133,6 +139,7 @@ impl RedisStore {
         let (jobs, queue) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
         let thread_options = Arc::clone(&options);
+        let lanes = Lanes::new(client.clone(), Arc::clone(&options));
         std::thread::Builder::new()
             .name("ratelimit-redis".into())
             .spawn(move || serve_decisions(client, thread_options, queue, ready))
@@ -145,7 +152,7 @@ impl RedisStore {
         })
         .await?;
         Ok(RedisStore {
-            connection: Connection::Single(jobs),
+            connection: Connection::Single(Arc::new(Single { work: jobs, lanes })),
             options,
         })
     }
@@ -290,8 +297,8 @@ impl RedisStore {
         let mut command = redis::cmd("ZREM");
         command.arg(key).arg(id);
         match &self.connection {
-            Connection::Single(work) => {
-                let _ = work.send(Work::Command(Command {
+            Connection::Single(single) => {
+                let _ = single.work.send(Work::Command(Command {
                     command,
                     done: None,
                 }));
@@ -311,9 +318,9 @@ impl RedisStore {
     async fn command(&self, command: redis::Cmd) -> Result<redis::Value, StoreError> {
         let answer = async {
             match &self.connection {
-                Connection::Single(work) => {
+                Connection::Single(single) => {
                     let (done, answer) = oneshot::channel();
-                    let sent = work.send(Work::Command(Command {
+                    let sent = single.work.send(Work::Command(Command {
                         command,
                         done: Some(done),
                     }));
@@ -344,9 +351,11 @@ impl RedisStore {
     ) -> Result<redis::Value, StoreError> {
         let answer = async {
             match &self.connection {
-                Connection::Single(work) => {
+                Connection::Single(single) => {
                     let (done, answer) = oneshot::channel();
-                    work.send(Work::Invoke(Invoke { invocation, done }))
+                    single
+                        .work
+                        .send(Work::Invoke(Invoke { invocation, done }))
                         .map_err(|_| StoreError::new("the Redis thread stopped"))?;
                     answer
                         .await
@@ -389,7 +398,7 @@ impl RedisStore {
         checks.iter().try_for_each(exact_in_redis)?;
         let answer = async {
             match &self.connection {
-                Connection::Single(work) => {
+                Connection::Single(single) => {
                     let (done, answer) = oneshot::channel();
                     let job = Job {
                         checks: checks.iter().copied().collect(),
@@ -397,8 +406,14 @@ impl RedisStore {
                         charge,
                         done,
                     };
-                    work.send(Work::Decide(job))
-                        .map_err(|_| StoreError::new("the Redis thread stopped"))?;
+                    match single.lanes.send(job) {
+                        Ok(sent) => sent?,
+                        // Outside a Tokio runtime: the store's thread decides.
+                        Err(job) => single
+                            .work
+                            .send(Work::Decide(job))
+                            .map_err(|_| StoreError::new("the Redis thread stopped"))?,
+                    }
                     answer
                         .await
                         .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
@@ -489,7 +504,7 @@ fn serve_decisions(
     });
 }
 
-async fn connect_manager(
+pub(super) async fn connect_manager(
     client: redis::Client,
     options: &RedisOptions,
     script: &Script,
@@ -507,7 +522,7 @@ async fn connect_manager(
     Ok(manager)
 }
 
-async fn send_batch(
+pub(super) async fn send_batch(
     mut manager: ConnectionManager,
     script: Script,
     options: Arc<RedisOptions>,

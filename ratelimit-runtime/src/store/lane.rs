@@ -1,0 +1,95 @@
+//! Lanes: each thread that asks for Redis decisions sends them on a connection of its own,
+//! driven by a task on its own runtime.
+//!
+//! An Actix worker is a single-threaded runtime. Handing its decisions to another thread and
+//! back costs two cross-thread wake-ups per decision, which measured as much CPU as the rest of
+//! the Redis path. A lane keeps the whole trip on the worker's thread: the decision, the task
+//! that batches decisions into script calls, and the connection's driver. Decisions that arrive
+//! while a call is in flight still travel together in the next one.
+//!
+//! A store keeps one lane per thread, made on the thread's first decision; a lane whose runtime
+//! has gone (a test's runtime, say) is made again. Lanes end with the store: their task stops
+//! once the store, which holds their only sender, is dropped.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::redis::{connect_manager, script, send_batch, Job, MAX_BATCH};
+use super::{RedisOptions, StoreError};
+
+/// The lanes of one store.
+pub(super) struct Lanes {
+    client: redis::Client,
+    options: Arc<RedisOptions>,
+    lanes: Mutex<Vec<(ThreadId, mpsc::UnboundedSender<Job>)>>,
+}
+
+impl Lanes {
+    pub(super) fn new(client: redis::Client, options: Arc<RedisOptions>) -> Lanes {
+        Lanes {
+            client,
+            options,
+            lanes: Mutex::default(),
+        }
+    }
+
+    /// Sends `job` on this thread's lane, made if need be; gives it back outside a Tokio
+    /// runtime (no task can drive a lane there).
+    pub(super) fn send(&self, job: Job) -> Result<Result<(), StoreError>, Job> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(job);
+        };
+        let thread = std::thread::current().id();
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        lanes.retain(|(_, lane)| !lane.is_closed());
+        let lane = match lanes.iter().find(|(t, _)| *t == thread) {
+            Some((_, lane)) => lane,
+            None => {
+                let (lane, queue) = mpsc::unbounded_channel();
+                runtime.spawn(serve(self.client.clone(), Arc::clone(&self.options), queue));
+                lanes.push((thread, lane));
+                &lanes[lanes.len() - 1].1
+            }
+        };
+        Ok(lane
+            .send(job)
+            .map_err(|_| StoreError::new("the Redis lane stopped")))
+    }
+}
+
+/// A lane's task: connects, then sends the decisions waiting in batches, one call in flight at
+/// a time (what arrives meanwhile goes in the next). A failed connection answers the waiting
+/// decisions with the error and ends the lane; the next decision makes a new one.
+async fn serve(
+    client: redis::Client,
+    options: Arc<RedisOptions>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
+    let script = script();
+    let mut manager: Option<ConnectionManager> = None;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let connection = match &manager {
+            Some(connection) => connection.clone(),
+            None => match connect_manager(client.clone(), &options, &script).await {
+                Ok(connection) => manager.insert(connection).clone(),
+                Err(error) => {
+                    for job in batch {
+                        let _ = job.done.send(Err(error.clone()));
+                    }
+                    return;
+                }
+            },
+        };
+        send_batch(connection, script.clone(), Arc::clone(&options), batch).await;
+    }
+}
