@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::redis::{connect_manager, script, send_batch, Job, MAX_BATCH};
-use super::{RedisOptions, StoreError};
+use super::RedisOptions;
 
 /// The lanes of one store.
 pub(super) struct Lanes {
@@ -36,27 +36,20 @@ impl Lanes {
         }
     }
 
-    /// Sends `job` on this thread's lane, made if need be; gives it back outside a Tokio
-    /// runtime (no task can drive a lane there).
-    pub(super) fn send(&self, job: Job) -> Result<Result<(), StoreError>, Job> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err(job);
-        };
+    /// This thread's lane, made if need be; `None` outside a Tokio runtime (no task can
+    /// drive a lane there).
+    pub(super) fn here(&self) -> Option<mpsc::UnboundedSender<Job>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let thread = std::thread::current().id();
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         lanes.retain(|(_, lane)| !lane.is_closed());
-        let lane = match lanes.iter().find(|(t, _)| *t == thread) {
-            Some((_, lane)) => lane,
-            None => {
-                let (lane, queue) = mpsc::unbounded_channel();
-                runtime.spawn(serve(self.client.clone(), Arc::clone(&self.options), queue));
-                lanes.push((thread, lane));
-                &lanes[lanes.len() - 1].1
-            }
-        };
-        Ok(lane
-            .send(job)
-            .map_err(|_| StoreError::new("the Redis lane stopped")))
+        if let Some((_, lane)) = lanes.iter().find(|(t, _)| *t == thread) {
+            return Some(lane.clone());
+        }
+        let (lane, queue) = mpsc::unbounded_channel();
+        runtime.spawn(serve(self.client.clone(), Arc::clone(&self.options), queue));
+        lanes.push((thread, lane.clone()));
+        Some(lane)
     }
 }
 

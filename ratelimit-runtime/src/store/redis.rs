@@ -406,13 +406,13 @@ impl RedisStore {
                         charge,
                         done,
                     };
-                    match single.lanes.send(job) {
-                        Ok(sent) => sent?,
+                    let sent = match single.lanes.here() {
+                        Some(lane) => lane.send(job).is_ok(),
                         // Outside a Tokio runtime: the store's thread decides.
-                        Err(job) => single
-                            .work
-                            .send(Work::Decide(job))
-                            .map_err(|_| StoreError::new("the Redis thread stopped"))?,
+                        None => single.work.send(Work::Decide(job)).is_ok(),
+                    };
+                    if !sent {
+                        return Err(StoreError::new("the Redis connection task stopped"));
                     }
                     answer
                         .await
