@@ -1,33 +1,78 @@
-//! The limiter on Redis beside actix-extensible-rate-limit's Redis backend, end to end over
-//! HTTP on loopback, in one run; then Redis CPU per decision for each algorithm.
+//! HTTP on Redis, end to end: our limiter beside actix-extensible-rate-limit's Redis backend
+//! (the peer) in the same run, in three scenarios, with a server without any limiter as the
+//! baseline; then Redis time per decision for each of our algorithms.
 //!
-//! `cargo bench --bench redis_http`. Starts its own `redis-server` on a free port and one
-//! single-worker Actix server per configuration, drives each with 32 concurrent connections for
-//! a few seconds, and reads Redis's `INFO commandstats` around each run. Client, servers and
-//! Redis share this machine's cores: compare the ratios, not the absolute numbers.
+//! `cargo bench --bench redis_http` runs 3 rounds of 6 s per configuration;
+//! `cargo bench --bench redis_http -- --quick` one round of 2 s; `REDIS_HTTP_ROUNDS` and
+//! `REDIS_HTTP_SECONDS` set either exactly.
+//!
+//! It starts its own `redis-server` on a free port, serves each configuration from this process
+//! (one Actix worker) and drives it with wrk (1 thread, 64 connections), installing wrk with
+//! apt-get where it is missing. This process and Redis run on core 0, wrk on core 1. The
+//! configurations take turns within each round, and the table gives each one's medians:
+//! requests per second, the CPU this process (server, our Redis thread, the peer's connection)
+//! and Redis spent per request, and the commands Redis ran per request.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use actix_extensible_rate_limit::backend::redis::RedisBackend;
-use actix_extensible_rate_limit::backend::SimpleInputFunctionBuilder;
+use actix_extensible_rate_limit::backend::{SimpleInputFunctionBuilder, SimpleInputFuture};
+use actix_web::dev::{ServerHandle, ServiceRequest};
 use actix_web::{get, App, HttpResponse, HttpServer};
 use futures_util::future::join_all;
 use ratelimit_runtime::algorithm::{AlgorithmKind, Limit};
 use ratelimit_runtime::store::{Check, RedisOptions, RedisStore, Store};
-use ratelimit_runtime::{ratelimit, Quota, RateLimiter};
+use ratelimit_runtime::{ratelimit, Quota, RateLimiter, RateLimiterBuilder};
 
-const CONCURRENCY: usize = 32;
-const RUN: Duration = Duration::from_secs(4);
+// The Redis processes the tests start and stop, shared with the benchmark.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::RedisServer;
+
+/// Our configurations, each run in every scenario beside the peer.
+const OURS: &[Ours] = &[
+    Ours::new("ours", |redis| RateLimiter::builder().redis(redis)),
+    // Another is one more line: Ours::new("ours, <option>", |redis| RateLimiter::builder()
+    // .redis(redis).<option>(..)); its keys in Redis stay apart from the others'.
+];
+
+/// A configuration of ours: its name and its limiter on the benchmark's Redis.
+struct Ours {
+    name: &'static str,
+    limiter: fn(redis_url: &str) -> RateLimiterBuilder,
+}
+
+impl Ours {
+    const fn new(name: &'static str, limiter: fn(&str) -> RateLimiterBuilder) -> Ours {
+        Ours { name, limiter }
+    }
+}
+
+const CONNECTIONS: u32 = 64;
+const API_KEYS: u32 = 10_000;
+/// The allowed scenarios' limit, written out in their handlers' attributes too: more than any
+/// run sends, so that nothing is denied.
+const NEVER_REACHED: u64 = 1_000_000_000;
+const PER: Duration = Duration::from_secs(3600);
 
 #[get("/")]
 async fn plain() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
+// Every request comes from 127.0.0.1: one key.
 #[get("/")]
-#[ratelimit(limit = 1_000_000, per = 3600)]
-async fn ours_allowed() -> HttpResponse {
+#[ratelimit(limit = 1_000_000_000, per = 3600)]
+async fn ours_hot_key() -> HttpResponse {
+    HttpResponse::Ok().body("hello")
+}
+
+#[get("/")]
+#[ratelimit(limit = 1_000_000_000, per = 3600, scope = "header:x-api-key")]
+async fn ours_api_keys() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
@@ -37,109 +82,409 @@ async fn ours_denied() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-// The Redis processes the tests start and stop, shared with the benchmark.
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-use support::{free_port, RedisServer as Redis};
-
-fn cli(redis: &Redis, args: &[&str]) -> String {
-    redis.cli(args)
+/// What the requests of a run look like to the limiter.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    HotKey,
+    ApiKeys,
+    Denied,
 }
 
-/// (calls, total µs) of Redis commands whose name starts with one of `commands`.
-fn redis_work(redis: &Redis, commands: &[&str]) -> (u64, u64) {
-    let stats = cli(redis, &["INFO", "commandstats"]);
-    let field = |line: &str, name: &str| -> u64 {
-        line.split(&format!("{name}="))
-            .nth(1)
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    stats
-        .lines()
-        .filter(|l| {
-            commands
-                .iter()
-                .any(|c| l.starts_with(&format!("cmdstat_{c}:")))
-        })
-        .fold((0, 0), |(calls, usec), l| {
-            (calls + field(l, "calls"), usec + field(l, "usec"))
-        })
-}
+impl Scenario {
+    const ALL: [Scenario; 3] = [Scenario::HotKey, Scenario::ApiKeys, Scenario::Denied];
 
-/// Serves the app factory on a free port with one worker, in a thread of its own.
-macro_rules! serve {
-    ($factory:expr) => {{
-        let port = free_port();
-        let factory = $factory;
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(factory)
-                    .workers(1)
-                    .bind(("127.0.0.1", port))
-                    .unwrap();
-                server.run().await.unwrap();
-            })
-        });
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(10));
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::HotKey => "one hot key, allowed",
+            Scenario::ApiKeys => "10,000 API keys, allowed",
+            Scenario::Denied => "every request denied",
         }
-        port
+    }
+
+    /// The peer's key and quota, the same as our handler's for this scenario.
+    fn peer_input(self) -> impl Fn(&ServiceRequest) -> SimpleInputFuture + 'static {
+        let limit = if self == Scenario::Denied {
+            1
+        } else {
+            NEVER_REACHED
+        };
+        // The scenario in the key keeps the scenarios' budgets apart, as our rule names do.
+        let input = SimpleInputFunctionBuilder::new(PER, limit).custom_key(self.title());
+        match self {
+            Scenario::ApiKeys => input.custom_fn(api_key),
+            Scenario::HotKey | Scenario::Denied => input.peer_ip_key(),
+        }
+        .build()
+    }
+}
+
+fn api_key(req: &ServiceRequest) -> Result<String, actix_web::Error> {
+    req.headers()
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| actix_web::error::ErrorBadRequest("no x-api-key"))
+}
+
+/// Which server a configuration runs.
+enum Server {
+    Plain,
+    Ours(RateLimiter, Scenario),
+    // Boxed: the peer's backend is ten times the size of our limiter.
+    Peer(Box<RedisBackend>, Scenario),
+}
+
+struct Configuration {
+    name: &'static str,
+    server: Server,
+    samples: Vec<Sample>,
+}
+
+impl Configuration {
+    fn new(name: &'static str, server: Server) -> Configuration {
+        Configuration {
+            name,
+            server,
+            samples: Vec::new(),
+        }
+    }
+
+    fn scenario(&self) -> Option<Scenario> {
+        match self.server {
+            Server::Plain => None,
+            Server::Ours(_, scenario) | Server::Peer(_, scenario) => Some(scenario),
+        }
+    }
+
+    fn is_peer(&self) -> bool {
+        matches!(self.server, Server::Peer(..))
+    }
+
+    fn median(&self, field: fn(&Sample) -> f64) -> f64 {
+        let mut values: Vec<f64> = self.samples.iter().map(field).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+}
+
+/// One Actix worker on a free port of 127.0.0.1, served by the current Actix system: its port
+/// and the handle that stops it. A macro, as `App`'s type differs with what it wraps.
+macro_rules! start_server {
+    ($factory:expr) => {{
+        let server = HttpServer::new($factory)
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (port, handle)
     }};
 }
 
-/// Requests per second over `RUN` from wrk (one thread, `CONCURRENCY` connections), and how
-/// many answers were not 2xx.
-fn load_blocking(port: u16) -> (f64, u64) {
-    let url = format!("http://127.0.0.1:{port}/");
-    // Warm-up: connections, the script, the first key.
-    let _ = Command::new("wrk")
-        .args(["-t1", "-c4", "-d1s", &url])
-        .output();
-    let out = Command::new("wrk")
-        .args([
+fn start(server: &Server) -> (u16, ServerHandle) {
+    match server {
+        Server::Plain => start_server!(|| App::new().service(plain)),
+        Server::Ours(limiter, scenario) => {
+            let (limiter, scenario) = (limiter.clone(), *scenario);
+            start_server!(move || {
+                let app = App::new().app_data(limiter.clone());
+                match scenario {
+                    Scenario::HotKey => app.service(ours_hot_key),
+                    Scenario::ApiKeys => app.service(ours_api_keys),
+                    Scenario::Denied => app.service(ours_denied),
+                }
+            })
+        }
+        Server::Peer(backend, scenario) => {
+            let (backend, scenario) = (RedisBackend::clone(backend), *scenario);
+            start_server!(move || {
+                let limiter = actix_extensible_rate_limit::RateLimiter::builder(
+                    backend.clone(),
+                    scenario.peer_input(),
+                )
+                .add_headers()
+                .build();
+                App::new().wrap(limiter).service(plain)
+            })
+        }
+    }
+}
+
+/// One measured run of one configuration, per request.
+struct Sample {
+    rate: f64,
+    server_us: f64,
+    redis_us: f64,
+    redis_commands: f64,
+    redis_script_calls: f64,
+}
+
+/// How long the runs last and where they go.
+struct Settings {
+    rounds: usize,
+    run: Duration,
+    /// Whether this process and Redis stay on core 0, and wrk on core 1.
+    pinned: bool,
+    clock_ticks_per_second: f64,
+    api_keys_script: ScriptFile,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let quick = std::env::args().any(|a| a == "--quick");
+        let var = |name: &str| std::env::var(name).ok()?.trim().parse::<u64>().ok();
+        let rounds = var("REDIS_HTTP_ROUNDS").unwrap_or(if quick { 1 } else { 3 });
+        let seconds = var("REDIS_HTTP_SECONDS").unwrap_or(if quick { 2 } else { 6 });
+        Settings {
+            rounds: rounds.max(1) as usize,
+            run: Duration::from_secs(seconds.max(1)),
+            pinned: pin_to_core_0(),
+            clock_ticks_per_second: clock_ticks_per_second(),
+            api_keys_script: ScriptFile::api_keys(),
+        }
+    }
+
+    /// wrk on one thread (on core 1 when pinned), with the scenario's script.
+    fn wrk(
+        &self,
+        port: u16,
+        scenario: Option<Scenario>,
+        connections: u32,
+        run: Duration,
+    ) -> Command {
+        let mut wrk = if self.pinned {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", "1", "wrk"]);
+            taskset
+        } else {
+            Command::new("wrk")
+        };
+        wrk.args([
             "-t1",
-            &format!("-c{CONCURRENCY}"),
-            &format!("-d{}s", RUN.as_secs()),
-            &url,
-        ])
+            &format!("-c{connections}"),
+            &format!("-d{}s", run.as_secs()),
+        ]);
+        if scenario == Some(Scenario::ApiKeys) {
+            wrk.arg("-s").arg(&self.api_keys_script.0);
+        }
+        wrk.arg(format!("http://127.0.0.1:{port}/"));
+        wrk
+    }
+}
+
+/// Pins this process, and so every thread and process it starts from now on (they inherit
+/// it), to core 0: the Actix worker, our Redis thread, the peer's connection and
+/// `redis-server` share that core, and wrk is given core 1 to itself. `taskset -p` on our own
+/// process id keeps the benchmark free of `unsafe` affinity calls.
+fn pin_to_core_0() -> bool {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("redis_http: fewer than two cores, nothing pinned");
+        return false;
+    }
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
         .output()
-        .expect("wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let number = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (
-        number("Requests/sec:"),
-        number("Non-2xx or 3xx responses:") as u64,
-    )
+        .is_ok_and(|out| out.status.success());
+    if !pinned {
+        println!("redis_http: taskset (util-linux) failed, nothing pinned");
+    }
+    pinned
 }
 
-fn warm_up(port: u16) {
-    let _ = Command::new("wrk")
-        .args(["-t1", "-c4", "-d1s", &format!("http://127.0.0.1:{port}/")])
-        .output();
+/// The unit of the CPU times in `/proc/self/stat`.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
-/// [`load_blocking`] off the async runtime, which keeps serving Redis connections meanwhile.
-async fn load(port: u16) -> (f64, u64) {
-    actix_web::rt::task::spawn_blocking(move || load_blocking(port))
+/// CPU seconds this process has used so far: all its threads, user and system.
+fn process_cpu(settings: &Settings) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // After the command name (which may hold spaces) come the fields from the third (state)
+    // on; utime and stime are the 14th and 15th.
+    let after_name = &stat[stat.rfind(')').expect("(comm)") + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields[11..13]
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap())
+        .sum();
+    ticks / settings.clock_ticks_per_second
+}
+
+/// The wrk script giving each request one of `API_KEYS` keys in turn; removed when dropped.
+struct ScriptFile(PathBuf);
+
+impl ScriptFile {
+    fn api_keys() -> ScriptFile {
+        let path = std::env::temp_dir().join(format!("redis_http-{}.lua", std::process::id()));
+        let script = format!(
+            "local n = 0\n\
+             request = function()\n\
+             \x20 n = (n + 1) % {API_KEYS}\n\
+             \x20 return wrk.format(nil, nil, {{ [\"X-API-Key\"] = \"key-\" .. n }})\n\
+             end\n"
+        );
+        std::fs::write(&path, script).expect("a temporary file for the wrk script");
+        ScriptFile(path)
+    }
+}
+
+impl Drop for ScriptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What wrk reports of a run.
+struct Load {
+    requests: f64,
+    rate: f64,
+    non_2xx: f64,
+    socket_errors: Option<String>,
+}
+
+/// Runs wrk off the async runtime, which keeps serving the peer's Redis connection meanwhile.
+async fn run_wrk(mut wrk: Command) -> Load {
+    let out = actix_web::rt::task::spawn_blocking(move || wrk.output())
         .await
         .unwrap()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let number = |prefix: &str| line(prefix).and_then(|v| v.parse::<f64>().ok());
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok());
+    let Some(requests) = requests.filter(|&n| n > 0.0) else {
+        panic!(
+            "wrk answered nothing usable:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    Load {
+        requests,
+        rate: number("Requests/sec:").unwrap_or(0.0),
+        non_2xx: number("Non-2xx or 3xx responses:").unwrap_or(0.0),
+        socket_errors: line("Socket errors:").map(str::to_owned),
+    }
 }
 
-/// CPU seconds Redis has used so far (user + system).
-fn redis_cpu(redis: &Redis) -> f64 {
-    cli(redis, &["INFO", "cpu"])
-        .lines()
-        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .sum()
+/// What Redis has done so far, as `INFO` tells.
+///
+/// Redis counts each command a script (or `EXEC`) runs as a command of its own, and its time
+/// again in the script's (or `EXEC`'s): `commands` counts them all (a script running six
+/// commands makes seven), `script_calls` only the scripts clients sent.
+struct RedisUsage {
+    cpu_seconds: f64,
+    commands: f64,
+    script_calls: f64,
+    script_us: f64,
+}
+
+const SCRIPT_COMMANDS: [&str; 6] = [
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+];
+
+impl RedisUsage {
+    /// `INFO cpu commandstats`, leaving out the `INFO` commands this benchmark sends.
+    fn now(redis: &RedisServer) -> RedisUsage {
+        let info = redis.cli(&["INFO", "cpu", "commandstats"]);
+        let stat = |line: &str, name: &str| -> f64 {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .and_then(|v| v.split(',').next()?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let mut usage = RedisUsage {
+            cpu_seconds: 0.0,
+            commands: 0.0,
+            script_calls: 0.0,
+            script_us: 0.0,
+        };
+        for line in info.lines().map(str::trim) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if name == "used_cpu_sys" || name == "used_cpu_user" {
+                usage.cpu_seconds += value.parse::<f64>().unwrap_or(0.0);
+            } else if let Some(command) = name.strip_prefix("cmdstat_") {
+                if command != "info" {
+                    usage.commands += stat(value, "calls");
+                }
+                if SCRIPT_COMMANDS.contains(&command) {
+                    usage.script_calls += stat(value, "calls");
+                    usage.script_us += stat(value, "usec");
+                }
+            }
+        }
+        usage
+    }
+}
+
+/// Serves the configuration, warms it up (connections, scripts, the first keys) and measures
+/// one run of it.
+async fn measure(
+    settings: &Settings,
+    redis: &RedisServer,
+    configuration: &Configuration,
+) -> (Sample, Load) {
+    let (port, server) = start(&configuration.server);
+    let scenario = configuration.scenario();
+    run_wrk(settings.wrk(port, scenario, 4, Duration::from_secs(1))).await;
+    // Redis is read outside the server's CPU window: redis-cli is a process we start.
+    let redis_before = RedisUsage::now(redis);
+    let server_before = process_cpu(settings);
+    let load = run_wrk(settings.wrk(port, scenario, CONNECTIONS, settings.run)).await;
+    let server_cpu = process_cpu(settings) - server_before;
+    let redis_after = RedisUsage::now(redis);
+    server.stop(true).await;
+    let per_request = |total: f64| total / load.requests;
+    let sample = Sample {
+        rate: load.rate,
+        server_us: per_request(server_cpu * 1e6),
+        redis_us: per_request((redis_after.cpu_seconds - redis_before.cpu_seconds) * 1e6),
+        redis_commands: per_request(redis_after.commands - redis_before.commands),
+        redis_script_calls: per_request(redis_after.script_calls - redis_before.script_calls),
+    };
+    (sample, load)
+}
+
+/// Whether the run's answers are what its scenario expects; if not, why.
+fn unexpected(configuration: &Configuration, load: &Load) -> Option<String> {
+    let denied_expected = configuration.scenario() == Some(Scenario::Denied);
+    let denied = load.non_2xx / load.requests;
+    let problem = if denied_expected && denied < 0.99 {
+        Some(format!("only {:.1}% denied", denied * 100.0))
+    } else if !denied_expected && load.non_2xx > 0.0 {
+        Some(format!("{} answers not 2xx", load.non_2xx))
+    } else {
+        load.socket_errors.clone()
+    };
+    problem.map(|p| format!("{}: {p}", label(configuration)))
+}
+
+fn label(configuration: &Configuration) -> String {
+    match configuration.scenario() {
+        Some(scenario) => format!("{}, {}", scenario.title(), configuration.name),
+        None => configuration.name.to_string(),
+    }
 }
 
 /// Installs wrk with apt-get where it is missing, as scripts/test.sh installs redis-server.
@@ -150,7 +495,7 @@ fn install_wrk() {
     let root = Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|out| out.stdout.starts_with(b"0"));
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"));
     let apt = |args: &[&str]| {
         let mut command = if root {
             Command::new("apt-get")
@@ -172,6 +517,7 @@ fn install_wrk() {
 }
 
 fn main() {
+    // `cargo test --benches` runs this binary without `--bench`: nothing to measure then.
     if !std::env::args().any(|a| a == "--bench") {
         println!(
             "redis_http: run with `cargo bench --bench redis_http` (installs wrk where missing)"
@@ -180,108 +526,147 @@ fn main() {
     }
     env_logger::init_from_env(env_logger::Env::default().default_filter_or("warn"));
     install_wrk();
-    let redis = Redis::start();
-    let url = redis.url();
-    actix_web::rt::System::new().block_on(run(&redis, &url));
+    // Pinned before Redis starts, which inherits core 0.
+    let settings = Settings::from_env();
+    let redis = RedisServer::start();
+    actix_web::rt::System::new().block_on(async {
+        http(&settings, &redis).await;
+        redis_time_per_algorithm(&redis).await;
+    });
 }
 
-async fn run(redis: &Redis, url: &str) {
-    let ours_limiter = RateLimiter::builder().redis(url).build().unwrap();
-    let manager = redis_0_26::aio::ConnectionManager::new(redis_0_26::Client::open(url).unwrap())
+/// The configurations of the table, in the order they run within a round: the baseline, then
+/// in each scenario ours and the peer.
+async fn configurations(redis: &RedisServer) -> Vec<Configuration> {
+    let url = redis.url();
+    let limiters: Vec<(&str, RateLimiter)> = OURS
+        .iter()
+        .enumerate()
+        .map(|(i, ours)| {
+            // A prefix each, so that configurations of ours never share a Redis key.
+            let limiter = (ours.limiter)(&url).key_prefix(format!("ours{i}")).build();
+            (ours.name, limiter.expect("our limiter builds"))
+        })
+        .collect();
+    let client = redis_0_26::Client::open(url.as_str()).unwrap();
+    let connection = redis_0_26::aio::ConnectionManager::new(client)
         .await
         .unwrap();
-    let backend = RedisBackend::builder(manager)
+    let peer = RedisBackend::builder(connection)
         .key_prefix(Some("aerl:"))
         .build();
-
-    let baseline = serve!(|| App::new().service(plain));
-    let (l1, l2) = (ours_limiter.clone(), ours_limiter.clone());
-    let ours_ok = serve!(move || App::new().app_data(l1.clone()).service(ours_allowed));
-    let ours_no = serve!(move || App::new().app_data(l2.clone()).service(ours_denied));
-    let (b1, b2) = (backend.clone(), backend.clone());
-    let theirs_ok = serve!(move || {
-        let input = SimpleInputFunctionBuilder::new(Duration::from_secs(3600), 1_000_000)
-            .peer_ip_key()
-            .build();
-        App::new()
-            .wrap(
-                actix_extensible_rate_limit::RateLimiter::builder(b1.clone(), input)
-                    .add_headers()
-                    .build(),
-            )
-            .service(plain)
-    });
-    let theirs_no = serve!(move || {
-        let input = SimpleInputFunctionBuilder::new(Duration::from_secs(3600), 1)
-            .peer_ip_key()
-            .build();
-        App::new()
-            .wrap(
-                actix_extensible_rate_limit::RateLimiter::builder(b2.clone(), input)
-                    .add_headers()
-                    .build(),
-            )
-            .service(plain)
-    });
-
-    let ours_cmds: &[&str] = &["evalsha", "eval"];
-    let theirs_cmds: &[&str] = &["multi", "bitfield", "expire", "ttl", "exec"];
-    println!(
-        "\nHTTP on loopback, 1 worker per server, {CONCURRENCY} connections, {} s each\n",
-        RUN.as_secs()
-    );
-    println!("| configuration | req/s | ratio to no limiter | Redis calls per request | Redis µs per request | Redis CPU busy |");
-    println!("|---|---|---|---|---|---|");
-    let _ = actix_web::rt::task::spawn_blocking(move || warm_up(baseline)).await;
-    let (base, _) = load(baseline).await;
-    println!("| no limiter | {base:.0} | 1.00 | | | |");
-    for (name, port, cmds) in [
-        ("ours, Redis, allowed", ours_ok, ours_cmds),
-        (
-            "actix-extensible-rate-limit, Redis, allowed",
-            theirs_ok,
-            theirs_cmds,
-        ),
-        ("ours, Redis, every request denied", ours_no, ours_cmds),
-        (
-            "actix-extensible-rate-limit, Redis, every request denied",
-            theirs_no,
-            theirs_cmds,
-        ),
-    ] {
-        // Warm up outside the measurement: connections, the script, the first key.
-        let _ = actix_web::rt::task::spawn_blocking(move || warm_up(port)).await;
-        let (before, cpu_before) = (redis_work(redis, cmds), redis_cpu(redis));
-        let (rate, denied) = load(port).await;
-        let (after, cpu_after) = (redis_work(redis, cmds), redis_cpu(redis));
-        let busy = (cpu_after - cpu_before) / RUN.as_secs_f64() * 100.0;
-        let requests = rate * RUN.as_secs_f64(); // wrk's rate over its own elapsed time
-        let calls = (after.0 - before.0) as f64 / requests;
-        let usec = (after.1 - before.1) as f64 / requests;
-        println!(
-            "| {name} | {rate:.0} | {:.2} | {calls:.2} | {usec:.2} | {busy:.0}% |",
-            rate / base
-        );
-        if (denied > 0) != name.contains("denied") {
-            println!("  (unexpected: {denied} non-2xx answers)");
+    let mut configurations = vec![Configuration::new("no limiter", Server::Plain)];
+    for scenario in Scenario::ALL {
+        for (name, limiter) in &limiters {
+            configurations.push(Configuration::new(
+                name,
+                Server::Ours(limiter.clone(), scenario),
+            ));
         }
+        configurations.push(Configuration::new(
+            "actix-extensible-rate-limit",
+            Server::Peer(Box::new(peer.clone()), scenario),
+        ));
     }
-    println!("\nours on Redis: {:?}", ours_limiter.redis_stats());
-    redis_cpu_per_algorithm(redis, url).await;
+    configurations
 }
 
-/// Redis CPU per decision for each algorithm (`INFO commandstats`): decisions sent one at a
+async fn http(settings: &Settings, redis: &RedisServer) {
+    let mut configurations = configurations(redis).await;
+    let mut notes = Vec::new();
+    for round in 0..settings.rounds {
+        let mut order: Vec<usize> = (0..configurations.len()).collect();
+        // Every other round backwards, so that no configuration always runs right after the
+        // same neighbour (whose keys and connections Redis has just been busy with).
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (sample, load) = measure(settings, redis, &configurations[i]).await;
+            eprintln!(
+                "redis_http: round {}/{}, {}: {:.0} req/s",
+                round + 1,
+                settings.rounds,
+                label(&configurations[i]),
+                sample.rate
+            );
+            notes.extend(unexpected(&configurations[i], &load));
+            configurations[i].samples.push(sample);
+        }
+    }
+    print_table(settings, &configurations);
+    for note in notes {
+        println!("- unexpected: {note}");
+    }
+    // One limiter of ours serves every scenario: its figures once, with its first scenario.
+    for configuration in &configurations {
+        if let Server::Ours(limiter, Scenario::HotKey) = &configuration.server {
+            println!("- {}: {:?}", configuration.name, limiter.redis_stats());
+        }
+    }
+}
+
+fn print_table(settings: &Settings, configurations: &[Configuration]) {
+    let layout = if settings.pinned {
+        "this process (one Actix worker) and Redis on core 0, wrk on core 1"
+    } else {
+        "nothing pinned"
+    };
+    println!(
+        "\nHTTP on loopback, {layout}; wrk: 1 thread, {CONNECTIONS} connections; \
+         medians of {} round(s) of {} s\n",
+        settings.rounds,
+        settings.run.as_secs()
+    );
+    println!("| scenario | configuration | req/s | ratio to the peer | server µs/req | Redis µs/req | Redis commands/req (script calls) |");
+    println!("|---|---|---|---|---|---|---|");
+    for configuration in configurations {
+        let rate = configuration.median(|s| s.rate);
+        let peer = configurations
+            .iter()
+            .find(|c| c.is_peer() && c.scenario() == configuration.scenario());
+        let ratio = peer.map_or(String::new(), |peer| {
+            format!("{:.2}", rate / peer.median(|s| s.rate))
+        });
+        println!(
+            "| {} | {} | {} | {ratio} | {:.1} | {:.1} | {:.2} ({:.2}) |",
+            configuration.scenario().map_or("", Scenario::title),
+            configuration.name,
+            thousands(rate),
+            configuration.median(|s| s.server_us),
+            configuration.median(|s| s.redis_us),
+            configuration.median(|s| s.redis_commands),
+            configuration.median(|s| s.redis_script_calls),
+        );
+    }
+    println!();
+}
+
+/// `123456.7` as `123,457`.
+fn thousands(n: f64) -> String {
+    let digits = format!("{n:.0}");
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Redis time per decision for each algorithm (`INFO commandstats`): decisions sent one at a
 /// time (one per script call), then 1,000 at once (batched by the store's thread).
-async fn redis_cpu_per_algorithm(redis: &Redis, url: &str) {
-    println!("\nRedis CPU per allowed decision (INFO commandstats, script time only)\n");
+async fn redis_time_per_algorithm(redis: &RedisServer) {
+    println!("\nRedis time per allowed decision (INFO commandstats, script time only)\n");
     println!("| algorithm | µs, one per call | µs, batched | decisions per call, batched |");
     println!("|---|---|---|---|");
     let options = RedisOptions {
         timeout: Duration::from_secs(2),
+        prefix: "algorithms".to_string(),
         ..RedisOptions::default()
     };
-    let store = RedisStore::connect(url, options).await.unwrap();
-    // A limit large enough that all pass.
+    let store = RedisStore::connect(&redis.url(), options).await.unwrap();
     let limit = Limit::new(Quota::from_parts(100_000, 3600).unwrap());
     for (n, algorithm) in AlgorithmKind::ALL.into_iter().enumerate() {
         // Keys of their own per algorithm: a key holds one algorithm's state.
@@ -296,15 +681,15 @@ async fn redis_cpu_per_algorithm(redis: &Redis, url: &str) {
                 max_wait: 0,
             }
         };
-        cli(redis, &["CONFIG", "RESETSTAT"]);
+        let before = RedisUsage::now(redis);
         for i in 0..2_000u64 {
             store
                 .decide(&[check(i)], 0)
                 .await
                 .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
         }
-        let (_, alone) = redis_work(redis, &["evalsha"]);
-        cli(redis, &["CONFIG", "RESETSTAT"]);
+        let alone = RedisUsage::now(redis).script_us - before.script_us;
+        let before = RedisUsage::now(redis);
         for batch in 0..20u64 {
             let decisions = (0..1_000u64).map(|i| {
                 let check = check(10_000 + batch * 1_000 + i);
@@ -315,12 +700,12 @@ async fn redis_cpu_per_algorithm(redis: &Redis, url: &str) {
                 panic!("{algorithm}: {e}");
             }
         }
-        let (calls, batched) = redis_work(redis, &["evalsha"]);
+        let after = RedisUsage::now(redis);
         println!(
             "| {algorithm} | {:.2} | {:.2} | {:.1} |",
-            alone as f64 / 2_000.0,
-            batched as f64 / 20_000.0,
-            20_000.0 / calls.max(1) as f64
+            alone / 2_000.0,
+            (after.script_us - before.script_us) / 20_000.0,
+            20_000.0 / (after.script_calls - before.script_calls).max(1.0)
         );
     }
 }
