@@ -24,7 +24,7 @@ use actix_web::{get, App, HttpResponse, HttpServer};
 use futures_util::future::join_all;
 use ratelimit_runtime::algorithm::{AlgorithmKind, Limit};
 use ratelimit_runtime::store::{Check, RedisOptions, RedisStore, Store};
-use ratelimit_runtime::{ratelimit, Quota, RateLimiter, RateLimiterBuilder};
+use ratelimit_runtime::{ratelimit, Leases, Quota, RateLimiter, RateLimiterBuilder};
 
 // The Redis processes the tests start and stop, shared with the benchmark.
 #[path = "../tests/support/mod.rs"]
@@ -35,8 +35,14 @@ use support::RedisServer;
 /// Our configurations, each run in every scenario beside the peer.
 const OURS: &[Ours] = &[
     Ours::new("ours", |redis| RateLimiter::builder().redis(redis)),
-    // Another is one more line: Ours::new("ours, <option>", |redis| RateLimiter::builder()
-    // .redis(redis).<option>(..)); its keys in Redis stay apart from the others'.
+    Ours::new("ours, leases", |redis| {
+        RateLimiter::builder()
+            .redis(redis)
+            .redis_leases(Leases::new())
+    }),
+    // Our own in-memory path, what leases aim at: no Redis at all.
+    Ours::new("ours, memory", |_| RateLimiter::builder()),
+    // Another is one more line; its keys in Redis stay apart from the others'.
 ];
 
 /// A configuration of ours: its name and its limiter on the benchmark's Redis.

@@ -172,13 +172,15 @@ fn wrap(func: ItemFn, rules: &[RuleSpec]) -> TokenStream {
             #rt::inventory::submit! { #rt::HandlerRules(&__RATELIMIT_RULES) }
             let (__ratelimit_req, mut __ratelimit_payload) = __ratelimit_raw.into_parts();
             let __ratelimit_pass = match #rt::check(&__ratelimit_req, &__RATELIMIT_RULES).await {
-                ::core::result::Result::Ok(pass) => pass,
-                ::core::result::Result::Err(denied) => return denied,
+                ::core::result::Result::Ok(__ratelimit_allowed) => __ratelimit_allowed,
+                ::core::result::Result::Err(__ratelimit_denied) => return __ratelimit_denied,
             };
             #(
                 let #args = match #rt::extract::<#types>(&__ratelimit_req, &mut __ratelimit_payload).await {
-                    ::core::result::Result::Ok(value) => value,
-                    ::core::result::Result::Err(error) => return __ratelimit_pass.finish(error, &__ratelimit_req),
+                    ::core::result::Result::Ok(__ratelimit_value) => __ratelimit_value,
+                    ::core::result::Result::Err(__ratelimit_error) => {
+                        return __ratelimit_pass.finish(__ratelimit_error, &__ratelimit_req)
+                    }
                 };
             )*
             __ratelimit_pass.respond(__ratelimit_handler(#(#args),*).await, &__ratelimit_req)
