@@ -3,10 +3,12 @@
 
 mod blocked;
 mod check;
+mod exact;
 mod memory;
 mod redis;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
+pub(crate) use exact::exact_in_redis;
 pub use memory::{MemoryStore, MemoryStoreStats};
 pub use redis::{RedisOptions, RedisStore, TimeSource};
