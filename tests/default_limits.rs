@@ -78,3 +78,37 @@ fn bad_rates_are_reported() {
     let err = DefaultLimits::new("10/minuets").unwrap_err();
     assert!(err.to_string().contains("did you mean `minute`"), "{err}");
 }
+
+/// Default limits no limiter would decide keep the app from starting (their middleware fails
+/// to start, as actix starts it for each worker): a sliding log above its maximum anywhere,
+/// and, once a limiter on Redis exists in the process, a limit Redis cannot decide exactly.
+#[actix_web::test]
+async fn default_limits_no_store_can_decide_keep_the_app_from_starting() {
+    use actix_web::dev::Transform;
+    use ratelimit_runtime::algorithm::AlgorithmKind;
+
+    let long_log = DefaultLimits::new("20000/minute")
+        .unwrap()
+        .algorithm(AlgorithmKind::SlidingLog);
+    assert!(long_log.new_transform(test::ok_service()).await.is_err());
+
+    // Nothing connects: the Redis limiter is only built.
+    let limiter = RateLimiter::builder()
+        .redis("redis://127.0.0.1:1")
+        .build()
+        .unwrap();
+    let huge = DefaultLimits::new("2000000 per 30 days")
+        .unwrap()
+        .algorithm(AlgorithmKind::TokenBucket)
+        .name("archive-defaults");
+    assert!(huge.new_transform(test::ok_service()).await.is_err());
+    // Refused, not registered: no rule of that name is known.
+    assert!(!limiter.rules().iter().any(|r| r == "archive-defaults"));
+    // Limits Redis decides exactly start as usual.
+    let fast = DefaultLimits::new("50000/second")
+        .unwrap()
+        .algorithm(AlgorithmKind::Gcra)
+        .name("fast-defaults");
+    assert!(fast.new_transform(test::ok_service()).await.is_ok());
+    assert!(limiter.rules().iter().any(|r| r == "fast-defaults"));
+}

@@ -1,6 +1,7 @@
 //! What the limiter logs, captured through `tracing`: a denial is one debug event naming the
-//! rule and the wait, a dry-run denial at most one info line a second per rule, and a switch to
-//! or from the Redis fallback one warning per transition.
+//! rule and the wait, a dry-run denial at most one info line a second per rule, a switch to
+//! or from the Redis fallback one warning per transition, and a rule the limiter cannot decide
+//! one error naming it.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, App};
 use ratelimit_runtime::store::{RedisOptions, TimeSource};
-use ratelimit_runtime::{ratelimit, ManualClock, RateLimiter};
+use ratelimit_runtime::{ratelimit, DefaultLimits, ManualClock, Quota, RateLimiter};
 use support::RedisServer;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -68,6 +69,17 @@ async fn two() -> &'static str {
 #[get("/trial")]
 #[ratelimit(limit = 1, per = 60, mode = "shadow")]
 async fn trial() -> &'static str {
+    "ok"
+}
+
+/// A quota no store keeps: a sliding log of 20,000.
+fn long_log(_: &actix_web::HttpRequest) -> Quota {
+    Quota::from_parts(20_000, 60).unwrap()
+}
+
+#[get("/long-log")]
+#[ratelimit(limit = long_log, algorithm = "sliding_log")]
+async fn long_log_tier() -> &'static str {
     "ok"
 }
 
@@ -141,6 +153,37 @@ async fn denials_dry_runs_and_fallback_switches_are_logged_as_promised() {
     }
     assert_eq!(
         capture.count(Level::WARN, "back on Redis"),
+        1,
+        "{:?}",
+        capture.all()
+    );
+}
+
+#[actix_web::test]
+async fn a_rule_the_limiter_cannot_decide_is_one_error_naming_it() {
+    use actix_web::dev::Transform;
+    use ratelimit_runtime::algorithm::AlgorithmKind;
+
+    let capture = Capture::default();
+    let _events =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let limiter = RateLimiter::builder().build().unwrap();
+    let app = test::init_service(App::new().app_data(limiter).service(long_log_tier)).await;
+    for _ in 0..3 {
+        let res = test::call_service(&app, get("/long-log")).await;
+        assert_eq!(res.status(), 500);
+    }
+    let rule = concat!(module_path!(), "::long_log_tier");
+    assert_eq!(capture.count(Level::ERROR, rule), 1, "{:?}", capture.all());
+    assert_eq!(capture.count(Level::ERROR, "at most 10000"), 1);
+
+    let defaults = DefaultLimits::new("20000/minute")
+        .unwrap()
+        .algorithm(AlgorithmKind::SlidingLog)
+        .name("long-log-defaults");
+    assert!(defaults.new_transform(test::ok_service()).await.is_err());
+    assert_eq!(
+        capture.count(Level::ERROR, "`long-log-defaults`"),
         1,
         "{:?}",
         capture.all()

@@ -1,6 +1,7 @@
 //! Running limits in production: dry runs, soft limits, overrides (API and file), peek and
-//! reset, metrics, the IETF headers and problem bodies. Every scenario runs on the memory store
-//! and on a Redis server of the test's own, on a manual clock.
+//! reset, metrics, the IETF headers and problem bodies, limits decided exactly on Redis or
+//! refused loudly. Every scenario runs on the memory store and on a Redis server of the test's
+//! own, on a manual clock.
 
 mod support;
 
@@ -69,7 +70,52 @@ async fn stacked() -> &'static str {
     "ok"
 }
 
+#[get("/bucket")]
+#[ratelimit(limit = 3, per = 60, algorithm = "token_bucket")]
+async fn bucket() -> &'static str {
+    "ok"
+}
+
+#[get("/log")]
+#[ratelimit(limit = 3, per = 60, algorithm = "sliding_log")]
+async fn log() -> &'static str {
+    "ok"
+}
+
+#[get("/fast")]
+#[ratelimit(limit = 50_000, per = 1, algorithm = "gcra", burst = 5)]
+async fn fast() -> &'static str {
+    "ok"
+}
+
+/// A tier no Redis script decides exactly: two million per 30 days in a token bucket.
+fn huge(_: &HttpRequest) -> Tier {
+    Tier::new("huge", Quota::from_parts(2_000_000, 30 * 86_400).unwrap())
+}
+
+#[get("/huge")]
+#[ratelimit(limit = huge, algorithm = "token_bucket")]
+async fn huge_tier() -> &'static str {
+    "ok"
+}
+
+/// A tier no store keeps: a sliding log of 20,000.
+fn long_log(_: &HttpRequest) -> Quota {
+    Quota::from_parts(20_000, 60).unwrap()
+}
+
+#[get("/long-log")]
+#[ratelimit(limit = long_log, algorithm = "sliding_log")]
+async fn long_log_tier() -> &'static str {
+    "ok"
+}
+
 const PLAIN: &str = concat!(module_path!(), "::plain");
+const BUCKET: &str = concat!(module_path!(), "::bucket");
+const LOG: &str = concat!(module_path!(), "::log");
+const FAST: &str = concat!(module_path!(), "::fast");
+const HUGE: &str = concat!(module_path!(), "::huge_tier");
+const LONG_LOG: &str = concat!(module_path!(), "::long_log_tier");
 const SHADOW: &str = concat!(module_path!(), "::shadow");
 const MIXED: &str = concat!(module_path!(), "::mixed");
 const SOFT: &str = concat!(module_path!(), "::soft");
@@ -319,6 +365,161 @@ async fn overrides_change_a_limit_at_run_time() {
 
 /// Writes `path` as config tools do: a temporary file renamed over it, so that a reader never
 /// sees it half written.
+async fn unsupported_overrides(store: &Store<'_>) {
+    let clock = ManualClock::at_secs(T0);
+    let limiter = store.builder(&clock).build().unwrap();
+    let app = app!(limiter, bucket, log);
+    // A sliding log above 10,000 is refused on every store; the compiled limit stays.
+    let long = limiter.set_override(LOG, "20000/minute").unwrap_err();
+    assert!(
+        matches!(&long, OverrideError::UnsupportedLimit(e) if e.rule == LOG && e.quota.limit() == 20_000),
+        "{long}"
+    );
+    assert!(long.to_string().contains("at most 10000"), "{long}");
+    assert_eq!(statuses(&app, "/log", 4).await, [200, 200, 200, 429]);
+
+    // Two million per 30 days in a bucket: exact in memory, beyond Redis's doubles.
+    let huge = limiter.set_override(BUCKET, "2000000 per 30 days");
+    match store {
+        Store::Memory => assert_eq!(huge, Ok(())),
+        Store::Redis(_) => {
+            let err = huge.unwrap_err();
+            assert!(
+                matches!(&err, OverrideError::UnsupportedLimit(e) if e.rule == BUCKET),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains("2000000 per 2592000 s")
+                    && err.to_string().contains("2^53"),
+                "names the quota and why: {err}"
+            );
+            assert_eq!(statuses(&app, "/bucket", 4).await, [200, 200, 200, 429]);
+            // From the file too: refused whole, the file's other entries with it.
+            let path = std::env::temp_dir().join(format!(
+                "ratelimit-unsupported-{}-{}.toml",
+                std::process::id(),
+                unique()
+            ));
+            write(
+                &path,
+                &format!("\"{LOG}\" = \"2/minute\"\n\"{BUCKET}\" = \"2000000 per 30 days\"\n"),
+            );
+            let from_file = store.builder(&clock).overrides_file(&path).build().unwrap();
+            let err = from_file.reload_overrides().unwrap_err();
+            assert!(err.to_string().contains(BUCKET), "{err}");
+            let app = app!(from_file, log);
+            assert_eq!(statuses(&app, "/log", 4).await, [200, 200, 200, 429]);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn overrides_no_store_can_decide_are_refused() {
+    on_every_store!(unsupported_overrides);
+}
+
+async fn unsupported_tiers(store: &Store<'_>) {
+    let clock = ManualClock::at_secs(T0);
+    let limiter = store.builder(&clock).build().unwrap();
+    let app = app!(limiter, huge_tier, long_log_tier, plain);
+    // Never decided, on any store: 500 naming the rule.
+    for _ in 0..2 {
+        let res = call(&app, get("/long-log")).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: Value = test::read_body_json(res).await;
+        assert_eq!(body["error"], "rate_limit_unsupported");
+        assert_eq!(body["rule"], LONG_LOG);
+    }
+    let huge = statuses(&app, "/huge", 2).await;
+    match store {
+        Store::Memory => assert_eq!(huge, [200, 200]),
+        Store::Redis(_) => {
+            assert_eq!(huge, [500, 500], "never decided in process memory instead");
+            let res = call(&app, get("/huge")).await;
+            let body: Value = test::read_body_json(res).await;
+            assert_eq!(body["rule"], HUGE);
+            assert!(body["message"].as_str().unwrap().contains("2^53"), "{body}");
+            let stats = limiter.redis_stats().unwrap();
+            assert_eq!(
+                (stats.refused, stats.degraded_decisions),
+                (5, 0),
+                "{stats:?}"
+            );
+            let text = limiter.metrics();
+            let refused = sample(
+                &text,
+                "ratelimit_redis_errors_total",
+                &[("kind", "refused")],
+            );
+            assert_eq!(refused, 5.0);
+            let decided: f64 = text
+                .lines()
+                .filter(|l| l.starts_with("ratelimit_decisions_total{"))
+                .filter(|l| l.contains(&format!("rule=\"{HUGE}\"")))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+                .sum();
+            assert_eq!(decided, 0.0, "no decision of any store or outcome");
+        }
+    }
+    // Other rules are decided as usual meanwhile.
+    assert_eq!(statuses(&app, "/plain", 3).await, [200, 200, 429]);
+}
+
+#[actix_web::test]
+async fn tiers_no_store_can_decide_answer_500_naming_the_rule() {
+    on_every_store!(unsupported_tiers);
+}
+
+async fn fast_gcra(store: &Store<'_>) {
+    let clock = ManualClock::at_secs(T0);
+    let limiter = store.builder(&clock).build().unwrap();
+    let app = app!(limiter, fast);
+    // 50,000 per second, five at once: one every 20 µs.
+    assert_eq!(
+        statuses(&app, "/fast", 6).await,
+        [200, 200, 200, 200, 200, 429]
+    );
+    clock.advance(Duration::from_nanos(19_999));
+    assert_eq!(statuses(&app, "/fast", 1).await, [429]);
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(statuses(&app, "/fast", 2).await, [200, 429]);
+    clock.advance(Duration::from_micros(100));
+    assert_eq!(
+        statuses(&app, "/fast", 6).await,
+        [200, 200, 200, 200, 200, 429]
+    );
+    let text = limiter.metrics();
+    let label = store.label();
+    assert_eq!(decisions(&text, FAST, "allowed", label), 11.0);
+    if let Store::Redis(server) = store {
+        let stats = limiter.redis_stats().unwrap();
+        assert_eq!(
+            (stats.errors, stats.degraded_decisions),
+            (0, 0),
+            "{stats:?}"
+        );
+        // Its state is on Redis, to the nanosecond: "<µs> <ns>".
+        let keys = server.cli(&["--scan", "--pattern", "*"]);
+        let states: Vec<String> = keys
+            .lines()
+            .map(|key| server.cli(&["GET", key]).trim().to_owned())
+            .collect();
+        assert!(
+            states.iter().any(|s| {
+                let parts: Vec<&str> = s.split(' ').collect();
+                parts.len() == 2 && parts[1].parse::<u32>().is_ok_and(|ns| ns < 1_000)
+            }),
+            "{states:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn gcra_above_ten_thousand_per_second_is_decided_exactly_on_redis() {
+    on_every_store!(fast_gcra);
+}
+
 fn write(path: &std::path::Path, text: &str) {
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, text).unwrap();

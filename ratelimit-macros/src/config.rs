@@ -44,6 +44,10 @@ pub struct RuleSpec {
     pub max_wait_millis: Option<u64>,
 }
 
+/// The largest limit of a `sliding_log`: `ratelimit_runtime::algorithm::SlidingLog::MAX_LIMIT`,
+/// which says why (this crate cannot depend on the runtime; a test keeps the two equal).
+const MAX_SLIDING_LOG: u32 = 10_000;
+
 /// The algorithms and whether each has a capacity (`burst`).
 const ALGORITHMS: [(&str, bool); 6] = [
     ("fixed_window", false),
@@ -65,6 +69,7 @@ impl Args {
             Some(n) => self.in_flight(n)?,
             None => self.quotas(at)?,
         };
+        self.check_log_size(algorithm, &quotas)?;
         if let Some(shared) = self.shared.as_ref().filter(|s| s.value.trim().is_empty()) {
             return Err(syn::Error::new(
                 shared.span,
@@ -144,6 +149,27 @@ impl Args {
             ));
         }
         Ok(vec![QuotaSpec::InFlight(n.value)])
+    }
+
+    /// A sliding log keeps one timestamp per unit it counts: its limit is its size, bounded as
+    /// the runtime bounds it. Reported on the limit (or the rate string) that is too large.
+    fn check_log_size(&self, algorithm: &str, quotas: &[QuotaSpec]) -> syn::Result<()> {
+        let too_large = quotas.iter().find_map(|quota| match quota {
+            QuotaSpec::Fixed { limit, .. } if *limit > MAX_SLIDING_LOG => Some(*limit),
+            _ => None,
+        });
+        let (Some(limit), "sliding_log") = (too_large, algorithm) else {
+            return Ok(());
+        };
+        let span = match (&self.rate, &self.limit) {
+            (Some(rate), _) => rate.span,
+            (None, Some(limit)) => limit.span,
+            (None, None) => Span::call_site(),
+        };
+        Err(syn::Error::new(
+            span,
+            format!("a `sliding_log` keeps one timestamp per request it counts, so its limit is at most {MAX_SLIDING_LOG}, not {limit}; use `algorithm = \"sliding_window\"` or `\"gcra\"` for a larger limit, or a shorter period with a smaller one"),
+        ))
     }
 
     /// Waiting needs an algorithm that can reserve a later turn, and an enforced limit.
@@ -336,4 +362,15 @@ fn check_cost(
         cost.span,
         format!("a request costing {} can never pass a limit of {capacity}; lower `cost` or raise the limit", cost.value),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sliding_log_bound_is_the_runtimes() {
+        assert_eq!(
+            super::MAX_SLIDING_LOG,
+            ratelimit_runtime::algorithm::SlidingLog::MAX_LIMIT
+        );
+    }
 }

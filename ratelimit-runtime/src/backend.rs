@@ -48,8 +48,10 @@ pub struct RedisStats {
     pub errors: u64,
     /// Of those, decisions Redis did not answer in time.
     pub timeouts: u64,
-    /// Of those, decisions refused for the rule itself (a quota Redis cannot decide exactly, a
-    /// key holding something else), while Redis stays in use for the rest.
+    /// Of those, decisions refused for the rule itself, while Redis stays in use for the rest:
+    /// a limit Redis cannot decide exactly (known only per request, a tier function's; answered
+    /// `500`, never decided elsewhere), or a key holding something else (answered by the
+    /// failure policy).
     pub refused: u64,
     /// Decisions made by the failure policy instead of Redis.
     pub degraded_decisions: u64,
@@ -215,6 +217,13 @@ impl Backend {
         }
     }
 
+    /// Counts a decision refused before it reached Redis: a limit Redis cannot decide exactly.
+    pub(crate) fn count_refused(&self) {
+        if let Backend::Redis(redis) = self {
+            redis.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn redis_stats(&self) -> Option<RedisStats> {
         let Backend::Redis(redis) = self else {
             return None;
@@ -248,7 +257,7 @@ impl RedisBackend {
             leasable
                 && checks
                     .iter()
-                    .all(|c| c.algorithm.can_lease() && c.max_wait == 0)
+                    .all(|c| crate::store::can_lease(c) && c.max_wait == 0)
         });
         // Units held here are spent first, even for a key Redis denied lately: they are this
         // process's to spend.
@@ -405,7 +414,9 @@ impl RedisBackend {
     /// decide) keeps Redis out of the way for a second and switches to the fallback.
     fn failed(&self, error: &StoreError, now: UnixNanos) {
         if error.is_unsupported() {
-            // This decision, not Redis, is at fault: Redis stays in use for everything else.
+            // This decision, not Redis, is at fault (a key holding another type): Redis stays in
+            // use for everything else. (Limits Redis cannot decide exactly never get here: the
+            // limiter refuses them first, and answers them itself.)
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 "rate limiter: {error}; {} for this decision",

@@ -1,12 +1,17 @@
 //! Every rule of the program, by name: the `#[ratelimit]` handlers (gathered at start-up with
 //! `inventory`) and the [`DefaultLimits`](crate::DefaultLimits) made so far. Operators name
 //! rules to override, peek at or reset them; the catalogue tells a typo from a rule.
+//!
+//! It is also where a rule a limiter cannot decide is caught before the app serves a request
+//! (see `unsupported.rs`): building a limiter on Redis checks every rule known, and default
+//! limits made afterwards are checked as they join.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 use crate::key::Scope;
 use crate::rule::Rule;
+use crate::unsupported::{check_fixed, UnsupportedLimit};
 
 /// The rules of one `#[ratelimit]` handler, as the attribute submits them.
 #[doc(hidden)]
@@ -15,17 +20,46 @@ pub struct HandlerRules(pub &'static [Rule]);
 
 inventory::collect!(HandlerRules);
 
-/// Rules made at run time (default limits).
-static RUNTIME: Mutex<Vec<Rule>> = Mutex::new(Vec::new());
+/// Rules made at run time (default limits), and whether a limiter on Redis was built in this
+/// process: one lock, so that a limiter built while default limits join sees them, or they it.
+static RUNTIME: Mutex<Runtime> = Mutex::new(Runtime {
+    rules: Vec::new(),
+    on_redis: false,
+});
 
-/// Adds rules made at run time.
-pub(crate) fn register(rules: &[Rule]) {
+struct Runtime {
+    rules: Vec<Rule>,
+    on_redis: bool,
+}
+
+/// Adds rules made at run time, unless one of them cannot be decided: by any limiter (a
+/// sliding log too large), or on Redis once a limiter on Redis was built. (Whether these rules
+/// will run on that limiter is not known here: the app finds its limiter per request.)
+pub(crate) fn register(rules: &[Rule]) -> Result<(), UnsupportedLimit> {
     let mut known = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
     for rule in rules {
-        if !known.iter().any(|k| same_limit(k, rule)) {
-            known.push(rule.clone());
+        check_fixed(rule, known.on_redis)?;
+    }
+    for rule in rules {
+        if !known.rules.iter().any(|k| same_limit(k, rule)) {
+            known.rules.push(rule.clone());
         }
     }
+    Ok(())
+}
+
+/// Checks that a limiter on Redis decides every rule known (handlers and default limits made so
+/// far) and, if so, has default limits made from now on checked for Redis too.
+pub(crate) fn adopt_redis() -> Result<(), UnsupportedLimit> {
+    let mut known = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let handlers = inventory::iter::<HandlerRules>
+        .into_iter()
+        .flat_map(|h| h.0);
+    for rule in handlers.chain(known.rules.iter()) {
+        check_fixed(rule, true)?;
+    }
+    known.on_redis = true;
+    Ok(())
 }
 
 /// The rules called `name`: one per limit of a handler or a budget.
@@ -35,7 +69,7 @@ pub(crate) fn rules_named(name: &str) -> Vec<Rule> {
         .into_iter()
         .flat_map(|h| h.0);
     let runtime = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
-    for rule in handlers.chain(runtime.iter()) {
+    for rule in handlers.chain(runtime.rules.iter()) {
         // Handlers sharing a budget each carry its rules: one of each is enough.
         if rule.name == name && !found.iter().any(|f| same_limit(f, rule)) {
             found.push(rule.clone());
@@ -51,7 +85,7 @@ pub(crate) fn names() -> BTreeSet<String> {
         .flat_map(|h| h.0);
     let runtime = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
     handlers
-        .chain(runtime.iter())
+        .chain(runtime.rules.iter())
         .map(|rule| rule.name.to_string())
         .collect()
 }

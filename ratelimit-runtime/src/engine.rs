@@ -23,10 +23,11 @@ use crate::headers::{
 use crate::info::RateLimitInfo;
 use crate::limiter::{Inner, RateLimiter};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
-use crate::response::{too_many_requests, unavailable};
+use crate::response::{too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
 use crate::store::{Check, Verdict};
+use crate::unsupported::{self, UnsupportedLimit};
 
 /// An allowed request: carries what its headers will say until the response exists, and the
 /// slots of its concurrency limits until the response has been sent.
@@ -57,6 +58,8 @@ pub(crate) struct Batch<'r> {
 /// What a batch came to.
 pub(crate) enum Decided {
     Verdict(Verdict),
+    /// A rule of the batch is one this limiter cannot decide: nothing was decided.
+    Refused(UnsupportedLimit),
     /// Fail-open while the store is down: allowed, nothing known.
     Unlimited,
     /// Fail-closed while the store is down: 503 for this many seconds.
@@ -102,12 +105,14 @@ impl RateLimiter {
                 Decided::Verdict(verdict) => {
                     return Err(inner.refuse(req, &enforced, &verdict, now))
                 }
+                Decided::Refused(refused) => return Err(unsupported_limit(&refused)),
                 Decided::Unlimited => return Ok(pass),
                 Decided::Unavailable(secs) => return Err(unavailable(secs)),
             }
         }
         if !shadow.checks.is_empty() {
             let started = inner.clock.now();
+            // A dry run this limiter cannot decide is skipped (and logged): it never refuses.
             if let Decided::Verdict(verdict) =
                 inner.decide(&shadow, now, started, Mode::Shadow).await
             {
@@ -215,7 +220,9 @@ impl Inner {
     }
 
     /// Decides `batch` on the backend and counts what it came to; `started` is when the
-    /// decision began, on the limiter's clock (the time it took is measured from there).
+    /// decision began, on the limiter's clock (the time it took is measured from there). A
+    /// batch holding a limit this limiter cannot decide is refused whole, never decided
+    /// elsewhere.
     pub(crate) async fn decide(
         &self,
         batch: &Batch<'_>,
@@ -223,6 +230,9 @@ impl Inner {
         started: UnixNanos,
         mode: Mode,
     ) -> Decided {
+        if let Some(refused) = self.refusal(batch) {
+            return Decided::Refused(refused);
+        }
         // A soft limit reads the remaining count, which a lease would understate.
         let leasable = batch.rules.iter().all(|(rule, _)| rule.soft.is_none());
         let (answer, store) = self
@@ -237,6 +247,29 @@ impl Inner {
         };
         self.count(batch, &decided, store, mode);
         decided
+    }
+
+    /// The first limit of `batch` this limiter cannot decide (known only now: a quota chosen
+    /// per request, a `check_key` limit, default limits the start-up checks could not see),
+    /// logged once per rule and tier, and counted as a refused Redis decision.
+    fn refusal(&self, batch: &Batch<'_>) -> Option<UnsupportedLimit> {
+        let on_redis = self.backend.is_shared();
+        for (&(rule, tier), check) in batch.rules.iter().zip(&batch.checks) {
+            let Err(refused) = unsupported::check(rule, &check.limit, on_redis) else {
+                continue;
+            };
+            self.backend.count_refused();
+            if self
+                .metrics
+                .with_rule(&rule.name, tier, RuleCounters::first_refusal)
+            {
+                tracing::error!(
+                    "rate limiter: {refused}; requests under it are answered 500 (a dry run lets them through)"
+                );
+            }
+            return Some(refused);
+        }
+        None
     }
 
     /// Times a decision that began at `started`: one more clock read, only with metrics on.
@@ -271,6 +304,8 @@ impl Inner {
                 Decided::Unlimited => Some((Outcome::Allowed, 0)),
                 Decided::Unavailable(_) if mode == Mode::Shadow => Some((Outcome::ShadowDenied, 0)),
                 Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
+                // Nothing was decided: counted as a refused decision, not an outcome.
+                Decided::Refused(_) => None,
             };
             if let Some((outcome, units)) = counted {
                 self.metrics.count(rule, tier, outcome, store, units);

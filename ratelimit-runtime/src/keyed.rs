@@ -68,6 +68,11 @@ impl RateLimiter {
     /// meaning outside a request and is skipped. A cost of 0 counts as 1. Counted in the metrics
     /// like a request.
     ///
+    /// A limit this limiter cannot decide (a `sliding_log` above its maximum, or on Redis a
+    /// limit its script cannot keep exact: see [`UnsupportedLimit`](crate::UnsupportedLimit))
+    /// is never decided: the answer is not allowed, with a limit of 0 (so that
+    /// [`until_ready`](Self::until_ready) fails at once), and the refusal is logged once.
+    ///
     /// ```
     /// # async fn job(limiter: ratelimit_runtime::RateLimiter) {
     /// use ratelimit_runtime::Quota;
@@ -109,6 +114,7 @@ impl RateLimiter {
             Decided::Verdict(verdict) => verdict,
             Decided::Unlimited => return unlimited(&batch, now),
             Decided::Unavailable(secs) => return unavailable(&batch, now, secs),
+            Decided::Refused(_) => return undecidable(now),
         };
         let pick = if verdict.allowed {
             verdict.decisions.iter().max_by_key(|d| d.retry_at)
@@ -180,6 +186,18 @@ fn unavailable(batch: &Batch<'_>, now: u64, secs: u64) -> RateLimitInfo {
         remaining: 0,
         reset_at: later,
         retry_at: later,
+    };
+    RateLimitInfo::new(decision, now)
+}
+
+/// A limit the limiter cannot decide: refused, and nothing can ever pass it.
+fn undecidable(now: u64) -> RateLimitInfo {
+    let decision = Decision {
+        allowed: false,
+        limit: 0,
+        remaining: 0,
+        reset_at: now,
+        retry_at: now,
     };
     RateLimitInfo::new(decision, now)
 }

@@ -48,6 +48,7 @@ mod response;
 mod rule;
 mod slots;
 pub mod store;
+mod unsupported;
 
 #[doc(hidden)]
 pub mod __private;
@@ -69,3 +70,4 @@ pub use quota::Quota;
 pub use ratelimit_macros::ratelimit;
 pub use response::DeniedBody;
 pub use rule::{Mode, OverLimitFn, QuotaSource, Rule, Tier};
+pub use unsupported::UnsupportedLimit;

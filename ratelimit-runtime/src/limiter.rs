@@ -10,6 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::algorithm::Limit;
 use crate::backend::{Backend, FailurePolicy, RedisStats, RedisTarget};
+use crate::catalogue;
 use crate::clock::{Clock, SystemClock};
 use crate::headers::HeaderStyle;
 use crate::key::fingerprint::{write_identity, write_rule};
@@ -20,6 +21,7 @@ use crate::overrides::Overrides;
 use crate::response::DeniedBody;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, RedisOptions};
+use crate::unsupported::UnsupportedLimit;
 
 /// The limiter: a store, a clock, the client-address rules and the header style.
 ///
@@ -79,8 +81,12 @@ impl RateLimiter {
     /// The process-wide limiter: the one [installed](RateLimiter::install), or a default one
     /// (in memory, or on Redis when `REDIS_URL` or `REDIS_CLUSTER_URLS` is set; see
     /// [`RateLimiterBuilder::from_env`]).
+    ///
+    /// Built on first use, so a rule it cannot decide (see
+    /// [`RateLimiterBuilder::build`]) is not refused up front: it is logged at error level, and
+    /// requests under that rule are answered `500` naming it.
     pub fn global() -> &'static RateLimiter {
-        GLOBAL.get_or_init(|| RateLimiterBuilder::default().from_env().build_valid())
+        GLOBAL.get_or_init(|| RateLimiterBuilder::default().from_env().build_global())
     }
 
     /// Makes this limiter the process-wide one, for apps that register none. Fails, returning
@@ -217,6 +223,10 @@ pub enum ConfigError {
     InvalidProxy(InvalidProxy),
     /// `max_keys(0)`.
     ZeroMaxKeys,
+    /// A rule of the program this limiter cannot decide: on Redis, a limit its script cannot
+    /// keep exact. Deciding it in process memory instead would make a fleet's limit a
+    /// process's; the rule must change (the error says how).
+    UnsupportedLimit(UnsupportedLimit),
 }
 
 impl fmt::Display for ConfigError {
@@ -224,6 +234,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::InvalidProxy(e) => write!(f, "invalid trusted proxy: {e}"),
             ConfigError::ZeroMaxKeys => write!(f, "`max_keys` must be at least 1"),
+            ConfigError::UnsupportedLimit(e) => e.fmt(f),
         }
     }
 }
@@ -399,7 +410,40 @@ impl RateLimiterBuilder {
     }
 
     /// The limiter, or what is wrong with the configuration.
+    ///
+    /// With a Redis target, every rule the program holds with a quota known now is checked: the
+    /// `#[ratelimit]` handlers of the whole binary (whether this app serves them or not) and
+    /// the [`DefaultLimits`](crate::DefaultLimits) made so far. One whose arithmetic Redis
+    /// cannot keep exact is refused with [`ConfigError::UnsupportedLimit`], naming it; default
+    /// limits made later are checked as their app starts. Quotas chosen per request are
+    /// checked per request (see [`UnsupportedLimit`]).
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
+        let limiter = self.assemble()?;
+        if limiter.inner.backend.is_shared() {
+            catalogue::adopt_redis().map_err(ConfigError::UnsupportedLimit)?;
+        }
+        limiter.watch_overrides();
+        Ok(limiter)
+    }
+
+    /// The process-wide limiter: its configuration (the defaults and the environment) is valid,
+    /// but a rule it cannot decide only gets logged here, and answered per request.
+    fn build_global(self) -> RateLimiter {
+        let limiter = match self.assemble() {
+            Ok(limiter) => limiter,
+            Err(e) => unreachable!("the default configuration is valid: {e}"),
+        };
+        if limiter.inner.backend.is_shared() {
+            if let Err(refused) = catalogue::adopt_redis() {
+                tracing::error!("rate limiter: {refused}; requests under it are answered 500");
+            }
+        }
+        limiter.watch_overrides();
+        limiter
+    }
+
+    /// The limiter, its options checked; its rules not yet, its overrides file not yet read.
+    fn assemble(self) -> Result<RateLimiter, ConfigError> {
         if self.max_keys == Some(0) {
             return Err(ConfigError::ZeroMaxKeys);
         }
@@ -423,7 +467,8 @@ impl RateLimiterBuilder {
             }
             None => Backend::Memory,
         };
-        let limiter = RateLimiter {
+        let on_redis = backend.is_shared();
+        Ok(RateLimiter {
             inner: Arc::new(Inner {
                 store,
                 backend,
@@ -433,21 +478,11 @@ impl RateLimiterBuilder {
                 denied_body: self.denied_body,
                 shadow: self.shadow,
                 metrics: Metrics::new(self.metrics),
-                overrides: Arc::new(Overrides::with_file(self.overrides_file)),
+                overrides: Arc::new(Overrides::with_file(self.overrides_file, on_redis)),
                 key_prefix: self.key_prefix,
                 hasher: ahash::RandomState::new(),
             }),
-        };
-        limiter.watch_overrides();
-        Ok(limiter)
-    }
-
-    /// `build` for a configuration known to be valid (the defaults).
-    fn build_valid(self) -> RateLimiter {
-        match self.build() {
-            Ok(limiter) => limiter,
-            Err(e) => unreachable!("the default configuration is valid: {e}"),
-        }
+        })
     }
 }
 

@@ -124,6 +124,8 @@ pub(crate) struct RuleCounters {
     concurrent: AtomicBool,
     /// Whether a misconfiguration of the rule was logged already.
     warned: AtomicBool,
+    /// Whether the refusal of the rule (a limit the limiter cannot decide) was logged already.
+    refusal_logged: AtomicBool,
 }
 
 impl RuleCounters {
@@ -139,6 +141,11 @@ impl RuleCounters {
     /// True the first time only: a warning about the rule is logged once.
     pub(crate) fn first_warning(&self) -> bool {
         !self.warned.swap(true, Ordering::Relaxed)
+    }
+
+    /// True the first time only: a rule the limiter cannot decide is logged once.
+    pub(crate) fn first_refusal(&self) -> bool {
+        !self.refusal_logged.swap(true, Ordering::Relaxed)
     }
 
     /// A slot of this rule taken (+1) or given back (-1).

@@ -27,6 +27,11 @@ use crate::rule::{QuotaSource, Rule};
 /// defaults on routes with their own limits; here use [`DefaultLimits::exempt`] for that.)
 /// A request denied by the defaults never reaches routing, the handler or its extractors.
 ///
+/// Limits that cannot be decided (a `sliding_log` above
+/// [`SlidingLog::MAX_LIMIT`](crate::algorithm::SlidingLog::MAX_LIMIT), or on Redis a limit its
+/// script cannot keep exact, once a limiter on Redis was built in the process) keep the app
+/// from starting: the middleware fails to start, and logs why, naming the rule.
+///
 /// ```
 /// use actix_web::{web, App, HttpResponse};
 /// use ratelimit_runtime::DefaultLimits;
@@ -114,10 +119,19 @@ where
     type InitError = ();
     type Future = Ready<Result<DefaultLimitsService<S>, ()>>;
 
+    /// Fails (the app does not start) for a limit no limiter would decide: a `sliding_log`
+    /// above its maximum, or, once a limiter on Redis was built in this process, a limit Redis
+    /// cannot decide exactly. Actix takes no error value from a middleware, so the reason,
+    /// naming the rule, is logged at error level.
     fn new_transform(&self, service: S) -> Self::Future {
         // Registered as the app uses them (not as the builder goes), known by name to
         // operators' overrides, peeks and resets.
-        crate::catalogue::register(&self.rules);
+        if let Err(refused) = crate::catalogue::register(&self.rules) {
+            tracing::error!(
+                "rate limiter: {refused}; the app cannot start with these default limits"
+            );
+            return ready(Err(()));
+        }
         ready(Ok(DefaultLimitsService {
             service: Rc::new(service),
             rules: self.rules.clone(),

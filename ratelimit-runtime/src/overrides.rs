@@ -5,6 +5,9 @@
 //! given `"20/minute"` then has that one limit); algorithm, scope, cost and the other options
 //! stay. Overrides set through the API take precedence over the file's.
 //!
+//! An override the limiter cannot decide (a `sliding_log` above its maximum, or on Redis a
+//! limit its script cannot keep exact) is refused like a bad rate: the limit in force stays.
+//!
 //! **State already counted.** A quota is part of the key its state is kept under, so an
 //! override counts in a budget of its own: clients start under the new limit with a whole
 //! budget, and what they spent under the old one is left to expire. Clearing the override
@@ -28,6 +31,7 @@ use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rate::RateError;
 use crate::rule::{QuotaSource, Rule};
+use crate::unsupported::{self, UnsupportedLimit};
 
 /// An override refused; the rule keeps the limit it had.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub enum OverrideError {
         /// Why.
         error: RateError,
     },
+    /// The new limit is one the limiter cannot decide (a `sliding_log` above its maximum, or on
+    /// Redis a limit its script cannot keep exact); the error says why and what to do instead.
+    UnsupportedLimit(UnsupportedLimit),
     /// The overrides file cannot be read or parsed, or the limiter has none.
     File {
         /// The file.
@@ -85,6 +92,7 @@ impl fmt::Display for OverrideError {
             OverrideError::InvalidRate { rule, error } => {
                 write!(f, "invalid rate for rule `{rule}`: {error}")
             }
+            OverrideError::UnsupportedLimit(e) => e.fmt(f),
             OverrideError::File { path, message } => {
                 write!(f, "rate-limit overrides file {}: {message}", path.display())
             }
@@ -109,12 +117,15 @@ pub(crate) struct Overrides {
     writing: Mutex<()>,
     file: Option<PathBuf>,
     watcher: Mutex<Option<Debouncer<RecommendedWatcher>>>,
+    /// Whether the limiter is on Redis: overrides must then be limits Redis decides exactly.
+    on_redis: bool,
 }
 
 impl Overrides {
-    pub(crate) fn with_file(file: Option<PathBuf>) -> Overrides {
+    pub(crate) fn with_file(file: Option<PathBuf>, on_redis: bool) -> Overrides {
         Overrides {
             file,
+            on_redis,
             ..Overrides::default()
         }
     }
@@ -173,7 +184,7 @@ impl Overrides {
                 message: "this limiter was built without an overrides file".into(),
             });
         };
-        let table = read_file(path)?;
+        let table = read_file(path, self.on_redis)?;
         let count = table.len();
         self.update(|tables| tables.1 = table);
         Ok(count)
@@ -181,8 +192,8 @@ impl Overrides {
 }
 
 /// `rule = "rate"` pairs from a TOML file, or a JSON object when the file ends in `.json`;
-/// every rule must exist and every rate parse, or nothing is taken.
-fn read_file(path: &Path) -> Result<Table, OverrideError> {
+/// every rate must parse and suit the rules of its name, or nothing is taken.
+fn read_file(path: &Path, on_redis: bool) -> Result<Table, OverrideError> {
     let fail = |message: String| OverrideError::File {
         path: path.to_owned(),
         message,
@@ -198,7 +209,7 @@ fn read_file(path: &Path) -> Result<Table, OverrideError> {
     };
     let mut table = Table::new();
     for (rule, rate) in entries {
-        let quotas = match validate(&rule, &rate) {
+        let quotas = match validate(&rule, &rate, on_redis) {
             Ok(quotas) => quotas,
             // Default limits join the catalogue when the app is built, which may come after the
             // limiter read the file: such a name applies once its rule exists.
@@ -225,8 +236,9 @@ fn read_file(path: &Path) -> Result<Table, OverrideError> {
     Ok(table)
 }
 
-/// The quotas of `rate` for a known `rule`, each able to hold one of its requests.
-fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
+/// The quotas of `rate` for a known `rule`, each able to hold one of its requests and each one
+/// the limiter (on Redis when `on_redis`) decides.
+fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, OverrideError> {
     let mut rules = catalogue::rules_named(rule);
     // Overrides change rates; a concurrency limit is not one.
     rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
@@ -244,7 +256,8 @@ fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
         .iter()
         .flat_map(|r| quotas.iter().map(move |q| (r, q)))
     {
-        let capacity = known.limit_of(*quota).capacity.get();
+        let limit = known.limit_of(*quota);
+        let capacity = limit.capacity.get();
         if known.cost.get() > capacity {
             return Err(OverrideError::CostTooHigh {
                 rule: rule.to_owned(),
@@ -252,6 +265,7 @@ fn validate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
                 capacity,
             });
         }
+        unsupported::check(known, &limit, on_redis).map_err(OverrideError::UnsupportedLimit)?;
     }
     Ok(quotas)
 }
@@ -261,10 +275,12 @@ impl RateLimiter {
     /// [`rules`](RateLimiter::rules) lists them, or `shared:<name>`) with `rate`
     /// (`"20/minute"`, or several limits separated by `;`), in force from the next request.
     ///
-    /// A rate that does not parse, or a name no rule has, is refused and the limit stays as it
-    /// was. An override counts in a budget of its own (see the README's *Overrides*).
+    /// A rate that does not parse, a name no rule has, or a limit this limiter cannot decide
+    /// ([`OverrideError::UnsupportedLimit`]: a `sliding_log` above its maximum, or on Redis a
+    /// limit its script cannot keep exact) is refused and the limit stays as it was. An
+    /// override counts in a budget of its own (see the README's *Overrides*).
     pub fn set_override(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
-        let quotas = validate(rule, rate)?;
+        let quotas = validate(rule, rate, self.inner().backend.is_shared())?;
         tracing::info!(rule, rate, "rate limiter: override set");
         self.inner()
             .overrides

@@ -1,5 +1,5 @@
 //! The answers the limiter gives itself: 429 for a denied request, 503 for a fail-closed
-//! limiter whose store is down.
+//! limiter whose store is down, 500 for a rule it cannot decide.
 
 use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
@@ -7,6 +7,7 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 use crate::info::RateLimitInfo;
+use crate::unsupported::UnsupportedLimit;
 
 /// The body of the default 429 response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +71,21 @@ pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
     HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .insert_header((RETRY_AFTER, HeaderValue::from(retry_after_secs)))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(body.to_string())
+}
+
+/// The answer to a request under a rule the limiter cannot decide (see `unsupported.rs`):
+/// `500`, the server's configuration being at fault, with a body naming the rule and why. No
+/// `Retry-After`: retrying will not help until the rule changes.
+pub(crate) fn unsupported_limit(refused: &UnsupportedLimit) -> HttpResponse {
+    let body = json!({
+        "error": "rate_limit_unsupported",
+        "rule": refused.rule,
+        "message": refused.to_string(),
+    });
+    HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(body.to_string())
 }

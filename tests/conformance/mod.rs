@@ -250,6 +250,61 @@ pub async fn bursts<S: Store>(store: &S) {
     }
 }
 
+/// A sliding log at its largest limit: units admitted together leave together, the ones
+/// admitted later stay, and a peek sees the same without dropping anything.
+pub async fn sliding_log_at_its_bound<S: Store>(store: &S) {
+    let subject = Subject::new(store, AlgorithmKind::SlidingLog, 10_000, 60);
+    assert!(subject.spend(T0, 4_000).await.allowed);
+    assert!(subject.spend(T0 + 10 * SEC, 6_000).await.allowed);
+    let full = subject.spend(T0 + 60 * SEC - 1_000, 1).await;
+    assert!(!full.allowed);
+    assert_eq!(full.retry_at, T0 + 60 * SEC, "when the first 4,000 leave");
+    let peeked = store.peek(&[subject.check()], T0 + 60 * SEC).await.unwrap();
+    assert!(peeked.allowed);
+    assert_eq!(
+        peeked.decisions[0].remaining, 3_999,
+        "after a request of one"
+    );
+    assert!(!subject.spend(T0 + 60 * SEC, 4_001).await.allowed);
+    let refilled = subject.spend(T0 + 60 * SEC, 4_000).await;
+    assert!(refilled.allowed);
+    assert_eq!(refilled.remaining, 0);
+    let early = subject.spend(T0 + 70 * SEC, 6_001).await;
+    assert!(!early.allowed);
+    assert_eq!(early.remaining, 6_000);
+    assert!(subject.spend(T0 + 70 * SEC, 6_000).await.allowed);
+}
+
+/// GCRA above 10,000 per second keeps a whole-nanosecond interval on every store (rounded up,
+/// as the memory store rounds it), so its rate stays exact where a whole-microsecond interval
+/// would round it by more than 1%.
+pub async fn gcra_above_ten_thousand_per_second<S: Store>(store: &S) {
+    // 50,000 per second, five at once: one every 20 µs.
+    let subject = Subject::new(store, AlgorithmKind::Gcra, 50_000, 1).with_capacity(5);
+    assert_eq!(subject.admit_all(T0, 6).await, 5);
+    let denied = subject.spend(T0, 1).await;
+    assert_eq!(denied.retry_at, T0 + 20_000);
+    assert_eq!(denied.reset_at, T0 + 100_000);
+    assert!(!subject.allowed(T0 + 19_999).await);
+    assert!(subject.allowed(T0 + 20_000).await);
+    // A whole second refills exactly 50,000, and not a microsecond earlier.
+    let second = Subject::new(store, AlgorithmKind::Gcra, 50_000, 1);
+    assert!(second.spend(T0, 50_000).await.allowed);
+    let early = second.spend(T0 + SEC - 1_000, 50_000).await;
+    assert!(!early.allowed);
+    assert_eq!(early.retry_at, T0 + SEC);
+    let refilled = second.spend(T0 + SEC, 50_000).await;
+    assert!(refilled.allowed);
+    assert_eq!(refilled.remaining, 0);
+    // 30,000 per second: 33,333.3 ns, rounded up to 33,334: a second and 20 µs for 30,000.
+    let third = Subject::new(store, AlgorithmKind::Gcra, 30_000, 1);
+    assert!(third.spend(T0, 30_000).await.allowed);
+    let denied = third.spend(T0 + SEC, 30_000).await;
+    assert!(!denied.allowed);
+    assert_eq!(denied.retry_at, T0 + SEC + 20_000);
+    assert!(third.spend(denied.retry_at, 30_000).await.allowed);
+}
+
 /// The leaky bucket smooths: without a burst, one request per `per / limit`.
 pub async fn leaky_bucket_smooths<S: Store>(store: &S) {
     let subject = Subject::new(store, AlgorithmKind::LeakyBucket, 4, 1);
@@ -325,7 +380,8 @@ macro_rules! with_cases {
             $($arg;)?
             exact_limit_and_one_more, retry_at_is_exact, denied_costs_are_not_charged,
             fixed_window_edges, fixed_window_boundary_burst, sliding_log_five_per_five_minutes,
-            sliding_window_84_36, token_bucket_ten_per_minute, bursts, leaky_bucket_smooths,
+            sliding_window_84_36, token_bucket_ten_per_minute, bursts, sliding_log_at_its_bound,
+            gcra_above_ten_thousand_per_second, leaky_bucket_smooths,
             stacked_checks_all_or_nothing, clock_stepping_back, reset_is_when_whole_again
         }
     };

@@ -1,7 +1,8 @@
 //! Sliding log: one timestamp per admitted unit, exact over any window of length `per`.
 //!
 //! The log stores when each admitted unit stops counting (its admission time plus the period),
-//! oldest first, and never more than the limit of them: memory per key is bounded by the limit.
+//! oldest first, and never more than the limit of them: memory per key is bounded by the limit,
+//! and the limit by [`SlidingLog::MAX_LIMIT`].
 
 use std::collections::VecDeque;
 
@@ -12,6 +13,22 @@ use crate::decision::Decision;
 /// The sliding-log algorithm.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SlidingLog;
+
+impl SlidingLog {
+    /// The largest `limit` a sliding log takes: 10,000.
+    ///
+    /// A log holds one instant per unit it counts, so its limit is its size per key: 80 KB in
+    /// memory at this bound, about 210 KB as a Redis list (measured with `MEMORY USAGE`), and a
+    /// request of that cost pushes as many entries within the decision script, which holds
+    /// Redis for the whole fleet meanwhile. Ten thousand covers the quotas a log is chosen for
+    /// (exactly N per any window, N per client in the hundreds or thousands) while keeping a
+    /// million-key store from being made to hold gigabytes by one rule. Above it,
+    /// `sliding_window` (16 bytes, weighted) or `gcra` / `token_bucket` (exact rates) keep a
+    /// larger limit in constant space. The attribute refuses a larger limit at compile time; a
+    /// limiter refuses one it learns at run time (a tier function, an override, default limits
+    /// from a string) as a limit it cannot decide.
+    pub const MAX_LIMIT: u32 = 10_000;
+}
 
 /// A key's log: the instants at which its admitted units stop counting, ascending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -10,12 +10,17 @@
 --
 -- Returns { server now, then per decision: outcome (1 all allowed, 0 denied, -1 error), then
 -- per check: allowed, remaining, reset, retry }, times in microseconds since the Unix epoch. A
--- decision that fails (a key holding another type, a corrupt state) fails alone. The arithmetic mirrors the Rust algorithms in
--- src/algorithm/, in microseconds: Lua numbers are doubles, exact below 2^53 (the caller refuses
--- quotas whose scaled values would not be). Redis runs this for every decision of a fleet, so
--- it is written for few allocations: no closures per check, states parsed with one match.
+-- decision that fails (a key holding another type, a corrupt state) fails alone. The arithmetic
+-- mirrors the Rust algorithms in src/algorithm/, in microseconds: Lua numbers are doubles, exact
+-- below 2^53 (the caller refuses quotas whose scaled values would not be: src/store/exact.rs).
+-- Redis runs this for every decision of a fleet, so it is written for few allocations: no
+-- closures per check, states parsed with one match.
+--
+-- Algorithms: 1 fixed window, 2 sliding window, 3 sliding log, 4 token bucket, 5 leaky bucket,
+-- 6 GCRA, 7 GCRA above 10,000 per second (nanosecond interval; its own state format).
 
 local US = 1000000
+local NS = 1000000000
 -- Keys live until their state no longer matters, and at least a second. On the client's clock
 -- (tests on a manual clock) that state's lifetime is in the client's time, not Redis's: keys then
 -- live at least a minute of real time, so that a slow test never sees its state expire.
@@ -86,6 +91,26 @@ local function decide(first, arg, count, charge, out)
       reset = allowed and new_tat or tat
       retry = allowed and now or max(new_tat - window, now)
       value, expiry = format('%.0f', new_tat), new_tat
+
+    elseif algorithm == 7 then
+      -- GCRA above 10,000 per second, where a whole-µs interval would round the rate by more
+      -- than 1%: the interval in whole ns, rounded up as the memory store does. The arrival
+      -- time is stored as its µs and the ns beyond them; the arithmetic runs in ns relative to
+      -- now, values within (capacity + cost) intervals of under 100 µs: exact.
+      local interval = ceil_div(period * NS, limit)
+      local window = capacity * interval
+      local found, stored_us, stored_ns = load(key, TWO)
+      local ahead = 0
+      if found then ahead = max((stored_us - now) * 1000 + stored_ns, 0) end
+      local after = ahead + cost * interval
+      allowed = after <= window
+      local held = allowed and after or ahead
+      remaining = floor_div(window - min(held, window), interval)
+      -- Reported instants are whole µs, rounded up: never before the state allows them.
+      reset = now + ceil_div(held, 1000)
+      retry = allowed and now or now + ceil_div(after - window, 1000)
+      local whole = floor_div(after, 1000)
+      value, expiry = format('%.0f %.0f', now + whole, after - whole * 1000), now + ceil_div(after, 1000)
 
     elseif algorithm == 1 then
       -- Fixed window: the window's end (s) and what was spent in it.
@@ -164,14 +189,23 @@ local function decide(first, arg, count, charge, out)
       -- Sliding log: a list of the instants at which admitted units stop counting, oldest first.
       local kind = redis.call('TYPE', key).ok
       if kind ~= 'list' and kind ~= 'none' then error(CORRUPT) end
-      -- Expired entries are dropped, or only skipped by a peek, which writes nothing.
-      local skip = 0
-      while true do
-        local oldest = redis.call('LINDEX', key, skip)
-        if not (oldest and tonumber(oldest) <= now) then break end
-        if charge then redis.call('LPOP', key) else skip = skip + 1 end
+      -- Expired entries (instants up to now) are a prefix of the list: found by binary search,
+      -- a few LINDEX whatever the log's length, then dropped with one LTRIM, or only skipped by
+      -- a peek, which writes nothing. (One command per entry would hold Redis, and every
+      -- decision of the fleet behind it, for about a millisecond per thousand entries.)
+      local skip, length = 0, redis.call('LLEN', key)
+      local past = length
+      while skip < past do
+        local middle = floor((skip + past) / 2)
+        local instant = tonumber(redis.call('LINDEX', key, middle))
+        if not instant then error(CORRUPT) end
+        if instant <= now then skip = middle + 1 else past = middle end
       end
-      local held = redis.call('LLEN', key) - skip
+      if charge and skip > 0 then
+        redis.call('LTRIM', key, skip, -1)
+        length, skip = length - skip, 0
+      end
+      local held = length - skip
       local newest = now + period * US
       local last_raw = held > 0 and redis.call('LINDEX', key, -1) or nil
       local last = last_raw and tonumber(last_raw) or 0

@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 use redis::Script;
 use smallvec::SmallVec;
 
-use super::redis::{algorithm_code, exact_in_redis, key_of, reported_limit, shift};
+use super::exact::gcra_in_nanos;
+use super::redis::{algorithm_code, exact_check, key_of, reported_limit, shift};
 use super::{Check, RedisStore, StoreError, TimeSource, Verdict};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
@@ -65,8 +66,8 @@ impl RedisStore {
         now: UnixNanos,
     ) -> Result<LeaseAnswer, StoreError> {
         for ask in asks {
-            exact_in_redis(&ask.check)?;
-            if !ask.check.algorithm.can_lease() {
+            exact_check(&ask.check)?;
+            if !can_lease(&ask.check) {
                 return Err(StoreError::unsupported(format!(
                     "{} cannot be leased",
                     ask.check.algorithm
@@ -92,7 +93,7 @@ impl RedisStore {
             let check = &ask.check;
             invocation
                 .key(key_of(&self.options().prefix, check))
-                .arg(algorithm_code(check.algorithm))
+                .arg(algorithm_code(check))
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
                 .arg(check.limit.capacity.get())
@@ -106,6 +107,14 @@ impl RedisStore {
             .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
         parse(&reply, asks, now, server_time)
     }
+}
+
+/// Whether `check` can be leased: its algorithm allows it, in the arithmetic `lease.lua` has
+/// (GCRA above 10,000 per second is decided per request, in nanoseconds).
+pub fn can_lease(check: &Check) -> bool {
+    check.algorithm.can_lease()
+        && !(check.algorithm == crate::algorithm::AlgorithmKind::Gcra
+            && gcra_in_nanos(&check.limit))
 }
 
 /// `[now, outcome, per check: allowed, charged, remaining, reset, retry]`, times in µs.

@@ -3,6 +3,7 @@
 
 mod blocked;
 mod check;
+mod exact;
 mod lane;
 mod lease;
 mod memory;
@@ -10,6 +11,7 @@ mod redis;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
-pub use lease::{Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
+pub(crate) use exact::exact_in_redis;
+pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
 pub use memory::{MemoryStore, MemoryStoreStats};
 pub use redis::{RedisOptions, RedisStore, TimeSource};

@@ -14,7 +14,8 @@
 //! go one per call, to the slot of their keys.
 //!
 //! Redis keeps time in microseconds (Lua numbers are doubles, exact to 2^53): instants go in
-//! rounded down to the microsecond and come back as whole microseconds.
+//! rounded down to the microsecond and come back as whole microseconds. A limit whose
+//! arithmetic would not stay exact is refused before any round trip (see `exact.rs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use redis::{Script, ScriptInvocation};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
+use super::exact::{exact_in_redis, gcra_in_nanos};
 use super::lane::Lanes;
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::AlgorithmKind;
@@ -118,9 +120,6 @@ pub(super) struct Job {
     pub(super) done: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
-/// Doubles are exact below this: scaled values must stay under it.
-const EXACT: u128 = 1 << 53;
-const MICROS_PER_SEC: u128 = 1_000_000;
 /// The most decisions one script call carries.
 pub(super) const MAX_BATCH: usize = 64;
 
@@ -395,7 +394,7 @@ impl RedisStore {
         now: UnixNanos,
         charge: bool,
     ) -> Result<Verdict, StoreError> {
-        checks.iter().try_for_each(exact_in_redis)?;
+        checks.iter().try_for_each(exact_check)?;
         let answer = async {
             match &self.connection {
                 Connection::Single(single) => {
@@ -604,7 +603,7 @@ async fn call<C: ConnectionLike>(
         for check in *checks {
             invocation
                 .key(key_of(&options.prefix, check))
-                .arg(algorithm_code(check.algorithm))
+                .arg(algorithm_code(check))
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
                 .arg(check.limit.capacity.get())
@@ -651,49 +650,32 @@ fn redis_error(e: redis::RedisError) -> StoreError {
 /// What the script raises for a key holding another type or a corrupt state.
 const CORRUPT: &str = "ratelimit: a key holds another type or a corrupt state";
 
-pub(crate) fn algorithm_code(kind: AlgorithmKind) -> u8 {
-    match kind {
+/// The script's number for `check`'s arithmetic: one per algorithm, and GCRA's second,
+/// nanosecond form above 10,000 per second.
+pub(crate) fn algorithm_code(check: &Check) -> u8 {
+    match check.algorithm {
         AlgorithmKind::FixedWindow => 1,
         AlgorithmKind::SlidingWindow => 2,
         AlgorithmKind::SlidingLog => 3,
         AlgorithmKind::TokenBucket => 4,
         AlgorithmKind::LeakyBucket => 5,
+        AlgorithmKind::Gcra if gcra_in_nanos(&check.limit) => 7,
         AlgorithmKind::Gcra => 6,
     }
 }
 
-/// Refuses a quota whose scaled arithmetic would not be exact in the script's doubles.
-pub(crate) fn exact_in_redis(check: &Check) -> Result<(), StoreError> {
-    let period = u128::from(check.limit.quota.period_secs()) * MICROS_PER_SEC;
-    let limit = u128::from(check.limit.quota.limit());
-    let capacity = u128::from(check.limit.capacity.get());
-    let cost = u128::from(check.cost);
-    let refuse = |why: &str| {
-        Err(StoreError::unsupported(format!(
-            "{} ({} per {} s, capacity {}) cannot be decided exactly on Redis: {why}",
+/// Refuses a check whose arithmetic would not be exact in the script's doubles. The limiter
+/// refuses such rules before they reach the store; this guards the store used on its own.
+pub(crate) fn exact_check(check: &Check) -> Result<(), StoreError> {
+    exact_in_redis(check.algorithm, &check.limit, check.cost).map_err(|why| {
+        StoreError::unsupported(format!(
+            "{} ({} per {} s, capacity {}) cannot be decided exactly: {why}",
             check.algorithm,
             check.limit.quota.limit(),
             check.limit.quota.period_secs(),
             check.limit.capacity
-        )))
-    };
-    // The largest product each script step forms must stay below 2^53 (exact doubles).
-    let largest = match check.algorithm {
-        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingLog => period,
-        // Arrival times reach `now + capacity × interval`; `now` needs the other half.
-        AlgorithmKind::Gcra => 2 * (capacity + cost) * period.div_ceil(limit),
-        AlgorithmKind::SlidingWindow => (limit + cost) * period,
-        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => (capacity + cost) * period,
-    };
-    if largest >= EXACT {
-        return refuse("limit × period in µs must stay below 2^53");
-    }
-    // GCRA's interval is a whole microsecond on Redis: below 100 µs the rounding would be more
-    // than 1% (stricter); use a token bucket, which keeps fractions exactly.
-    if check.algorithm == AlgorithmKind::Gcra && period / limit < 100 {
-        return refuse("more than 10,000 per second; use `token_bucket`");
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// `[server now, per decision: outcome (1, 0, -1), (allowed, remaining, reset, retry) per
@@ -852,15 +834,20 @@ mod tests {
     }
 
     #[test]
-    fn quotas_beyond_exact_doubles_are_refused() {
-        assert!(exact_in_redis(&check(AlgorithmKind::TokenBucket, 100_000, 86_400)).is_ok());
-        let too_large = exact_in_redis(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30));
-        assert!(too_large.is_err_and(|e| e.is_unsupported()));
-        assert!(exact_in_redis(&check(AlgorithmKind::FixedWindow, u32::MAX, 86_400 * 30)).is_ok());
-        assert!(exact_in_redis(&check(AlgorithmKind::Gcra, 10_000, 1)).is_ok());
-        let too_fast = exact_in_redis(&check(AlgorithmKind::Gcra, 20_000, 1));
-        assert!(
-            too_fast.is_err_and(|e| e.is_unsupported() && e.to_string().contains("token_bucket"))
+    fn quotas_beyond_exact_doubles_are_refused_before_a_round_trip() {
+        assert!(exact_check(&check(AlgorithmKind::TokenBucket, 100_000, 86_400)).is_ok());
+        let too_large = exact_check(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30));
+        assert!(too_large.is_err_and(|e| e.is_unsupported() && e.to_string().contains("2^53")));
+        assert!(exact_check(&check(AlgorithmKind::Gcra, 50_000, 1)).is_ok());
+    }
+
+    #[test]
+    fn gcra_above_ten_thousand_per_second_takes_its_nanosecond_form() {
+        assert_eq!(algorithm_code(&check(AlgorithmKind::Gcra, 10_000, 1)), 6);
+        assert_eq!(algorithm_code(&check(AlgorithmKind::Gcra, 50_000, 1)), 7);
+        assert_eq!(
+            algorithm_code(&check(AlgorithmKind::TokenBucket, 50_000, 1)),
+            4
         );
     }
 }
