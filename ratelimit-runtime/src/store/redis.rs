@@ -584,9 +584,19 @@ async fn call<C: ConnectionLike>(
     options: &RedisOptions,
     decisions: &[Decide<'_>],
 ) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
-    let mut invocation = script.prepare_invoke();
+    // The command is written in one buffer (keys, then arguments), without a string per
+    // argument: this is the path every decision takes.
     let server_time = options.time == TimeSource::Server;
-    invocation
+    let keys: usize = decisions.iter().map(|d| d.checks.len()).sum();
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(keys);
+    let mut key = Vec::with_capacity(options.prefix.len() + 40);
+    for check in decisions.iter().flat_map(|d| d.checks) {
+        key.clear();
+        write_key(&mut key, &options.prefix, check);
+        command.arg(&key[..]);
+    }
+    command
         .arg(if server_time { "server" } else { "client" })
         .arg(decisions.len());
     for Decide {
@@ -597,12 +607,11 @@ async fn call<C: ConnectionLike>(
     {
         // A peek is told by a negative number of checks.
         let count = checks.len() as i64;
-        invocation
+        command
             .arg(if *charge { count } else { -count })
             .arg(now / 1_000);
         for check in *checks {
-            invocation
-                .key(key_of(&options.prefix, check))
+            command
                 .arg(algorithm_code(check))
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
@@ -611,11 +620,33 @@ async fn call<C: ConnectionLike>(
                 .arg(check.max_wait / 1_000);
         }
     }
-    let reply: Vec<i64> = invocation
-        .invoke_async(connection)
-        .await
-        .map_err(redis_error)?;
+    let reply: Vec<i64> = match command.query_async(connection).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            // A restarted or flushed Redis: load the script again, once.
+            script.load_async(connection).await.map_err(redis_error)?;
+            command.query_async(connection).await
+        }
+        reply => reply,
+    }
+    .map_err(redis_error)?;
     parse_reply(&reply, decisions, server_time)
+}
+
+/// Writes `check`'s key, as [`key_of`] makes it, into `out`.
+fn write_key(out: &mut Vec<u8>, prefix: &str, check: &Check) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |out: &mut Vec<u8>, value: u64| {
+        out.extend(
+            (0..16)
+                .rev()
+                .map(|i| HEX[((value >> (4 * i)) & 0xf) as usize]),
+        );
+    };
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(b":{");
+    hex(out, check.group);
+    out.extend_from_slice(b"}:");
+    hex(out, check.key);
 }
 
 async fn with_timeout<T>(
@@ -818,6 +849,18 @@ mod tests {
             parse_reply(&negative, &batch, false).is_err(),
             "negative remaining"
         );
+    }
+
+    #[test]
+    fn keys_are_written_as_they_are_named() {
+        let check = Check {
+            key: 0xdead_beef,
+            group: u64::MAX - 1,
+            ..check(AlgorithmKind::Gcra, 10, 1)
+        };
+        let mut written = Vec::new();
+        write_key(&mut written, "app", &check);
+        assert_eq!(written, key_of("app", &check).into_bytes());
     }
 
     #[test]
