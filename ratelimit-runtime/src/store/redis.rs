@@ -6,12 +6,15 @@
 //! `NOSCRIPT` (a restarted Redis). Keys expire once their state no longer matters. The keys of
 //! one decision share a hash tag, so the script runs on Redis Cluster too.
 //!
-//! On a single Redis, decisions that arrive while others are in flight travel together: a
-//! thread of the store's own takes whatever decisions are waiting and sends them as one script
-//! call, each still decided (and charged) on its own, in order. Each decision still costs one
-//! round trip of latency, but Redis pays the script's fixed cost once per batch rather than once
-//! per request, which is most of its cost (measured in BENCHMARKS.md). On a Cluster, decisions
-//! go one per call, to the slot of their keys.
+//! On a single Redis, decisions that arrive while others are in flight travel together: each
+//! thread that asks for decisions (an Actix worker) has a lane of its own (`lane.rs`), a task
+//! on its runtime with its own connection, which sends whatever decisions are waiting as one
+//! script call, each still decided (and charged) on its own, in order. Each decision still
+//! costs one round trip of latency, but Redis pays the script's fixed cost once per batch
+//! rather than once per request, which is most of its cost, and no decision crosses threads
+//! (measured in BENCHMARKS.md). The other commands (concurrency slots, resets, leases) go
+//! through a thread of the store's own. On a Cluster, decisions go one per call, to the slot of
+//! their keys.
 //!
 //! Redis keeps time in microseconds (Lua numbers are doubles, exact to 2^53): instants go in
 //! rounded down to the microsecond and come back as whole microseconds. A limit whose
