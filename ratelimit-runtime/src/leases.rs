@@ -6,7 +6,8 @@
 //! same call. How much it asks for follows what this process spent on the key lately (about
 //! one lifetime's worth); Redis grants at most 1/32 of what the budget has left after the
 //! request ([`LEASE_SHARE`](crate::store::LEASE_SHARE)), so leases shrink to nothing, which is
-//! the exact per-request path, as the budget runs out.
+//! the exact per-request path, as the budget runs out. A process holds one lease per key: the
+//! leases of P processes hold at most 1 - (31/32)^P of what was left before they were taken.
 //!
 //! What the fleet-wide limit becomes:
 //! - **fixed window**: leased units are counted in their window when they are taken and die
