@@ -5,6 +5,7 @@ mod blocked;
 mod check;
 mod memory;
 mod redis;
+mod table;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
