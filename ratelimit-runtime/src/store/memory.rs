@@ -1,9 +1,10 @@
-//! The embedded store: sharded maps behind short mutexes, bounded in keys.
+//! The embedded store: sharded tables behind short mutexes, bounded in keys.
 //!
 //! Keys are 64-bit fingerprints, so an IP-keyed check allocates nothing and a tracked key costs
-//! its fingerprint plus its state. They pick the shard and the bucket as they are: they must come
+//! its fingerprint beside its state, in an open-addressing table (`table.rs`) where a known key
+//! is found in one cache miss. They pick the shard and the slot as they are: they must come
 //! from a hash clients cannot predict (the limiter seeds its hash per process), or a client could
-//! aim many keys at one bucket. A collision of two fingerprints (about one in 10^7 at a
+//! aim many keys at one slot. A collision of two fingerprints (about one in 10^7 at a
 //! million keys) makes two clients share one budget: stricter, never looser.
 //!
 //! Idle keys are dropped inline, without a background task: a shard sweeps out expired state
@@ -19,6 +20,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use nohash_hasher::NoHashHasher;
 use smallvec::SmallVec;
 
+use super::table::{Group, Slots, Table};
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::{
     Algorithm, AlgorithmKind, FixedWindow, Gcra, LeakyBucket, SlidingLog, SlidingWindow,
@@ -27,8 +29,11 @@ use crate::algorithm::{
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
 
-/// Fingerprints are already uniform: hash them as themselves.
-type Table<S> = HashMap<u64, S, BuildHasherDefault<NoHashHasher<u64>>>;
+/// Requests in flight per key. Fingerprints are already uniform: hash them as themselves.
+type InFlight = HashMap<u64, u32, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// The table of the states of algorithm `A`.
+type TableFor<A> = Table<<A as TableOf>::Group>;
 
 const SHARDS: usize = 64;
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -65,40 +70,48 @@ pub struct MemoryStoreStats {
 
 #[derive(Debug, Default)]
 struct Shard {
-    fixed_window: Table<<FixedWindow as Algorithm>::State>,
-    sliding_window: Table<<SlidingWindow as Algorithm>::State>,
-    sliding_log: Table<<SlidingLog as Algorithm>::State>,
-    token_bucket: Table<<TokenBucket as Algorithm>::State>,
-    leaky_bucket: Table<<LeakyBucket as Algorithm>::State>,
-    gcra: Table<<Gcra as Algorithm>::State>,
-    /// Requests in flight per key of a concurrency limit; a key leaves at zero, so the table
+    fixed_window: TableFor<FixedWindow>,
+    sliding_window: TableFor<SlidingWindow>,
+    sliding_log: TableFor<SlidingLog>,
+    token_bucket: TableFor<TokenBucket>,
+    leaky_bucket: TableFor<LeakyBucket>,
+    gcra: TableFor<Gcra>,
+    /// Requests in flight per key of a concurrency limit; a key leaves at zero, so the map
     /// never holds more keys than there are requests in flight.
-    in_flight: Table<u32>,
+    in_flight: InFlight,
     last_sweep: UnixNanos,
 }
 
 /// Gives generic code the table of one algorithm in a shard.
 trait TableOf: Algorithm {
-    fn table(shard: &mut Shard) -> &mut Table<Self::State>;
+    /// The slots of its table, states beside fingerprints, so many to a group.
+    type Group: Slots<State = Self::State>;
+
+    fn table(shard: &mut Shard) -> &mut TableFor<Self>;
 }
 
 macro_rules! table_of {
-    ($($algorithm:ident => $field:ident),* $(,)?) => {$(
+    ($($algorithm:ident => $field:ident, $width:literal),* $(,)?) => {$(
         impl TableOf for $algorithm {
-            fn table(shard: &mut Shard) -> &mut Table<Self::State> {
+            type Group = Group<<$algorithm as Algorithm>::State, $width>;
+
+            fn table(shard: &mut Shard) -> &mut TableFor<Self> {
                 &mut shard.$field
             }
         }
     )*};
 }
 
+// Slots per group, so that a group is whole cache lines with no padding (on 64-bit targets):
+// 8-byte states make 16-byte slots, four to a line; 16-byte states 24-byte slots and the log's
+// 32-byte head 40-byte slots, eight to three or five lines.
 table_of! {
-    FixedWindow => fixed_window,
-    SlidingWindow => sliding_window,
-    SlidingLog => sliding_log,
-    TokenBucket => token_bucket,
-    LeakyBucket => leaky_bucket,
-    Gcra => gcra,
+    FixedWindow => fixed_window, 4,
+    SlidingWindow => sliding_window, 8,
+    SlidingLog => sliding_log, 8,
+    TokenBucket => token_bucket, 8,
+    LeakyBucket => leaky_bucket, 8,
+    Gcra => gcra, 4,
 }
 
 /// Runs `$body` with `$A` the algorithm type of the kind `$kind`.
@@ -186,13 +199,13 @@ impl MemoryStore {
 
     /// One check, one table lookup for a known key.
     fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
-        if let Some(state) = A::table(shard).get_mut(&check.key) {
+        if let Some(state) = A::table(shard).get_mut(check.key) {
             return step_or_reserve::<A>(state, check, now);
         }
         let mut state = A::State::default();
         let decision = step_or_reserve::<A>(&mut state, check, now);
         if decision.allowed {
-            self.make_room(shard, now);
+            self.make_room(shard, now, check.key);
             A::table(shard).insert(check.key, state);
         }
         decision
@@ -280,7 +293,7 @@ impl MemoryStore {
         for check in checks {
             let mut shard = self.lock(shard_of(check.key));
             with_algorithm!(check.algorithm, A => {
-                A::table(&mut shard).remove(&check.key);
+                A::table(&mut shard).remove(check.key);
             });
         }
     }
@@ -290,21 +303,23 @@ impl MemoryStore {
     }
 
     fn charge_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
-        if !A::table(shard).contains_key(&check.key) {
-            self.make_room(shard, now);
+        if let Some(state) = A::table(shard).get_mut(check.key) {
+            return A::charge(state, now, &check.limit, check.cost);
         }
-        let state = A::table(shard).entry(check.key).or_default();
-        A::charge(state, now, &check.limit, check.cost);
+        self.make_room(shard, now, check.key);
+        let mut state = A::State::default();
+        A::charge(&mut state, now, &check.limit, check.cost);
+        A::table(shard).insert(check.key, state);
     }
 
-    /// Before a new key enters: sweep if due or full, then evict if still full.
-    fn make_room(&self, shard: &mut Shard, now: UnixNanos) {
+    /// Before the new key `key` enters: sweep if due or full, then evict if still full.
+    fn make_room(&self, shard: &mut Shard, now: UnixNanos, key: u64) {
         let since_sweep = now.saturating_sub(shard.last_sweep);
         let full = shard.len() >= self.max_keys_per_shard;
         if since_sweep >= SWEEP_INTERVAL || (full && since_sweep >= FULL_SWEEP_SPACING) {
             shard.sweep(now);
         }
-        if shard.len() >= self.max_keys_per_shard && shard.evict_one(now) {
+        if shard.len() >= self.max_keys_per_shard && shard.evict_one(now, key) {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -333,8 +348,7 @@ impl Store for MemoryStore {
     }
 }
 
-/// The shard of a key: bits the shard's own table does not use for its buckets (low bits) or
-/// its tags (top seven bits).
+/// The shard of a key: bits the shard's own tables do not use for their groups (the low bits).
 fn shard_of(key: u64) -> usize {
     (key >> 32) as usize % SHARDS
 }
@@ -355,7 +369,7 @@ impl Shard {
     }
 
     fn evaluate_in<A: TableOf>(&mut self, check: &Check, now: UnixNanos) -> Decision {
-        match A::table(self).get_mut(&check.key) {
+        match A::table(self).get_mut(check.key) {
             Some(state) => A::evaluate(state, now, &check.limit, check.cost),
             None => A::evaluate(&mut A::State::default(), now, &check.limit, check.cost),
         }
@@ -364,19 +378,19 @@ impl Shard {
     /// Drops every expired key.
     fn sweep(&mut self, now: UnixNanos) {
         for kind in AlgorithmKind::ALL {
-            with_algorithm!(kind, A => A::table(self).retain(|_, s| A::expires_at(s) > now));
+            with_algorithm!(kind, A => A::table(self).retain(|s| A::expires_at(s) > now));
         }
         self.last_sweep = now;
     }
 
-    /// Removes, among a few entries of the largest table, the one that expires first. Returns
-    /// whether a live key was lost.
-    fn evict_one(&mut self, now: UnixNanos) -> bool {
+    /// Removes, among a few entries of the largest table (from where the new key `key` would
+    /// go), the one that expires first. Returns whether a live key was lost.
+    fn evict_one(&mut self, now: UnixNanos, key: u64) -> bool {
         let largest = AlgorithmKind::ALL
             .into_iter()
             .max_by_key(|&kind| with_algorithm!(kind, A => A::table(self).len()));
         let expiry = largest
-            .and_then(|kind| with_algorithm!(kind, A => evict_earliest::<A>(A::table(self))));
+            .and_then(|kind| with_algorithm!(kind, A => evict_earliest::<A>(A::table(self), key)));
         expiry.is_some_and(|t| t > now)
     }
 }
@@ -394,14 +408,14 @@ fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixN
     }
 }
 
-/// Evicts the entry that expires first among the first few of `table`; returns its expiry.
-fn evict_earliest<A: Algorithm>(table: &mut Table<A::State>) -> Option<UnixNanos> {
+/// Evicts the entry that expires first among a few of `table`, from where `from` would go (a
+/// fingerprint, so a uniform place); returns its expiry.
+fn evict_earliest<A: TableOf>(table: &mut TableFor<A>, from: u64) -> Option<UnixNanos> {
     let (key, expiry) = table
-        .iter()
-        .take(EVICTION_SAMPLE)
-        .map(|(k, s)| (*k, A::expires_at(s)))
+        .sample(from, EVICTION_SAMPLE)
+        .map(|(k, s)| (k, A::expires_at(s)))
         .min_by_key(|&(_, t)| t)?;
-    table.remove(&key);
+    table.remove(key);
     Some(expiry)
 }
 
@@ -410,6 +424,7 @@ mod tests {
     use super::*;
     use crate::algorithm::Limit;
     use crate::quota::Quota;
+    use crate::store::table::Slot;
 
     const T0: UnixNanos = 1_700_000_000 * NANOS_PER_SEC;
 
@@ -427,6 +442,19 @@ mod tests {
     fn spread(i: u64) -> u64 {
         // Distinct fingerprints that land in every shard.
         i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn groups_are_whole_cache_lines() {
+        fn assert_whole<A: TableOf>() {
+            let group = std::mem::size_of::<A::Group>();
+            let slots = <A::Group as Slots>::WIDTH * std::mem::size_of::<Slot<A::State>>();
+            assert_eq!((group % 64, group), (0, slots), "{}", A::KIND);
+        }
+        for kind in AlgorithmKind::ALL {
+            with_algorithm!(kind, A => assert_whole::<A>());
+        }
     }
 
     #[test]

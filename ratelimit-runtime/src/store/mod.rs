@@ -8,6 +8,7 @@ mod lane;
 mod lease;
 mod memory;
 mod redis;
+mod table;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
