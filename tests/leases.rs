@@ -315,3 +315,45 @@ async fn units_held_are_spent_while_redis_is_down() {
     }
     assert!(lease_stats(&leasing).local_decisions > before);
 }
+
+#[actix_web::test]
+async fn a_key_of_another_type_fails_only_its_own_lease_call() {
+    use ratelimit_runtime::algorithm::Limit;
+    use ratelimit_runtime::store::{Check, LeaseAsk, RedisStore};
+    let server = RedisServer::start();
+    let options = RedisOptions {
+        time: TimeSource::Client,
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), options).await.unwrap();
+    let check = Check {
+        key: 7,
+        group: 9,
+        algorithm: AlgorithmKind::FixedWindow,
+        limit: Limit::new(Quota::from_parts(100, 60).unwrap()),
+        cost: 1,
+        max_wait: 0,
+    };
+    server.cli(&["LPUSH", &store.key_of(&check), "not a state"]);
+    let ask = LeaseAsk {
+        check,
+        want: 10,
+        back: 0,
+        leased_at_us: 0,
+        leased_in: 0,
+    };
+    let now = START_SECS * 1_000_000_000;
+    let error = store.lease(&[ask], now).await.unwrap_err();
+    assert!(
+        error.is_unsupported(),
+        "this key's fault, not Redis's: {error}"
+    );
+    let other = LeaseAsk {
+        check: Check { key: 8, ..check },
+        ..ask
+    };
+    let answer = store.lease(&[other], now).await.unwrap();
+    assert!(answer.verdict.allowed);
+    assert_eq!(answer.grants[0].units, 3, "a 32nd of the 99 left");
+}

@@ -258,6 +258,7 @@ impl RedisBackend {
                 && checks
                     .iter()
                     .all(|c| crate::store::can_lease(c) && c.max_wait == 0)
+                && !repeats_a_key(checks)
         });
         // Units held here are spent first, even for a key Redis denied lately: they are this
         // process's to spend.
@@ -306,10 +307,14 @@ impl RedisBackend {
             leases.abandon(asks);
             return self.degrade(memory, &checks, now);
         }
+        // Should this request be dropped while Redis answers (its client gone), the asks are
+        // abandoned all the same: others may ask for the next lease.
+        let pending = Pending { leases, asks };
         let answer = match self.store().await {
             Ok(store) => store.lease(asks, now).await,
             Err(error) => Err(error),
         };
+        std::mem::forget(pending);
         match answer {
             Ok(answer) => {
                 self.answered();
@@ -327,17 +332,23 @@ impl RedisBackend {
         }
     }
 
-    /// Asks for the next leases of keys running low, in the background.
+    /// Asks for the next leases of keys running low, in the background (a task that a runtime
+    /// shutting down may drop: its asks are then abandoned).
     fn refill(self: &Arc<Self>, asks: SmallVec<[LeaseAsk; 4]>, now: UnixNanos) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let Some(leases) = &this.leases else {
                 return;
             };
+            let pending = Pending {
+                leases,
+                asks: &asks,
+            };
             let answer = match this.store().await {
                 Ok(store) => store.lease(&asks, now).await,
                 Err(error) => Err(error),
             };
+            std::mem::forget(pending);
             match answer {
                 Ok(answer) => {
                     this.answered();
@@ -527,6 +538,27 @@ impl RedisBackend {
     }
 }
 
+/// A lease call under way: abandoned if dropped before its answer (forgotten once answered).
+struct Pending<'a> {
+    leases: &'a LeaseTable,
+    asks: &'a [LeaseAsk],
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.leases.abandon(self.asks);
+    }
+}
+
+/// Whether two checks share a key (a limit written twice): their units would be counted once
+/// against a lease, so such a request is decided on Redis.
+fn repeats_a_key(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .enumerate()
+        .any(|(i, c)| checks[..i].iter().any(|d| d.key == c.key))
+}
+
 impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -538,5 +570,26 @@ impl fmt::Debug for Backend {
                 .field("options", &redis.options)
                 .finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::{AlgorithmKind, Limit};
+    use crate::quota::Quota;
+
+    #[test]
+    fn a_limit_written_twice_repeats_a_key() {
+        let check = |key| Check {
+            key,
+            group: 1,
+            algorithm: AlgorithmKind::FixedWindow,
+            limit: Limit::new(Quota::from_parts(10, 1).unwrap()),
+            cost: 2,
+            max_wait: 0,
+        };
+        assert!(!repeats_a_key(&[check(1), check(2), check(3)]));
+        assert!(repeats_a_key(&[check(1), check(2), check(1)]));
     }
 }

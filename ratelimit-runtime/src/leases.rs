@@ -292,7 +292,9 @@ impl LeaseTable {
         let mut leased = 0;
         for ((ask, grant), decision) in asks.iter().zip(&answer.grants).zip(&mut verdict.decisions)
         {
-            self.count_returned(ask);
+            if answer.handed_back {
+                self.count_returned(ask);
+            }
             let Some(lease) = locked.get(self.slot(ask.check.key)) else {
                 continue;
             };

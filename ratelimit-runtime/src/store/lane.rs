@@ -7,9 +7,10 @@
 //! that batches decisions into script calls, and the connection's driver. Decisions that arrive
 //! while a call is in flight still travel together in the next one.
 //!
-//! A store keeps one lane per thread, made on the thread's first decision; a lane whose runtime
-//! has gone (a test's runtime, say) is made again. Lanes end with the store: their task stops
-//! once the store, which holds their only sender, is dropped.
+//! A store keeps one lane per thread of a single-threaded runtime, made on the thread's first
+//! decision; a lane whose runtime has gone (a test's runtime, say) is made again. Lanes end with
+//! the store: their task stops once the store, which holds their only sender, is dropped.
+//! Elsewhere (a multi-threaded runtime) decisions go to the store's thread, as other commands.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
@@ -36,10 +37,14 @@ impl Lanes {
         }
     }
 
-    /// This thread's lane, made if need be; `None` outside a Tokio runtime (no task can
-    /// drive a lane there).
+    /// This thread's lane, made if need be; `None` outside a single-threaded Tokio runtime (an
+    /// Actix worker, a test): on a multi-threaded one a thread is not where its tasks run, and
+    /// threads come and go, so the store's thread decides there.
     pub(super) fn here(&self) -> Option<mpsc::UnboundedSender<Job>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
         let thread = std::thread::current().id();
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         lanes.retain(|(_, lane)| !lane.is_closed());

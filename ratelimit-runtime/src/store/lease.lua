@@ -42,10 +42,13 @@ end
 
 local CORRUPT = 'ratelimit: a key holds another type or a corrupt state'
 
+-- A stored state, as decide.lua reads it: a key of another type is this call's error (CORRUPT),
+-- not Redis's.
 local function load(key, pattern)
-  local stored = redis.call('GET', key)
+  local stored = redis.pcall('GET', key)
   if not stored then return false end
-  local a, b = match(stored, pattern)
+  local a, b
+  if type(stored) == 'string' then a, b = match(stored, pattern) end
   if not a then error(CORRUPT) end
   return true, tonumber(a), tonumber(b)
 end

@@ -55,11 +55,16 @@ pub struct LeaseAnswer {
     pub verdict: Verdict,
     /// One per check, in order.
     pub grants: SmallVec<[Grant; 4]>,
+    /// Whether the units handed back went back (not on a Cluster).
+    pub handed_back: bool,
 }
 
 impl RedisStore {
     /// Decides `asks` (all charged or none) and leases what each wants within its share, in one
-    /// call; units handed back return to their budgets whatever the outcome.
+    /// call; units handed back return to their budgets whatever the outcome. On a Cluster they
+    /// do not: its client may send a call again after a lost reply, and a hand-back counted
+    /// twice would admit more than the limit (a decision or a lease counted twice only admits
+    /// less).
     pub async fn lease(
         &self,
         asks: &[LeaseAsk],
@@ -89,8 +94,10 @@ impl RedisStore {
             .arg(if server_time { "server" } else { "client" })
             .arg(now / 1_000)
             .arg(LEASE_SHARE);
+        let hand_back = !self.is_cluster();
         for ask in asks {
             let check = &ask.check;
+            let back = if hand_back { ask.back } else { 0 };
             invocation
                 .key(key_of(&self.options().prefix, check))
                 .arg(algorithm_code(check))
@@ -99,13 +106,15 @@ impl RedisStore {
                 .arg(check.limit.capacity.get())
                 .arg(check.cost)
                 .arg(ask.want)
-                .arg(ask.back)
+                .arg(back)
                 .arg(ask.leased_at_us)
                 .arg(ask.leased_in);
         }
         let reply: Vec<i64> = redis::from_redis_value(self.invoke(invocation).await?)
             .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
-        parse(&reply, asks, now, server_time)
+        let mut answer = parse(&reply, asks, now, server_time)?;
+        answer.handed_back = hand_back;
+        Ok(answer)
     }
 }
 

@@ -410,7 +410,7 @@ impl RedisStore {
                     };
                     let sent = match single.lanes.here() {
                         Some(lane) => lane.send(job).is_ok(),
-                        // Outside a Tokio runtime: the store's thread decides.
+                        // Not on a single-threaded runtime: the store's thread decides.
                         None => single.work.send(Work::Decide(job)).is_ok(),
                     };
                     if !sent {
