@@ -26,32 +26,7 @@ else
   now = tonumber(ARGV[2])
 end
 local share = tonumber(ARGV[3])
-local floor, max, min, match, format = math.floor, math.max, math.min, string.match, string.format
-
-local function floor_div(a, b)
-  local q = floor(a / b)
-  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
-  return q
-end
-
-local function ceil_div(a, b)
-  local q = floor_div(a, b)
-  if q * b < a then q = q + 1 end
-  return q
-end
-
-local CORRUPT = 'ratelimit: a key holds another type or a corrupt state'
-
--- A stored state, as decide.lua reads it: a key of another type is this call's error (CORRUPT),
--- not Redis's.
-local function load(key, pattern)
-  local stored = redis.pcall('GET', key)
-  if not stored then return false end
-  local a, b
-  if type(stored) == 'string' then a, b = match(stored, pattern) end
-  if not a then error(CORRUPT) end
-  return true, tonumber(a), tonumber(b)
-end
+-- floor_div, ceil_div, CORRUPT and load come from common.lua, put before this script.
 
 local ONE, TWO = '^(%d+)$', '^(%d+) (%d+)$'
 local PER_CHECK = 9

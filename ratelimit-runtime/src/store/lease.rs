@@ -15,7 +15,9 @@ use super::{Check, RedisStore, StoreError, TimeSource, Verdict};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
 
-static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(include_str!("common.lua"), include_str!("lease.lua")))
+});
 
 /// A lease takes at most this share (1/32) of what a budget has left after the request, so
 /// that the units a process holds, and could strand by dying, stay a small part of what
