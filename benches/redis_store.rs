@@ -83,6 +83,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `cargo test --benches` runs this binary without `--bench`: nothing to measure then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("redis_store: run with `cargo bench --bench redis_store`");
+        return;
+    }
     let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
