@@ -16,7 +16,10 @@ use crate::clock::UnixNanos;
 use crate::decision::Decision;
 
 static LEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(include_str!("common.lua"), include_str!("lease.lua")))
+    Script::new(concat!(
+        include_str!("common.lua"),
+        include_str!("lease.lua")
+    ))
 });
 
 /// A lease takes at most this share (1/32) of what a budget has left after the request, so

@@ -127,7 +127,10 @@ pub(super) struct Job {
 pub(super) const MAX_BATCH: usize = 64;
 
 pub(super) fn script() -> Script {
-    Script::new(concat!(include_str!("common.lua"), include_str!("decide.lua")))
+    Script::new(concat!(
+        include_str!("common.lua"),
+        include_str!("decide.lua")
+    ))
 }
 
 impl RedisStore {
