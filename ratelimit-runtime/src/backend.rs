@@ -307,59 +307,55 @@ impl RedisBackend {
             leases.abandon(asks);
             return self.degrade(memory, &checks, now);
         }
-        // Should this request be dropped while Redis answers (its client gone), the asks are
-        // abandoned all the same: others may ask for the next lease.
-        let pending = Pending { leases, asks };
-        let answer = match self.store().await {
-            Ok(store) => store.lease(asks, now).await,
-            Err(error) => Err(error),
-        };
-        std::mem::forget(pending);
-        match answer {
-            Ok(answer) => {
-                self.answered();
-                let verdict = leases.settle(asks, &answer, now);
+        match self.lease_call(leases, asks, now).await {
+            Some(verdict) => {
                 if !verdict.allowed {
                     self.blocked.remember(&checks, &verdict, now);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
-            Err(error) => {
-                leases.abandon(asks);
-                self.failed(&error, now);
-                self.degrade(memory, &checks, now)
-            }
+            None => self.degrade(memory, &checks, now),
         }
     }
 
-    /// Asks for the next leases of keys running low, in the background (a task that a runtime
-    /// shutting down may drop: its asks are then abandoned).
+    /// Asks for the next leases of keys running low, in the background.
     fn refill(self: &Arc<Self>, asks: SmallVec<[LeaseAsk; 4]>, now: UnixNanos) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let Some(leases) = &this.leases else {
-                return;
-            };
-            let pending = Pending {
-                leases,
-                asks: &asks,
-            };
-            let answer = match this.store().await {
-                Ok(store) => store.lease(&asks, now).await,
-                Err(error) => Err(error),
-            };
-            std::mem::forget(pending);
-            match answer {
-                Ok(answer) => {
-                    this.answered();
-                    leases.settle(&asks, &answer, now);
-                }
-                Err(error) => {
-                    leases.abandon(&asks);
-                    this.failed(&error, now);
-                }
+            if let Some(leases) = &this.leases {
+                this.lease_call(leases, &asks, now).await;
             }
         });
+    }
+
+    /// One lease call: its answer kept in `leases` (the request's verdict), or, when Redis
+    /// fails, the asks abandoned and the failure counted (`None`). Dropped before Redis answers
+    /// (a client gone, a runtime shutting down), the asks are abandoned all the same, so that
+    /// others may ask for the next lease.
+    async fn lease_call(
+        self: &Arc<Self>,
+        leases: &LeaseTable,
+        asks: &[LeaseAsk],
+        now: UnixNanos,
+    ) -> Option<Verdict> {
+        let pending = Pending { leases, asks };
+        let answer = match self.store().await {
+            Ok(store) => store.lease(asks, now).await,
+            Err(error) => Err(error),
+        };
+        // Answered: settled or abandoned below, not by the guard.
+        std::mem::forget(pending);
+        match answer {
+            Ok(answer) => {
+                self.answered();
+                Some(leases.settle(asks, &answer, now))
+            }
+            Err(error) => {
+                leases.abandon(asks);
+                self.failed(&error, now);
+                None
+            }
+        }
     }
 
     /// Takes a slot of a concurrency limit on Redis, or as the failure policy says.
