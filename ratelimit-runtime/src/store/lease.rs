@@ -93,29 +93,31 @@ impl RedisStore {
                 "the limits of one lease call must share a budget name",
             ));
         }
-        let mut invocation = LEASE.prepare_invoke();
         let server_time = self.options().time == TimeSource::Server;
-        invocation
+        let hand_back = !self.is_cluster();
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(LEASE.get_hash()).arg(asks.len());
+        for ask in asks {
+            command.arg(key_of(&self.options().prefix, &ask.check));
+        }
+        command
             .arg(if server_time { "server" } else { "client" })
             .arg(now / 1_000)
             .arg(LEASE_SHARE);
-        let hand_back = !self.is_cluster();
         for ask in asks {
             let check = &ask.check;
-            let back = if hand_back { ask.back } else { 0 };
-            invocation
-                .key(key_of(&self.options().prefix, check))
+            command
                 .arg(algorithm_code(check))
                 .arg(check.limit.quota.limit())
                 .arg(check.limit.quota.period_secs())
                 .arg(check.limit.capacity.get())
                 .arg(check.cost)
                 .arg(ask.want)
-                .arg(back)
+                .arg(if hand_back { ask.back } else { 0 })
                 .arg(ask.leased_at_us)
                 .arg(ask.leased_in);
         }
-        let reply: Vec<i64> = redis::from_redis_value(self.invoke(invocation).await?)
+        let reply: Vec<i64> = redis::from_redis_value(self.eval(&LEASE, command).await?)
             .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
         let mut answer = parse(&reply, asks, now, server_time)?;
         answer.handed_back = hand_back;

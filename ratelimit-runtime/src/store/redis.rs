@@ -27,7 +27,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Script, ScriptInvocation};
+use redis::{FromRedisValue, RedisResult, Script};
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
@@ -99,18 +99,13 @@ struct Single {
 enum Work {
     Decide(Job),
     Command(Command),
-    Invoke(Invoke),
-}
-
-/// A call of another script than the decisions' (leases), and where its answer goes.
-struct Invoke {
-    invocation: ScriptInvocation<'static>,
-    done: oneshot::Sender<Result<redis::Value, StoreError>>,
 }
 
 /// A command on its own, and where its answer goes (nowhere for a give-back sent from a drop).
 struct Command {
     command: redis::Cmd,
+    /// The script an `EVALSHA` command runs, loaded again if Redis lost it.
+    script: Option<&'static Script>,
     done: Option<oneshot::Sender<Result<redis::Value, StoreError>>>,
 }
 
@@ -305,6 +300,7 @@ impl RedisStore {
             Connection::Single(single) => {
                 let _ = single.work.send(Work::Command(Command {
                     command,
+                    script: None,
                     done: None,
                 }));
             }
@@ -321,12 +317,32 @@ impl RedisStore {
 
     /// One command, answered within the store's timeout.
     async fn command(&self, command: redis::Cmd) -> Result<redis::Value, StoreError> {
+        self.send(command, None).await
+    }
+
+    /// An `EVALSHA` of one of the crate's own scripts other than the decisions' (leases),
+    /// answered within the store's timeout; the script is loaded again if Redis lost it. The
+    /// keys of one call must share a hash tag.
+    pub(crate) async fn eval(
+        &self,
+        script: &'static Script,
+        command: redis::Cmd,
+    ) -> Result<redis::Value, StoreError> {
+        self.send(command, Some(script)).await
+    }
+
+    async fn send(
+        &self,
+        command: redis::Cmd,
+        script: Option<&'static Script>,
+    ) -> Result<redis::Value, StoreError> {
         let answer = async {
             match &self.connection {
                 Connection::Single(single) => {
                     let (done, answer) = oneshot::channel();
                     let sent = single.work.send(Work::Command(Command {
                         command,
+                        script,
                         done: Some(done),
                     }));
                     sent.map_err(|_| StoreError::new("the Redis thread stopped"))?;
@@ -336,8 +352,7 @@ impl RedisStore {
                 }
                 Connection::Cluster(connection, _) => {
                     let mut connection = connection.clone();
-                    command
-                        .query_async(&mut connection)
+                    query(&command, script, &mut connection)
                         .await
                         .map_err(redis_error)
                 }
@@ -348,36 +363,6 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Runs a script of the crate's own (loaded by itself after `NOSCRIPT`), answered within
-    /// the store's timeout. The keys of one invocation must share a hash tag.
-    pub(crate) async fn invoke(
-        &self,
-        invocation: ScriptInvocation<'static>,
-    ) -> Result<redis::Value, StoreError> {
-        let answer = async {
-            match &self.connection {
-                Connection::Single(single) => {
-                    let (done, answer) = oneshot::channel();
-                    single
-                        .work
-                        .send(Work::Invoke(Invoke { invocation, done }))
-                        .map_err(|_| StoreError::new("the Redis thread stopped"))?;
-                    answer
-                        .await
-                        .unwrap_or_else(|_| Err(StoreError::new("the Redis thread stopped")))
-                }
-                Connection::Cluster(connection, _) => {
-                    let mut connection = connection.clone();
-                    invocation
-                        .invoke_async(&mut connection)
-                        .await
-                        .map_err(redis_error)
-                }
-            }
-        };
-        with_timeout(self.options.timeout, answer).await
-    }
-
     pub(crate) fn options(&self) -> &RedisOptions {
         &self.options
     }
@@ -487,9 +472,6 @@ fn serve_decisions(
                     Work::Command(command) => {
                         tokio::spawn(send_command(manager.clone(), command));
                     }
-                    Work::Invoke(invoke) => {
-                        tokio::spawn(send_invocation(manager.clone(), invoke));
-                    }
                 }
                 if batch.len() < MAX_BATCH {
                     next = queue.try_recv().ok();
@@ -561,19 +543,38 @@ pub(super) async fn send_batch(
     }
 }
 
-async fn send_command(mut manager: ConnectionManager, Command { command, done }: Command) {
-    let answer = command.query_async(&mut manager).await.map_err(redis_error);
+async fn send_command(
+    mut manager: ConnectionManager,
+    Command {
+        command,
+        script,
+        done,
+    }: Command,
+) {
+    let answer = query(&command, script, &mut manager)
+        .await
+        .map_err(redis_error);
     if let Some(done) = done {
         let _ = done.send(answer);
     }
 }
 
-async fn send_invocation(mut manager: ConnectionManager, Invoke { invocation, done }: Invoke) {
-    let answer = invocation
-        .invoke_async(&mut manager)
-        .await
-        .map_err(redis_error);
-    let _ = done.send(answer);
+/// Sends `command`; when it is an `EVALSHA` of `script` that Redis no longer has (restarted,
+/// flushed), loads the script and sends it again, once.
+async fn query<T: FromRedisValue, C: ConnectionLike>(
+    command: &redis::Cmd,
+    script: Option<&Script>,
+    connection: &mut C,
+) -> RedisResult<T> {
+    match (command.query_async(connection).await, script) {
+        (Err(e), Some(script))
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            script.load_async(connection).await?;
+            command.query_async(connection).await
+        }
+        (answer, _) => answer,
+    }
 }
 
 /// One decision of a script call.
@@ -626,15 +627,9 @@ async fn call<C: ConnectionLike>(
                 .arg(check.max_wait / 1_000);
         }
     }
-    let reply: Vec<i64> = match command.query_async(connection).await {
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-            // A restarted or flushed Redis: load the script again, once.
-            script.load_async(connection).await.map_err(redis_error)?;
-            command.query_async(connection).await
-        }
-        reply => reply,
-    }
-    .map_err(redis_error)?;
+    let reply: Vec<i64> = query(&command, Some(script), connection)
+        .await
+        .map_err(redis_error)?;
     parse_reply(&reply, decisions, server_time)
 }
 
