@@ -15,17 +15,22 @@ use support::RedisServer;
 const LIFETIME: Duration = Duration::from_millis(100);
 const START_SECS: u64 = 1_700_000_040;
 
+/// Redis on the limiter's manual clock, with time to answer on a busy machine.
+fn options() -> RedisOptions {
+    RedisOptions {
+        time: TimeSource::Client,
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    }
+}
+
 /// A limiter on `server` under `prefix`, deciding on `clock`, leasing when `leases`.
 fn limiter(server: &RedisServer, prefix: &str, clock: &ManualClock, leases: bool) -> RateLimiter {
     let mut builder = RateLimiter::builder()
         .clock(clock.clone())
         .redis(server.url())
         .key_prefix(prefix)
-        .redis_options(RedisOptions {
-            time: TimeSource::Client,
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        });
+        .redis_options(options());
     if leases {
         builder = builder.redis_leases(Leases::new().lifetime(LIFETIME));
     }
@@ -58,6 +63,24 @@ async fn settle() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// `count` requests of `limiter` on `key`, `step` apart on `clock`, each allowed; `settled`:
+/// the background refills land between them (a busy key, whose leases grow).
+async fn busy(
+    limiter: &RateLimiter,
+    rule: &Rule,
+    clock: &ManualClock,
+    (count, step): (u32, Duration),
+    settled: bool,
+) {
+    for _ in 0..count {
+        assert!(limiter.check_key(rule, "k", 1).await.is_allowed());
+        clock.advance(step);
+        if settled {
+            settle().await;
+        }
+    }
 }
 
 fn lease_stats(limiter: &RateLimiter) -> ratelimit_runtime::LeaseStats {
@@ -143,11 +166,14 @@ async fn unspent_units_go_back_when_their_lease_ends() {
     let exact = limiter(&server, "back", &clock, false);
     let rule = rule(AlgorithmKind::FixedWindow, 10_000, 60);
     // A busy key: leases grow while it is spent.
-    for _ in 0..200 {
-        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
-        clock.advance(Duration::from_micros(100));
-        settle().await;
-    }
+    busy(
+        &leasing,
+        &rule,
+        &clock,
+        (200, Duration::from_micros(100)),
+        true,
+    )
+    .await;
     let held = lease_stats(&leasing).leased;
     assert!(held > 0, "the busy key was leased");
     // What Redis has left now excludes what the lease holds.
@@ -176,11 +202,14 @@ async fn a_late_hand_back_takes_out_only_what_has_not_drained() {
         let mut rule = rule(algorithm, 2_000, 1);
         rule.burst = std::num::NonZeroU32::new(1_000);
         // A busy key: the leasing process ends up holding units.
-        for _ in 0..300 {
-            assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
-            clock.advance(Duration::from_micros(20));
-            settle().await;
-        }
+        busy(
+            &leasing,
+            &rule,
+            &clock,
+            (300, Duration::from_micros(20)),
+            true,
+        )
+        .await;
         assert!(lease_stats(&leasing).leased > 0, "{algorithm}: leased");
         // Long after (the units drained out of the bucket), another process fills it.
         clock.advance(Duration::from_secs(1));
@@ -287,10 +316,14 @@ async fn soft_limits_are_never_leased() {
     let leasing = limiter(&server, "soft", &clock, true);
     let mut rule = rule(AlgorithmKind::FixedWindow, 1_000, 60);
     rule.soft = std::num::NonZeroU32::new(800);
-    for _ in 0..300 {
-        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
-        clock.advance(Duration::from_micros(20));
-    }
+    busy(
+        &leasing,
+        &rule,
+        &clock,
+        (300, Duration::from_micros(20)),
+        false,
+    )
+    .await;
     let stats = lease_stats(&leasing);
     assert_eq!((stats.calls, stats.local_decisions), (0, 0));
 }
@@ -301,18 +334,25 @@ async fn units_held_are_spent_while_redis_is_down() {
     let clock = ManualClock::at_secs(START_SECS);
     let leasing = limiter(&server, "down", &clock, true);
     let rule = rule(AlgorithmKind::FixedWindow, 100_000, 60);
-    for _ in 0..300 {
-        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
-        clock.advance(Duration::from_micros(20));
-        settle().await;
-    }
+    busy(
+        &leasing,
+        &rule,
+        &clock,
+        (300, Duration::from_micros(20)),
+        true,
+    )
+    .await;
     let before = lease_stats(&leasing).local_decisions;
     server.stop();
     // What the lease holds is this process's to spend (then the failure policy decides).
-    for _ in 0..20 {
-        assert!(leasing.check_key(&rule, "k", 1).await.is_allowed());
-        clock.advance(Duration::from_micros(20));
-    }
+    busy(
+        &leasing,
+        &rule,
+        &clock,
+        (20, Duration::from_micros(20)),
+        false,
+    )
+    .await;
     assert!(lease_stats(&leasing).local_decisions > before);
 }
 
@@ -321,12 +361,7 @@ async fn a_key_of_another_type_fails_only_its_own_lease_call() {
     use ratelimit_runtime::algorithm::Limit;
     use ratelimit_runtime::store::{Check, LeaseAsk, RedisStore};
     let server = RedisServer::start();
-    let options = RedisOptions {
-        time: TimeSource::Client,
-        timeout: Duration::from_secs(2),
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::connect(&server.url(), options).await.unwrap();
+    let store = RedisStore::connect(&server.url(), options()).await.unwrap();
     let check = Check {
         key: 7,
         group: 9,
