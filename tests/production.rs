@@ -363,8 +363,6 @@ async fn overrides_change_a_limit_at_run_time() {
     on_every_store!(overrides_api);
 }
 
-/// Writes `path` as config tools do: a temporary file renamed over it, so that a reader never
-/// sees it half written.
 async fn unsupported_overrides(store: &Store<'_>) {
     let clock = ManualClock::at_secs(T0);
     let limiter = store.builder(&clock).build().unwrap();
@@ -520,6 +518,8 @@ async fn gcra_above_ten_thousand_per_second_is_decided_exactly_on_redis() {
     on_every_store!(fast_gcra);
 }
 
+/// Writes `path` as config tools do: a temporary file renamed over it, so that a reader never
+/// sees it half written.
 fn write(path: &std::path::Path, text: &str) {
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, text).unwrap();
