@@ -90,8 +90,9 @@ use proc_macro::TokenStream;
 /// number, an unknown argument, scope or algorithm, a repeated argument, a bad rate string
 /// (`"10/minuets"` suggests `minute`), `burst` on an algorithm without a capacity, a cost no
 /// limit can hold, a `soft` limit not below the limit, a `sliding_log` above 10,000 (it keeps
-/// one timestamp per request it counts), a function that is not `async` or takes `self`. (With `limit = fn`, a soft limit is checked per request: where it is not below the
-/// quota the function chose, it is ignored and a warning logged once.)
+/// one timestamp per request it counts), a function that is not `async` or takes `self`.
+/// (With `limit = fn`, a soft limit is checked per request: where it is not below the quota
+/// the function chose, it is ignored and a warning logged once.)
 ///
 /// The attribute also records the handler's rules by name, so that an operator can override,
 /// peek at and reset them at run time (`RateLimiter::set_override`, `peek`, `reset`), and so
