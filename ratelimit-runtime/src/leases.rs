@@ -173,10 +173,10 @@ impl LeaseTable {
     /// last unit of a lease is never spent here: it goes back with the next call, so that a
     /// zero remaining only ever comes from Redis).
     pub(crate) fn spend(&self, checks: &[Check], now: UnixNanos) -> Option<Spent> {
-        let mut locked = self.lock(checks);
-        let held = checks.iter().all(|c| {
+        let mut locked = self.lock(checks.iter().map(|c| c.key));
+        let held = checks.iter().enumerate().all(|(i, c)| {
             locked
-                .get(self.slot(c.key))
+                .get(i)
                 .is_some_and(|l| l.units > c.cost && now < l.until)
         });
         held.then(|| self.spend_held(&mut locked, checks, now))
@@ -186,11 +186,11 @@ impl LeaseTable {
     /// held go back in it, and a busy key asks for its next lease. `None` when nothing is held
     /// or worth leasing: decide on Redis as without leases.
     pub(crate) fn plan(&self, checks: &[Check], now: UnixNanos) -> Option<SmallVec<[LeaseAsk; 4]>> {
-        let mut locked = self.lock(checks);
+        let mut locked = self.lock(checks.iter().map(|c| c.key));
         let mut asks = SmallVec::new();
         let mut worth_asking = false;
-        for check in checks {
-            let ask = match locked.get_or_insert(self.slot(check.key), now, self.max_per_shard) {
+        for (i, check) in checks.iter().enumerate() {
+            let ask = match locked.get_or_insert(i, now, self.max_per_shard) {
                 Some(lease) => {
                     self.observe(lease, check.cost, now);
                     let want = if lease.refilling {
@@ -217,8 +217,8 @@ impl LeaseTable {
             allowed: true,
         };
         let mut refill = SmallVec::new();
-        for check in checks {
-            let Some(lease) = locked.get(self.slot(check.key)) else {
+        for (i, check) in checks.iter().enumerate() {
+            let Some(lease) = locked.get(i) else {
                 continue;
             };
             lease.units -= check.cost;
@@ -286,16 +286,15 @@ impl LeaseTable {
         answer: &LeaseAnswer,
         now: UnixNanos,
     ) -> Verdict {
-        let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
-        let mut locked = self.lock(&checks);
+        let mut locked = self.lock(asks.iter().map(|a| a.check.key));
         let mut verdict = answer.verdict.clone();
-        let mut leased = 0;
-        for ((ask, grant), decision) in asks.iter().zip(&answer.grants).zip(&mut verdict.decisions)
-        {
+        let (mut leased, mut returned) = (0, 0);
+        let settled = asks.iter().zip(&answer.grants).zip(&mut verdict.decisions);
+        for (i, ((ask, grant), decision)) in settled.enumerate() {
             if answer.handed_back {
-                self.count_returned(ask);
+                returned += u64::from(ask.back);
             }
-            let Some(lease) = locked.get(self.slot(ask.check.key)) else {
+            let Some(lease) = locked.get(i) else {
                 continue;
             };
             if ask.want > 0 {
@@ -327,32 +326,26 @@ impl LeaseTable {
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.leased.fetch_add(leased, Ordering::Relaxed);
+        self.stats.returned.fetch_add(returned, Ordering::Relaxed);
         verdict
     }
 
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
     /// them back; counting them again could admit too much), and others may ask again.
     pub(crate) fn abandon(&self, asks: &[LeaseAsk]) {
-        let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
-        let mut locked = self.lock(&checks);
-        for ask in asks.iter().filter(|a| a.want > 0) {
-            if let Some(lease) = locked.get(self.slot(ask.check.key)) {
+        let mut locked = self.lock(asks.iter().map(|a| a.check.key));
+        for (i, _) in asks.iter().enumerate().filter(|(_, a)| a.want > 0) {
+            if let Some(lease) = locked.get(i) {
                 lease.refilling = false;
             }
         }
     }
 
-    fn count_returned(&self, ask: &LeaseAsk) {
-        self.stats
-            .returned
-            .fetch_add(u64::from(ask.back), Ordering::Relaxed);
-    }
-
     /// Drops the leases of `checks` (a reset: their budgets start again).
     pub(crate) fn forget(&self, checks: &[Check]) {
-        let mut locked = self.lock(checks);
-        for check in checks {
-            locked.remove(self.slot(check.key));
+        let mut locked = self.lock(checks.iter().map(|c| c.key));
+        for i in 0..checks.len() {
+            locked.remove(i);
         }
     }
 
@@ -371,12 +364,15 @@ impl LeaseTable {
         ((seeded >> 59) as usize % SHARDS, seeded)
     }
 
-    /// Locks the shards of `checks`, in order (no two callers wait for each other).
-    fn lock(&self, checks: &[Check]) -> Locked<'_> {
-        let mut shards: SmallVec<[usize; 4]> = checks.iter().map(|c| self.slot(c.key).0).collect();
+    /// Locks the shards of `keys`, in order (no two callers wait for each other); each key's
+    /// place is worked out once, here.
+    fn lock(&self, keys: impl Iterator<Item = u64>) -> Locked<'_> {
+        let slots: SmallVec<[(usize, u64); 4]> = keys.map(|key| self.slot(key)).collect();
+        let mut shards: SmallVec<[usize; 4]> = slots.iter().map(|&(shard, _)| shard).collect();
         shards.sort_unstable();
         shards.dedup();
         Locked {
+            slots,
             guards: shards
                 .into_iter()
                 .map(|i| {
@@ -401,37 +397,38 @@ fn plain(check: Check) -> LeaseAsk {
     }
 }
 
-/// The locked shards of one request's keys.
+/// The locked shards of one request's keys; a key is named by its place among them.
 struct Locked<'a> {
+    /// Each key's shard and seeded key, in the order given.
+    slots: SmallVec<[(usize, u64); 4]>,
     guards: SmallVec<[(usize, MutexGuard<'a, Map>); 4]>,
 }
 
 impl Locked<'_> {
-    fn map(&mut self, shard: usize) -> &mut Map {
-        let at = self.guards.iter().position(|(i, _)| *i == shard);
+    /// The map holding the `i`th key, and that key as the map knows it.
+    fn map(&mut self, i: usize) -> (&mut Map, u64) {
+        let (shard, key) = self.slots[i];
+        let at = self.guards.iter().position(|(s, _)| *s == shard);
         match at {
-            Some(at) => &mut self.guards[at].1,
+            Some(at) => (&mut self.guards[at].1, key),
             None => unreachable!("the shards of every key were locked"),
         }
     }
 
-    fn get(&mut self, (shard, key): (usize, u64)) -> Option<&mut Lease> {
-        self.map(shard).get_mut(&key)
+    fn get(&mut self, i: usize) -> Option<&mut Lease> {
+        let (map, key) = self.map(i);
+        map.get_mut(&key)
     }
 
-    fn remove(&mut self, (shard, key): (usize, u64)) {
-        self.map(shard).remove(&key);
+    fn remove(&mut self, i: usize) {
+        let (map, key) = self.map(i);
+        map.remove(&key);
     }
 
-    /// The entry of `key`, made if there is room: a full shard drops a sampled entry that
-    /// holds nothing; when every sampled one holds units, the key is not followed.
-    fn get_or_insert(
-        &mut self,
-        (shard, key): (usize, u64),
-        now: UnixNanos,
-        max: usize,
-    ) -> Option<&mut Lease> {
-        let map = self.map(shard);
+    /// The entry of the `i`th key, made if there is room: a full shard drops a sampled entry
+    /// that holds nothing; when every sampled one holds units, the key is not followed.
+    fn get_or_insert(&mut self, i: usize, now: UnixNanos, max: usize) -> Option<&mut Lease> {
+        let (map, key) = self.map(i);
         if !map.contains_key(&key) && map.len() >= max {
             let idle = map
                 .iter()
