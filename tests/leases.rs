@@ -392,3 +392,49 @@ async fn a_key_of_another_type_fails_only_its_own_lease_call() {
     assert!(answer.verdict.allowed);
     assert_eq!(answer.grants[0].units, 3, "a 32nd of the 99 left");
 }
+
+#[actix_web::test]
+async fn remaining_never_shows_more_than_the_fleet_has_left() {
+    let server = RedisServer::start();
+    let clock = ManualClock::at_secs(START_SECS);
+    let leasing = limiter(&server, "left", &clock, true);
+    let exact = limiter(&server, "left", &clock, false);
+    let rule = rule(AlgorithmKind::FixedWindow, 10_000, 60);
+    busy(
+        &leasing,
+        &rule,
+        &clock,
+        (300, Duration::from_micros(20)),
+        true,
+    )
+    .await;
+    // Another process spends all Redis has: what is left is what the lease holds.
+    while exact.check_key(&rule, "k", 1).await.is_allowed() {}
+    settle().await;
+    let mut shown = Vec::new();
+    loop {
+        let info = leasing.check_key(&rule, "k", 1).await;
+        if !info.is_allowed() {
+            break;
+        }
+        shown.push(info.remaining());
+        settle().await;
+    }
+    // Whatever may still be left anywhere: in Redis (asked by a process that has not been
+    // denied yet) and in the lease (its last unit, spent only through Redis).
+    let fresh = limiter(&server, "left", &clock, false);
+    let mut after = 1;
+    while fresh.check_key(&rule, "k", 1).await.is_allowed() {
+        after += 1;
+    }
+    assert!(shown.len() > 1, "the lease held units: {shown:?}");
+    // After the k-th of n requests, n - k - 1 more passed: no header may have promised more
+    // than those and what was left after.
+    let n = shown.len();
+    for (k, remaining) in shown.iter().enumerate() {
+        assert!(
+            *remaining as usize <= n - k - 1 + after,
+            "request {k} of {n} showed {remaining} remaining ({after} left after)"
+        );
+    }
+}
