@@ -376,6 +376,12 @@ impl RateLimiterBuilder {
     /// `RATELIMIT_LEASES=1` turns [leases](Self::redis_leases) on (`RATELIMIT_LEASE_MS` sets
     /// their lifetime).
     /// Without either URL, limits stay in memory.
+    ///
+    /// `RATELIMIT_TRUSTED_PROXIES` (comma-separated addresses or networks, such as
+    /// `10.0.0.0/8,127.0.0.1/32`) adds [trusted proxies](Self::trusted_proxies): trust only
+    /// ranges that hold nothing but your proxies, for a client inside a trusted range picks its
+    /// own address through the forwarding header. `RATELIMIT_SHADOW=1` makes every rule a
+    /// [dry run](Self::shadow): the kill switch during an incident.
     /// The process-wide default limiter is built this way.
     pub fn from_env(mut self) -> Self {
         let var = |name| {
@@ -383,6 +389,18 @@ impl RateLimiterBuilder {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
+        if let Some(proxies) = var("RATELIMIT_TRUSTED_PROXIES") {
+            let list: Vec<String> = proxies
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+            self = self.trusted_proxies(list);
+        }
+        if let Some(shadow) = var("RATELIMIT_SHADOW") {
+            self.shadow = is_on(&shadow);
+        }
         if let Some(path) = var("RATELIMIT_OVERRIDES") {
             self.overrides_file = Some(PathBuf::from(path.trim()));
         }
@@ -392,7 +410,7 @@ impl RateLimiterBuilder {
         if let Some(ms) = var("RATELIMIT_REDIS_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
             self.redis_options.lease = std::time::Duration::from_millis(ms);
         }
-        if var("RATELIMIT_LEASES").is_some_and(|v| matches!(v.trim(), "1" | "true" | "on")) {
+        if var("RATELIMIT_LEASES").is_some_and(|v| is_on(&v)) {
             let mut leases = Leases::new();
             if let Some(ms) = var("RATELIMIT_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
                 leases = leases.lifetime(std::time::Duration::from_millis(ms));
@@ -428,7 +446,14 @@ impl RateLimiterBuilder {
 
     /// The process-wide limiter: its configuration (the defaults and the environment) is valid,
     /// but a rule it cannot decide only gets logged here, and answered per request.
-    fn build_global(self) -> RateLimiter {
+    fn build_global(mut self) -> RateLimiter {
+        // Only the environment can be wrong here (a trusted proxy that is no address): trusting
+        // no proxy is the strict reading, never a fresh budget for a forger.
+        let proxies = self.trusted_proxies.clone();
+        if let Err(e) = proxies.and_then(|p| ClientIp::trusting(p, self.proxy_header)) {
+            tracing::error!("rate limiter: invalid trusted proxy: {e}; trusting no proxy");
+            self.trusted_proxies = Ok(Vec::new());
+        }
         let limiter = match self.assemble() {
             Ok(limiter) => limiter,
             Err(e) => unreachable!("the default configuration is valid: {e}"),
@@ -484,6 +509,13 @@ impl RateLimiterBuilder {
             }),
         })
     }
+}
+
+/// Whether an environment switch is on: `1`, `true`, `on` or `yes`, in any case.
+fn is_on(value: &str) -> bool {
+    ["1", "true", "on", "yes"]
+        .iter()
+        .any(|on| value.trim().eq_ignore_ascii_case(on))
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@ use std::net::{IpAddr, Ipv6Addr};
 use actix_web::http::header::{HeaderMap, HeaderName, FORWARDED};
 use actix_web::HttpRequest;
 use ipnet::IpNet;
+use smallvec::SmallVec;
+
+/// The most forwarding entries read: a chain longer than any real one of proxies ends there,
+/// at the last hop trusted, so a header of a million commas costs no more than this.
+const MAX_HOPS: usize = 64;
 
 /// Which forwarding header trusted proxies write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,24 +98,27 @@ impl ClientIp {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// Walks the forwarding chain from the right, past trusted proxies. A malformed entry ends
-    /// the walk at the last hop we trust, which is then counted as the client: stricter for the
-    /// clients behind it, never a fresh budget for a forger.
+    /// Walks the forwarding chain from the right, past trusted proxies. Entries are split and
+    /// read as bytes: a client's own non-ASCII entry spoils only that entry, never the whole
+    /// line (whose rightmost entries an appending proxy wrote). A malformed entry ends the walk
+    /// at the last hop we trust, which is then counted as the client: stricter for the clients
+    /// behind it, never a fresh budget for a forger.
     fn forwarded_client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
-        let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
+        let (name, parse): (HeaderName, fn(&[u8]) -> Option<IpAddr>) = match self.header {
             ProxyHeader::XForwardedFor => {
                 (HeaderName::from_static("x-forwarded-for"), parse_xff_entry)
             }
             ProxyHeader::Forwarded => (FORWARDED, parse_forwarded_entry),
         };
         let mut hop = peer;
-        // Several header lines form one list, in order.
-        let lines: Vec<&str> = headers
-            .get_all(name)
-            .map(|v| v.to_str().unwrap_or("\u{0}"))
-            .collect();
-        for entry in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
-            match parse(entry.trim()) {
+        // Several header lines form one list, in order: the last line's last entry is nearest.
+        let lines: SmallVec<[&[u8]; 2]> = headers.get_all(name).map(|v| v.as_bytes()).collect();
+        let entries = lines
+            .iter()
+            .rev()
+            .flat_map(|line| line.rsplit(|&b| b == b','));
+        for entry in entries.take(MAX_HOPS) {
+            match parse(entry.trim_ascii()) {
                 Some(ip) if self.is_trusted(ip) => hop = ip,
                 Some(ip) => return ip,
                 None => return hop,
@@ -141,19 +149,22 @@ fn parse_net(text: &str) -> Result<IpNet, InvalidProxy> {
 }
 
 /// An `X-Forwarded-For` entry: an address, possibly `[v6]` or with a port.
-fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
-    parse_node(entry)
+fn parse_xff_entry(entry: &[u8]) -> Option<IpAddr> {
+    parse_node(std::str::from_utf8(entry).ok()?)
 }
 
 /// A `Forwarded` element: `for=...` among `;`-separated pairs, the node possibly quoted.
-fn parse_forwarded_entry(element: &str) -> Option<IpAddr> {
-    let node = element.split(';').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("for")
-            .then_some(value.trim())
+fn parse_forwarded_entry(element: &[u8]) -> Option<IpAddr> {
+    let node = element.split(|&b| b == b';').find_map(|pair| {
+        let at = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii());
+        key.eq_ignore_ascii_case(b"for").then_some(value)
     })?;
-    parse_node(node.trim_matches('"'))
+    let node = node
+        .strip_prefix(b"\"")
+        .and_then(|n| n.strip_suffix(b"\""))
+        .unwrap_or(node);
+    parse_node(std::str::from_utf8(node).ok()?)
 }
 
 /// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:80`.
@@ -273,10 +284,148 @@ mod tests {
         assert_eq!(parse_node("unknown"), None);
         assert_eq!(parse_node("1.2.3.4:99999"), None);
         assert_eq!(
-            parse_forwarded_entry("proto=http;FOR=1.2.3.4"),
+            parse_forwarded_entry(b"proto=http;FOR=1.2.3.4"),
             Some(ip("1.2.3.4"))
         );
-        assert_eq!(parse_forwarded_entry("for=_hidden"), None);
+        assert_eq!(parse_forwarded_entry(b"for=_hidden"), None);
+        assert_eq!(
+            parse_forwarded_entry(b"for=\"1.2.3.4\""),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(parse_xff_entry(b"1.2.3.4\xff"), None);
         assert!(ClientIp::trusting(["nope"], ProxyHeader::Forwarded).is_err());
+    }
+
+    fn raw_request(peer: &str, name: &str, lines: &[&[u8]]) -> HttpRequest {
+        let mut req = TestRequest::default().peer_addr(format!("{peer}:1234").parse().unwrap());
+        for &line in lines {
+            let value = actix_web::http::header::HeaderValue::from_bytes(line).unwrap();
+            req = req.append_header((name, value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn a_non_ascii_entry_spoils_only_itself() {
+        let ips = behind_proxy();
+        // What nginx's `$proxy_add_x_forwarded_for` forwards for a client that sent `\xff`.
+        let appended = raw_request("10.0.0.2", "x-forwarded-for", &[b"\xff, 6.6.6.6"]);
+        assert_eq!(ips.of(&appended), Some(ip("6.6.6.6")));
+        let two_lines = raw_request(
+            "10.0.0.2",
+            "x-forwarded-for",
+            &[b"1.1.1.1, \xc3\x28", b"6.6.6.6, 10.1.1.1"],
+        );
+        assert_eq!(ips.of(&two_lines), Some(ip("6.6.6.6")));
+        // A proxy's own entry spoiled: the walk ends at the last hop trusted, as for junk.
+        let spoiled = raw_request("10.0.0.2", "x-forwarded-for", &[b"6.6.6.6, 10.1.1.1\xff"]);
+        assert_eq!(ips.of(&spoiled), Some(ip("10.0.0.2")));
+        let forwarded = ClientIp::trusting(["10.0.0.0/8"], ProxyHeader::Forwarded).unwrap();
+        let appended = raw_request("10.0.0.2", "forwarded", &[b"for=\xff\xfe, for=6.6.6.6"]);
+        assert_eq!(forwarded.of(&appended), Some(ip("6.6.6.6")));
+    }
+
+    #[test]
+    fn a_chain_of_any_length_is_read_in_bounded_time() {
+        let ips = behind_proxy();
+        let mut line = b"6.6.6.6".to_vec();
+        line.extend(b", 10.1.1.1".repeat(100_000));
+        let long = raw_request("10.0.0.2", "x-forwarded-for", &[&line]);
+        // Past 64 trusted hops the walk stops at the last of them.
+        assert_eq!(ips.of(&long), Some(ip("10.1.1.1")));
+        let commas = raw_request("10.0.0.2", "x-forwarded-for", &[&[b','; 1_000_000]]);
+        assert_eq!(ips.of(&commas), Some(ip("10.0.0.2")));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2_000);
+            ProptestConfig::with_cases(cases)
+        }
+
+        /// Bytes a header value may hold (no control characters but tab), biased towards
+        /// the separators and address characters a forger would try.
+        fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                4 => prop::sample::select(b", ;=\"[]:.0123456789abcdef_for".to_vec()),
+                2 => 0x80u8..=0xff,
+                1 => 0x20u8..0x7f,
+                1 => Just(b'\t'),
+            ];
+            prop::collection::vec(byte, 0..80)
+        }
+
+        fn client() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(|o| IpAddr::from(o)),
+                any::<[u16; 8]>().prop_map(|s| IpAddr::from(s)),
+            ]
+            .prop_filter("an untrusted client", |ip| {
+                !behind_proxy().is_trusted(ip.to_canonical())
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Whatever a client writes, an appending proxy's entry for it is what counts.
+            #[test]
+            fn a_forged_prefix_never_changes_the_client(
+                prefix in value_bytes(),
+                client in client(),
+                separate_line in any::<bool>(),
+            ) {
+                let ips = behind_proxy();
+                let expected = Some(ips.group(client.to_canonical()));
+                let own = client.to_string().into_bytes();
+                let mut joined = prefix.clone();
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(&own);
+                let lines: Vec<&[u8]> = if separate_line {
+                    vec![&prefix, &own]
+                } else {
+                    vec![&joined]
+                };
+                let req = raw_request("10.0.0.2", "x-forwarded-for", &lines);
+                prop_assert_eq!(ips.of(&req), expected);
+
+                let forwarded =
+                    ClientIp::trusting(["10.0.0.0/8", "192.168.1.1"], ProxyHeader::Forwarded)
+                        .unwrap();
+                let node = match client {
+                    IpAddr::V4(v4) => format!("for={v4}"),
+                    IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+                };
+                let mut element = prefix;
+                element.extend_from_slice(b", ");
+                element.extend_from_slice(node.as_bytes());
+                let req = raw_request("10.0.0.2", "forwarded", &[&element]);
+                prop_assert_eq!(forwarded.of(&req), expected);
+            }
+
+            /// Any header lines at all: an address, never a panic, and from an untrusted peer
+            /// always the peer.
+            #[test]
+            fn any_bytes_give_an_address(
+                lines in prop::collection::vec(value_bytes(), 0..4),
+                trusted_peer in any::<bool>(),
+            ) {
+                let ips = behind_proxy();
+                let peer = if trusted_peer { "10.0.0.2" } else { "203.0.113.9" };
+                let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                let req = raw_request(peer, "x-forwarded-for", &lines);
+                let found = ips.of(&req);
+                prop_assert!(found.is_some());
+                if !trusted_peer {
+                    prop_assert_eq!(found, Some(ip("203.0.113.9")));
+                }
+            }
+        }
     }
 }

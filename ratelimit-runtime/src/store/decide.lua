@@ -31,7 +31,10 @@ if ARGV[1] == 'server' then
   local t = redis.call('TIME')
   server_now = tonumber(t[1]) * US + tonumber(t[2])
 end
-local now
+-- The instant a decision is made at, and the present: they differ when a refused request
+-- reserves its turn (decided again at that turn). Expiries count from the present, as Redis
+-- counts `PX`: from the turn, a key would die up to a max wait early and its bucket restart.
+local now, present
 
 -- floor_div, ceil_div, CORRUPT and load come from common.lua, put before this script.
 
@@ -213,7 +216,7 @@ local function decide(first, arg, count, charge, out)
   if not all or not charge then return all end
   for i = 1, count do
     local key, expiry = KEYS[first + i - 1], expiries[i]
-    local ttl = max(MIN_TTL, ceil_div(max(expiry - now, 0), 1000) + 1)
+    local ttl = max(MIN_TTL, ceil_div(max(expiry - present, 0), 1000) + 1)
     if values[i] then
       redis.call('SET', key, values[i], 'PX', ttl)
     else
@@ -270,6 +273,7 @@ for _ = 1, decisions do
   local charge = count > 0
   if not charge then count = -count end
   now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
+  present = now
   local outcome_at = #reply + 1
   reply[outcome_at] = 0
   local ok, all = run(decisions, first, arg + 2, count, charge)

@@ -1,0 +1,112 @@
+//! The findings of the independent review, reproduced from the outside on the example server:
+//! a reserved turn on Redis admits what memory admits, and a forged, non-ASCII prefix of a
+//! forwarding header neither changes the client nor spends the proxy's budget.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{ExampleServer, RedisServer};
+
+/// Sends one HTTP/1.0 request with raw header bytes; the status code.
+fn status(server: &ExampleServer, path: &str, headers: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n").into_bytes();
+    request.extend_from_slice(headers);
+    request.extend_from_slice(b"\r\n");
+    stream.write_all(&request).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let line = String::from_utf8_lossy(&reply[..reply.len().min(12)]).into_owned();
+    line.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {line:?}"))
+}
+
+/// `n` requests to `path` at once; how many were answered 200.
+fn spike(server: &ExampleServer, path: &str, n: usize) -> usize {
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| status(server, path, b"")))
+            .collect();
+        requests
+            .into_iter()
+            .map(|r| r.join().expect("a request"))
+            .filter(|&code| code == 200)
+            .count()
+    })
+}
+
+/// `/queued` is GCRA 5 per second with `max_wait = "2s"`: spikes of 15 at 0 s and 1.2 s.
+/// The first spike's requests are still waiting for their turns when the second arrives.
+fn two_spikes(server: &ExampleServer) -> usize {
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| spike(server, "/queued", 15));
+        std::thread::sleep(Duration::from_millis(1_200));
+        let second = spike(server, "/queued", 15);
+        first.join().expect("the first spike") + second
+    })
+}
+
+#[test]
+fn queued_turns_on_redis_admit_what_memory_admits() {
+    let redis = RedisServer::start();
+    let on_redis = ExampleServer::start_with(&[("REDIS_URL", &redis.url())]);
+    let in_memory = ExampleServer::start();
+    let (memory, redis) = std::thread::scope(|scope| {
+        let memory = scope.spawn(|| two_spikes(&in_memory));
+        let redis = scope.spawn(|| two_spikes(&on_redis));
+        (memory.join().unwrap(), redis.join().unwrap())
+    });
+    // 5 at once, 10 turns within 2 s, then 6 turns the second spike can still wait for.
+    assert!(
+        (20..=22).contains(&memory),
+        "memory admitted {memory}, not 21"
+    );
+    assert!(
+        redis.abs_diff(memory) <= 1,
+        "Redis admitted {redis} where memory admitted {memory}"
+    );
+}
+
+#[test]
+fn a_forged_prefix_of_the_forwarding_header_changes_nothing() {
+    // The example server trusts the loopback proxy from the environment.
+    let server = ExampleServer::start_with(&[("RATELIMIT_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let client = b"X-Forwarded-For: 198.51.100.7\r\n";
+    // `/search` allows 10 per 10 s per client: this client spends them.
+    for i in 0..10 {
+        assert_eq!(status(&server, "/search", client), 200, "request {i}");
+    }
+    assert_eq!(status(&server, "/search", client), 429);
+    // What an appending proxy forwards when the client wrote a non-ASCII entry of its own:
+    // still that client, refused, in one line or two.
+    let forged: [&[u8]; 4] = [
+        b"X-Forwarded-For: \xff, 198.51.100.7\r\n",
+        b"X-Forwarded-For: \xc3\x28garbage\xfe\xfe, 1.1.1.1, 198.51.100.7\r\n",
+        b"X-Forwarded-For: \xff\xff\r\nX-Forwarded-For: 198.51.100.7\r\n",
+        b"X-Forwarded-For: 6.6.6.6 \x80, 198.51.100.7\r\n",
+    ];
+    for headers in forged {
+        for _ in 0..3 {
+            assert_eq!(
+                status(&server, "/search", headers),
+                429,
+                "{:?} escaped the spent budget",
+                String::from_utf8_lossy(headers)
+            );
+        }
+    }
+    // And none of it was charged to the proxy itself: its own 10 are whole.
+    for i in 0..10 {
+        assert_eq!(status(&server, "/search", b""), 200, "proxy request {i}");
+    }
+    // A client behind a forged prefix of its own is itself, with a budget of its own.
+    let other = b"X-Forwarded-For: \xff, 203.0.113.5\r\n";
+    assert_eq!(status(&server, "/search", other), 200);
+}
