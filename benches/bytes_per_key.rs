@@ -66,7 +66,7 @@ fn ours(algorithm: AlgorithmKind, ips: &[IpAddr]) -> MemoryStore {
         store.decide_now(
             &[Check {
                 group: 0,
-                key,
+                key: key.into(),
                 algorithm,
                 limit,
                 cost: 1,

@@ -58,7 +58,7 @@ impl Ours {
             .hash_one(("bench::handler", self.algorithm, self.limit, ip));
         let check = Check {
             group: 0,
-            key,
+            key: key.into(),
             algorithm: self.algorithm,
             limit: self.limit,
             cost: 1,

@@ -679,7 +679,7 @@ async fn redis_time_per_algorithm(redis: &RedisServer) {
         let check = |i: u64| {
             let key = ((n as u64) << 32) | i;
             Check {
-                key,
+                key: key.into(),
                 group: key,
                 algorithm,
                 limit,

@@ -53,7 +53,7 @@ async fn run(store: &RedisStore, redis: &RedisServer, round: u64) -> (f64, f64, 
             tokio::spawn(async move {
                 for i in 0..DECISIONS / TASKS {
                     let check = Check {
-                        key: (round * 1_000_000 + task * DECISIONS + i) % 10_000,
+                        key: u128::from((round * 1_000_000 + task * DECISIONS + i) % 10_000),
                         group: 1,
                         algorithm: AlgorithmKind::FixedWindow,
                         limit,

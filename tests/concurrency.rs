@@ -35,7 +35,7 @@ fn one_hot_key_admits_exactly_the_capacity() {
         let quota = Quota::from_parts(1_000, 3_600).unwrap();
         let check = Check {
             group: 0,
-            key: 77 + i as u64,
+            key: 77 + i as u128,
             algorithm,
             limit: algorithm.default_limit(quota),
             cost: 1,
@@ -103,7 +103,7 @@ fn a_million_key_flood_stays_at_a_cap_of_a_hundred_thousand() {
             let key = (thread << 56 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let check = Check {
                 group: 0,
-                key,
+                key: key.into(),
                 algorithm: AlgorithmKind::Gcra,
                 limit,
                 cost: 1,

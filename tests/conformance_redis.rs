@@ -68,7 +68,7 @@ async fn a_corrupt_key_fails_its_own_decision_only() {
     let limit = Limit::new(Quota::from_parts(10, 60).unwrap());
     let checks: Vec<Check> = (0..40u64)
         .map(|i| Check {
-            key: 1_000 + i,
+            key: u128::from(1_000 + i),
             group: 1_000 + i,
             algorithm: AlgorithmKind::FixedWindow,
             limit,
@@ -123,7 +123,7 @@ async fn reserved_turns_keep_their_keys_alive_on_redis_time() {
         .iter()
         .enumerate()
         .map(|(i, &(algorithm, per_second))| Check {
-            key: 7_000 + i as u64,
+            key: 7_000 + i as u128,
             group: 7_000 + i as u64,
             algorithm,
             limit: Limit::new(Quota::from_parts(per_second, 1).unwrap()),

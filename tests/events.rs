@@ -189,3 +189,49 @@ async fn a_rule_the_limiter_cannot_decide_is_one_error_naming_it() {
         capture.all()
     );
 }
+
+#[actix_web::test]
+async fn a_process_with_another_key_secret_is_one_error_and_no_secret_a_warning() {
+    let capture = Capture::default();
+    let _events =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let redis = RedisServer::start();
+    let on_redis = |secret: Option<&str>| {
+        let builder = RateLimiter::builder()
+            .redis(redis.url())
+            .redis_options(RedisOptions {
+                timeout: Duration::from_secs(2),
+                ..RedisOptions::default()
+            });
+        match secret {
+            Some(secret) => builder.key_secret(secret),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let mut answers = Vec::new();
+    for secret in ["fleet secret", "fleet secret", "another secret"] {
+        let app = test::init_service(App::new().app_data(on_redis(Some(secret))).service(two));
+        let res = test::call_service(&app.await, get("/two")).await;
+        answers.push(res.status().as_u16());
+    }
+    // The second process shares the first one's secret, and so its budget; the third does not.
+    assert_eq!(answers, [200, 200, 200]);
+    assert_eq!(
+        capture.count(Level::ERROR, "different RATELIMIT_KEY_SECRET"),
+        1,
+        "{:?}",
+        capture.all()
+    );
+    let app = test::init_service(
+        App::new()
+            .app_data(on_redis(Some("fleet secret")))
+            .service(two),
+    );
+    let res = test::call_service(&app.await, get("/two")).await;
+    assert_eq!(res.status(), 429, "the fleet's budget of 2 is spent");
+    assert_eq!(capture.count(Level::WARN, "public key"), 0);
+    on_redis(None);
+    assert_eq!(capture.count(Level::WARN, "public key"), 1);
+}

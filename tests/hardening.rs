@@ -110,3 +110,31 @@ fn a_forged_prefix_of_the_forwarding_header_changes_nothing() {
     let other = b"X-Forwarded-For: \xff, 203.0.113.5\r\n";
     assert_eq!(status(&server, "/search", other), 200);
 }
+
+#[test]
+fn key_names_are_keyed_by_the_fleet_secret_from_the_environment() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let with_secret = |secret| {
+        ExampleServer::start_with(&[("REDIS_URL", &url), ("RATELIMIT_KEY_SECRET", secret)])
+    };
+    let (a, b, stranger) = (
+        with_secret("fleet secret"),
+        with_secret("fleet secret"),
+        with_secret("another secret"),
+    );
+    // `/search`: 10 per 10 s per address, spent across the two processes that share a secret.
+    let admitted = (0..12)
+        .filter(|i| status(if i % 2 == 0 { &a } else { &b }, "/search", b"") == 200)
+        .count();
+    assert_eq!(admitted, 10);
+    // A process with another secret names the same client's key differently: its own budget.
+    assert_eq!(status(&stranger, "/search", b""), 200);
+    let keys = redis.cli(&["--scan", "--pattern", "ratelimit:{*}:*"]);
+    assert!(!keys.trim().is_empty());
+    for key in keys.lines() {
+        let name = key.rsplit(':').next().unwrap();
+        assert_eq!(name.len(), 32, "{key} is not named by 128 bits");
+        assert!(!key.contains("secret"));
+    }
+}

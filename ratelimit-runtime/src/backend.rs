@@ -96,6 +96,8 @@ pub(crate) struct RedisBackend {
     options: RedisOptions,
     policy: FailurePolicy,
     store: OnceCell<RedisStore>,
+    /// The mark of the fleet's key-naming secret, compared with the one Redis holds.
+    fleet_mark: String,
     /// Whether a connection attempt is under way, and its end announced.
     connecting: AtomicBool,
     connected: Notify,
@@ -120,10 +122,12 @@ impl Backend {
         options: RedisOptions,
         policy: FailurePolicy,
         leases: Option<Leases>,
+        fleet_mark: String,
     ) -> Backend {
         Backend::Redis(Arc::new(RedisBackend {
             target,
             options,
+            fleet_mark,
             policy,
             store: OnceCell::new(),
             connecting: AtomicBool::new(false),
@@ -172,7 +176,10 @@ impl Backend {
         now: UnixNanos,
     ) -> (SlotAnswer, StoreLabel) {
         match self {
-            Backend::Memory => (take_in_memory(memory, check.key, limit), StoreLabel::Memory),
+            Backend::Memory => (
+                take_in_memory(memory, check.fingerprint(), limit),
+                StoreLabel::Memory,
+            ),
             Backend::Redis(redis) => redis.take_slot(memory, check, limit, now).await,
         }
     }
@@ -379,7 +386,7 @@ impl RedisBackend {
         let answer = match self.policy {
             FailurePolicy::Fallback => {
                 let local = self.local(std::slice::from_ref(check))[0];
-                take_in_memory(memory, local.key, limit)
+                take_in_memory(memory, local.fingerprint(), limit)
             }
             FailurePolicy::FailOpen => SlotAnswer::Unlimited,
             FailurePolicy::FailClosed => SlotAnswer::Unavailable(self.closed_for(now)),
@@ -486,12 +493,29 @@ impl RedisBackend {
                 }
             };
             match connection {
-                Ok(store) => drop(this.store.set(store)),
+                Ok(store) => {
+                    this.compare_fleet_marks(&store).await;
+                    drop(this.store.set(store));
+                }
                 Err(e) => tracing::debug!("rate limiter: connecting to Redis failed: {e}"),
             }
             this.connecting.store(false, Ordering::Release);
             this.connected.notify_waiters();
         });
+    }
+
+    /// Leaves this process's secret mark on Redis and says when the last process to connect
+    /// before it named keys with another secret: their budgets and ours would count apart.
+    async fn compare_fleet_marks(&self, store: &RedisStore) {
+        match store.swap_fleet_mark(&self.fleet_mark).await {
+            Ok(Some(other)) if other != self.fleet_mark => tracing::error!(
+                "rate limiter: another process on this Redis names its keys with a different \
+                 RATELIMIT_KEY_SECRET: its limits and this process's count apart (every process \
+                 of a fleet must share one secret)"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("rate limiter: could not compare key secrets: {e}"),
+        }
     }
 
     fn degrade(
@@ -517,7 +541,7 @@ impl RedisBackend {
         checks
             .iter()
             .map(|c| Check {
-                key: self.local_seed.hash_one(c.key),
+                key: u128::from(self.local_seed.hash_one(c.key)),
                 ..*c
             })
             .collect()

@@ -173,7 +173,7 @@ impl LeaseTable {
     /// last unit of a lease is never spent here: it goes back with the next call, so that a
     /// zero remaining only ever comes from Redis).
     pub(crate) fn spend(&self, checks: &[Check], now: UnixNanos) -> Option<Spent> {
-        let mut locked = self.lock(checks.iter().map(|c| c.key));
+        let mut locked = self.lock(checks.iter().map(|c| c.fingerprint()));
         let held = checks.iter().enumerate().all(|(i, c)| {
             locked
                 .get(i)
@@ -186,7 +186,7 @@ impl LeaseTable {
     /// held go back in it, and a busy key asks for its next lease. `None` when nothing is held
     /// or worth leasing: decide on Redis as without leases.
     pub(crate) fn plan(&self, checks: &[Check], now: UnixNanos) -> Option<SmallVec<[LeaseAsk; 4]>> {
-        let mut locked = self.lock(checks.iter().map(|c| c.key));
+        let mut locked = self.lock(checks.iter().map(|c| c.fingerprint()));
         let mut asks = SmallVec::new();
         let mut worth_asking = false;
         for (i, check) in checks.iter().enumerate() {
@@ -286,7 +286,7 @@ impl LeaseTable {
         answer: &LeaseAnswer,
         now: UnixNanos,
     ) -> Verdict {
-        let mut locked = self.lock(asks.iter().map(|a| a.check.key));
+        let mut locked = self.lock(asks.iter().map(|a| a.check.fingerprint()));
         let mut verdict = answer.verdict.clone();
         let (mut leased, mut returned) = (0, 0);
         let settled = asks.iter().zip(&answer.grants).zip(&mut verdict.decisions);
@@ -333,7 +333,7 @@ impl LeaseTable {
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
     /// them back; counting them again could admit too much), and others may ask again.
     pub(crate) fn abandon(&self, asks: &[LeaseAsk]) {
-        let mut locked = self.lock(asks.iter().map(|a| a.check.key));
+        let mut locked = self.lock(asks.iter().map(|a| a.check.fingerprint()));
         for (i, _) in asks.iter().enumerate().filter(|(_, a)| a.want > 0) {
             if let Some(lease) = locked.get(i) {
                 lease.refilling = false;
@@ -343,7 +343,7 @@ impl LeaseTable {
 
     /// Drops the leases of `checks` (a reset: their budgets start again).
     pub(crate) fn forget(&self, checks: &[Check]) {
-        let mut locked = self.lock(checks.iter().map(|c| c.key));
+        let mut locked = self.lock(checks.iter().map(|c| c.fingerprint()));
         for i in 0..checks.len() {
             locked.remove(i);
         }

@@ -13,7 +13,7 @@ use crate::backend::{Backend, FailurePolicy, RedisStats, RedisTarget};
 use crate::catalogue;
 use crate::clock::{Clock, SystemClock};
 use crate::headers::HeaderStyle;
-use crate::key::fingerprint::{write_identity, write_rule};
+use crate::key::fingerprint::{write_identity, write_rule, FleetKey};
 use crate::key::{ClientIp, Identity, InvalidProxy, ProxyHeader};
 use crate::leases::Leases;
 use crate::metrics::Metrics;
@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) overrides: Arc<Overrides>,
     key_prefix: String,
+    /// Keys Redis key names, so that nobody without the fleet's secret can aim at them.
+    fleet_key: FleetKey,
     hasher: ahash::RandomState,
 }
 
@@ -125,16 +127,21 @@ impl Inner {
     /// every process; in memory, they are seeded per process.
     pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
         let (key, group) = if self.backend.is_shared() {
-            let key = self.key_with(Xxh3::with_seed(0), rule, &limit, identity);
+            let key = self.fleet_key.name(|h| {
+                write_rule(h, &self.key_prefix, rule, &limit);
+                write_identity(h, identity);
+            });
+            // The hash tag groups a rule's keys on one Cluster slot; it names the rule, not a
+            // client, so it needs no secret.
             let mut group = Xxh3::with_seed(0);
             group.update(self.key_prefix.as_bytes());
             group.update(rule.name.as_bytes());
             (key, group.digest())
         } else {
-            (
-                self.key_with(self.hasher.build_hasher(), rule, &limit, identity),
-                0,
-            )
+            let mut h = self.hasher.build_hasher();
+            write_rule(&mut h, &self.key_prefix, rule, &limit);
+            write_identity(&mut h, identity);
+            (u128::from(h.finish()), 0)
         };
         Check {
             key,
@@ -144,18 +151,6 @@ impl Inner {
             cost: rule.cost.get(),
             max_wait: rule.max_wait_nanos(),
         }
-    }
-
-    fn key_with(
-        &self,
-        mut h: impl Hasher,
-        rule: &Rule,
-        limit: &Limit,
-        identity: &Identity<'_>,
-    ) -> u64 {
-        write_rule(&mut h, &self.key_prefix, rule, limit);
-        write_identity(&mut h, identity);
-        h.finish()
     }
 }
 
@@ -170,6 +165,7 @@ impl fmt::Debug for RateLimiter {
             .field("shadow", &self.inner.shadow)
             .field("metrics", &self.inner.metrics)
             .field("key_prefix", &self.inner.key_prefix)
+            .field("fleet_key", &self.inner.fleet_key)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +183,7 @@ pub struct RateLimiterBuilder {
     metrics: bool,
     overrides_file: Option<PathBuf>,
     key_prefix: String,
+    key_secret: Option<FleetKey>,
     redis: Option<RedisTarget>,
     redis_options: RedisOptions,
     on_redis_failure: FailurePolicy,
@@ -207,6 +204,7 @@ impl Default for RateLimiterBuilder {
             metrics: true,
             overrides_file: None,
             key_prefix: "ratelimit".to_string(),
+            key_secret: None,
             redis: None,
             redis_options: RedisOptions::default(),
             on_redis_failure: FailurePolicy::default(),
@@ -328,6 +326,22 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// The fleet's secret for Redis key names (any bytes; 32 random ones, say, from a secret
+    /// store): names become a keyed hash (128 bits of SipHash-1-3) nobody without the secret
+    /// can aim at, so no crafted header value or key lands on another client's budget.
+    ///
+    /// Every process of a fleet must use the same secret. One that does not names every key
+    /// differently: its requests are counted apart from the others' (limits split between the
+    /// two groups, each admitting up to the limit), which is why a process with a secret that
+    /// differs from the one Redis has seen logs an error at its first connection. Changing the
+    /// secret starts every budget afresh. Without a secret, names use a public key: stable, but
+    /// predictable (logged as a warning when a limiter is built on Redis).
+    /// `RATELIMIT_KEY_SECRET` sets it from the environment.
+    pub fn key_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.key_secret = Some(FleetKey::from_secret(secret.as_ref()));
+        self
+    }
+
     /// Keeps every limit on one Redis (`redis://host:port/db`), shared by every process that
     /// uses it. The connection is made on first use and remade by itself; see
     /// [`on_redis_failure`](Self::on_redis_failure) for what happens while Redis is down.
@@ -397,6 +411,9 @@ impl RateLimiterBuilder {
                 .map(String::from)
                 .collect();
             self = self.trusted_proxies(list);
+        }
+        if let Some(secret) = std::env::var_os("RATELIMIT_KEY_SECRET").filter(|s| !s.is_empty()) {
+            self = self.key_secret(secret.as_encoded_bytes());
         }
         if let Some(shadow) = var("RATELIMIT_SHADOW") {
             self.shadow = is_on(&shadow);
@@ -488,11 +505,25 @@ impl RateLimiterBuilder {
                     prefix: self.key_prefix.clone(),
                     ..self.redis_options
                 };
-                Backend::redis(target, options, self.on_redis_failure, self.redis_leases)
+                Backend::redis(
+                    target,
+                    options,
+                    self.on_redis_failure,
+                    self.redis_leases,
+                    self.key_secret.unwrap_or_else(FleetKey::public).mark(),
+                )
             }
             None => Backend::Memory,
         };
         let on_redis = backend.is_shared();
+        let fleet_key = self.key_secret.unwrap_or_else(FleetKey::public);
+        if on_redis && !fleet_key.is_secret() {
+            tracing::warn!(
+                "rate limiter: Redis key names use a public key, so a crafted key could be aimed \
+                 at another client's budget; set RATELIMIT_KEY_SECRET (or `key_secret`), the \
+                 same in every process of the fleet"
+            );
+        }
         Ok(RateLimiter {
             inner: Arc::new(Inner {
                 store,
@@ -505,6 +536,7 @@ impl RateLimiterBuilder {
                 metrics: Metrics::new(self.metrics),
                 overrides: Arc::new(Overrides::with_file(self.overrides_file, on_redis)),
                 key_prefix: self.key_prefix,
+                fleet_key,
                 hasher: ahash::RandomState::new(),
             }),
         })
@@ -569,6 +601,38 @@ mod tests {
             key(&a, "x", [1, 2, 3, 4]).key,
             key(&b, "x", [1, 2, 3, 4]).key
         );
+    }
+
+    #[test]
+    fn shared_store_keys_are_keyed_by_the_fleet_secret() {
+        let redis = |secret: Option<&str>| {
+            let builder = RateLimiter::builder().redis("redis://127.0.0.1:1");
+            match secret {
+                Some(secret) => builder.key_secret(secret),
+                None => builder,
+            }
+            .build()
+            .unwrap()
+        };
+        let (a, b, other, public) = (
+            redis(Some("s3cret")),
+            redis(Some("s3cret")),
+            redis(Some("another")),
+            redis(None),
+        );
+        let name = |limiter: &RateLimiter| key(limiter, "x", [1, 2, 3, 4]).key;
+        assert_eq!(name(&a), name(&b));
+        assert_ne!(name(&a), name(&other));
+        assert_ne!(name(&a), name(&public));
+        // 128 bits of name, both halves used.
+        assert!(name(&a) >> 64 != 0 && name(&a) as u64 != 0);
+        // The same rule's keys still share a Cluster slot whatever the secret.
+        assert_eq!(
+            key(&a, "x", [1, 2, 3, 4]).group,
+            key(&other, "x", [1, 2, 3, 4]).group
+        );
+        let shown = format!("{a:?}");
+        assert!(shown.contains("FleetKey(secret)") && !shown.contains("s3cret"));
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl<'s, S: Store> Subject<'s, S> {
         let quota = Quota::from_parts(limit, per_secs).unwrap();
         let check = Check {
             group: fresh_key(),
-            key: fresh_key(),
+            key: fresh_key().into(),
             algorithm,
             limit: algorithm.default_limit(quota),
             cost: 1,

@@ -76,6 +76,14 @@ impl Algorithm for FixedWindow {
     fn expires_at(state: &FixedWindowState) -> UnixNanos {
         u64::from(state.end_secs) * NANOS_PER_SEC
     }
+
+    fn held(state: &FixedWindowState, now: UnixNanos) -> u64 {
+        if Self::expires_at(state) > now {
+            u64::from(state.spent)
+        } else {
+            0
+        }
+    }
 }
 
 #[cfg(test)]

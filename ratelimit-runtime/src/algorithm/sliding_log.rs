@@ -86,6 +86,11 @@ impl Algorithm for SlidingLog {
     fn expires_at(state: &SlidingLogState) -> UnixNanos {
         state.expiries.back().copied().unwrap_or(0)
     }
+
+    fn held(state: &SlidingLogState, now: UnixNanos) -> u64 {
+        let expired = state.expiries.partition_point(|&t| t <= now);
+        (state.expiries.len() - expired) as u64
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,14 @@ impl Algorithm for SlidingWindow {
         // Once the window after the current one has ended, neither counter weighs anything.
         (u64::from(state.end_secs) + u64::from(state.period_secs)) * NANOS_PER_SEC
     }
+
+    fn held(state: &SlidingWindowState, now: UnixNanos) -> u64 {
+        if Self::expires_at(state) > now {
+            u64::from(state.current) + u64::from(state.previous)
+        } else {
+            0
+        }
+    }
 }
 
 /// When a denied request of `cost` would pass: later in this window as the previous window's

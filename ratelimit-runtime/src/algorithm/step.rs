@@ -50,6 +50,16 @@ pub trait Algorithm {
     /// The instant from which `state` admits exactly what a fresh state admits.
     fn expires_at(state: &Self::State) -> UnixNanos;
 
+    /// What forgetting `state` at `now` would give back to its client, comparable between
+    /// states of this algorithm: the units it holds where it counts them (the windows and the
+    /// log), else the time until it is whole (the buckets and GCRA, whose states hold no count:
+    /// units over their rate). A full memory store evicts, among a few keys, the one that holds
+    /// least, so that a flood of fresh keys pushes out keys like themselves, not a busy
+    /// client's spent budget.
+    fn held(state: &Self::State, now: UnixNanos) -> u64 {
+        Self::expires_at(state).saturating_sub(now)
+    }
+
     /// Decides `cost` at `now` and, if allowed, spends it: one request against one limit.
     fn step(state: &mut Self::State, now: UnixNanos, limit: &Limit, cost: u32) -> Decision {
         let decision = Self::evaluate(state, now, limit, cost);

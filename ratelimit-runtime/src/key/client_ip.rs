@@ -104,7 +104,7 @@ impl ClientIp {
     /// at the last hop we trust, which is then counted as the client: stricter for the clients
     /// behind it, never a fresh budget for a forger.
     fn forwarded_client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
-        let (name, parse): (HeaderName, fn(&[u8]) -> Option<IpAddr>) = match self.header {
+        let (name, parse): (HeaderName, EntryParser) = match self.header {
             ProxyHeader::XForwardedFor => {
                 (HeaderName::from_static("x-forwarded-for"), parse_xff_entry)
             }
@@ -147,6 +147,9 @@ fn parse_net(text: &str) -> Result<IpNet, InvalidProxy> {
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| InvalidProxy(text.to_string()))
 }
+
+/// Reads one entry of a forwarding header, as bytes.
+type EntryParser = fn(&[u8]) -> Option<IpAddr>;
 
 /// An `X-Forwarded-For` entry: an address, possibly `[v6]` or with a port.
 fn parse_xff_entry(entry: &[u8]) -> Option<IpAddr> {
@@ -363,8 +366,8 @@ mod tests {
 
         fn client() -> impl Strategy<Value = IpAddr> {
             prop_oneof![
-                any::<[u8; 4]>().prop_map(|o| IpAddr::from(o)),
-                any::<[u16; 8]>().prop_map(|s| IpAddr::from(s)),
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u16; 8]>().prop_map(IpAddr::from),
             ]
             .prop_filter("an untrusted client", |ip| {
                 !behind_proxy().is_trusted(ip.to_canonical())

@@ -125,7 +125,7 @@ mod tests {
     fn check(key: u64) -> Check {
         let limit = Limit::new(Quota::from_parts(1, 1).unwrap());
         Check {
-            key,
+            key: key.into(),
             group: 0,
             algorithm: AlgorithmKind::Gcra,
             limit,

@@ -10,9 +10,11 @@ use crate::decision::Decision;
 /// One limit to decide for one request: whose state, which algorithm, which limit, what cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
-    /// The key's 64-bit fingerprint (rule, quota and client identity, hashed with a per-process
-    /// random seed).
-    pub key: u64,
+    /// The key's name: a hash of the rule, its quota and the client identity. On a shared
+    /// store, 128 bits keyed by the fleet's secret (the same in every process that shares it;
+    /// see [`RateLimiterBuilder::key_secret`](crate::RateLimiterBuilder::key_secret)); in
+    /// process memory, 64 bits seeded at random per process.
+    pub key: u128,
     /// The group of the key: checks decided together share it (a Redis Cluster hash tag).
     pub group: u64,
     /// The algorithm that owns the key's state.
@@ -27,6 +29,12 @@ pub struct Check {
 }
 
 impl Check {
+    /// The key in 64 bits, as process memory holds it: the key itself when it fits (a memory
+    /// store's own keys always do), else its two halves folded.
+    pub fn fingerprint(&self) -> u64 {
+        (self.key as u64) ^ ((self.key >> 64) as u64)
+    }
+
     /// When a request these `checks` refused at `now` (their `decisions`) may be decided again
     /// and pass, reserving its turn: the latest retry instant of the refusing checks, provided
     /// each is within that check's `max_wait`. `None`: refused.

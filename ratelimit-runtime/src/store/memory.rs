@@ -10,7 +10,10 @@
 //! Idle keys are dropped inline, without a background task: a shard sweeps out expired state
 //! when a new key arrives and its last sweep is older than the sweep interval, or when it is
 //! full. If a shard is still full after that (a flood of distinct live keys), the new key takes
-//! the place of the entry, among a few sampled, that expires first, and the eviction is counted.
+//! the place of the entry, among a few sampled, that holds least (what forgetting it gives
+//! back: its spent units, or for the buckets and GCRA its time until whole), and the eviction
+//! is counted. A flood of fresh keys, each holding a request or two, so pushes out its own
+//! kind, not a busy client whose spent budget would be handed back.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -193,20 +196,20 @@ impl MemoryStore {
 
     /// Decides one check at `now` synchronously, charging it if allowed: the fast path.
     pub fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
-        let mut shard = self.lock(shard_of(check.key));
+        let mut shard = self.lock(shard_of(check.fingerprint()));
         with_algorithm!(check.algorithm, A => self.decide_in::<A>(&mut shard, check, now))
     }
 
     /// One check, one table lookup for a known key.
     fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
-        if let Some(state) = A::table(shard).get_mut(check.key) {
+        if let Some(state) = A::table(shard).get_mut(check.fingerprint()) {
             return step_or_reserve::<A>(state, check, now);
         }
         let mut state = A::State::default();
         let decision = step_or_reserve::<A>(&mut state, check, now);
         if decision.allowed {
-            self.make_room(shard, now, check.key);
-            A::table(shard).insert(check.key, state);
+            self.make_room(shard, now, check.fingerprint());
+            A::table(shard).insert(check.fingerprint(), state);
         }
         decision
     }
@@ -215,7 +218,8 @@ impl MemoryStore {
     /// then charge all or none. Refused, they may reserve a later turn (`max_wait`): decided
     /// again at that instant, under the same locks.
     fn decide_many(&self, checks: &[Check], now: UnixNanos) -> Verdict {
-        let mut indices: SmallVec<[usize; 4]> = checks.iter().map(|c| shard_of(c.key)).collect();
+        let mut indices: SmallVec<[usize; 4]> =
+            checks.iter().map(|c| shard_of(c.fingerprint())).collect();
         indices.sort_unstable();
         indices.dedup();
         let mut guards: SmallVec<[MutexGuard<'_, Shard>; 4]> =
@@ -225,7 +229,7 @@ impl MemoryStore {
         let mut evaluate = |at: UnixNanos| -> SmallVec<[Decision; 4]> {
             checks
                 .iter()
-                .map(|c| guards[guard_of(c.key)].evaluate(c, at))
+                .map(|c| guards[guard_of(c.fingerprint())].evaluate(c, at))
                 .collect()
         };
         let mut decided_at = now;
@@ -239,7 +243,7 @@ impl MemoryStore {
         let allowed = decisions.iter().all(|d| d.allowed);
         if allowed {
             for check in checks {
-                let at = guard_of(check.key);
+                let at = guard_of(check.fingerprint());
                 self.charge(&mut guards[at], check, decided_at);
             }
         }
@@ -250,7 +254,7 @@ impl MemoryStore {
     pub fn peek_now(&self, checks: &[Check], now: UnixNanos) -> Verdict {
         let decisions: SmallVec<[Decision; 4]> = checks
             .iter()
-            .map(|c| self.lock(shard_of(c.key)).evaluate(c, now))
+            .map(|c| self.lock(shard_of(c.fingerprint())).evaluate(c, now))
             .collect();
         Verdict {
             allowed: decisions.iter().all(|d| d.allowed),
@@ -291,9 +295,9 @@ impl MemoryStore {
     /// Forgets the state of `checks`' keys.
     pub fn reset_now(&self, checks: &[Check]) {
         for check in checks {
-            let mut shard = self.lock(shard_of(check.key));
+            let mut shard = self.lock(shard_of(check.fingerprint()));
             with_algorithm!(check.algorithm, A => {
-                A::table(&mut shard).remove(check.key);
+                A::table(&mut shard).remove(check.fingerprint());
             });
         }
     }
@@ -303,13 +307,13 @@ impl MemoryStore {
     }
 
     fn charge_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
-        if let Some(state) = A::table(shard).get_mut(check.key) {
+        if let Some(state) = A::table(shard).get_mut(check.fingerprint()) {
             return A::charge(state, now, &check.limit, check.cost);
         }
-        self.make_room(shard, now, check.key);
+        self.make_room(shard, now, check.fingerprint());
         let mut state = A::State::default();
         A::charge(&mut state, now, &check.limit, check.cost);
-        A::table(shard).insert(check.key, state);
+        A::table(shard).insert(check.fingerprint(), state);
     }
 
     /// Before the new key `key` enters: sweep if due or full, then evict if still full.
@@ -369,7 +373,7 @@ impl Shard {
     }
 
     fn evaluate_in<A: TableOf>(&mut self, check: &Check, now: UnixNanos) -> Decision {
-        match A::table(self).get_mut(check.key) {
+        match A::table(self).get_mut(check.fingerprint()) {
             Some(state) => A::evaluate(state, now, &check.limit, check.cost),
             None => A::evaluate(&mut A::State::default(), now, &check.limit, check.cost),
         }
@@ -384,13 +388,15 @@ impl Shard {
     }
 
     /// Removes, among a few entries of the largest table (from where the new key `key` would
-    /// go), the one that expires first. Returns whether a live key was lost.
+    /// go), the one that holds least (see [`Algorithm::held`]), the earliest to expire among
+    /// equals. Returns whether a live key was lost.
     fn evict_one(&mut self, now: UnixNanos, key: u64) -> bool {
         let largest = AlgorithmKind::ALL
             .into_iter()
             .max_by_key(|&kind| with_algorithm!(kind, A => A::table(self).len()));
-        let expiry = largest
-            .and_then(|kind| with_algorithm!(kind, A => evict_earliest::<A>(A::table(self), key)));
+        let expiry = largest.and_then(
+            |kind| with_algorithm!(kind, A => evict_least::<A>(A::table(self), now, key)),
+        );
         expiry.is_some_and(|t| t > now)
     }
 }
@@ -408,13 +414,17 @@ fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixN
     }
 }
 
-/// Evicts the entry that expires first among a few of `table`, from where `from` would go (a
-/// fingerprint, so a uniform place); returns its expiry.
-fn evict_earliest<A: TableOf>(table: &mut TableFor<A>, from: u64) -> Option<UnixNanos> {
-    let (key, expiry) = table
+/// Evicts the entry that holds least at `now` among a few of `table`, from where `from` would
+/// go (a fingerprint, so a uniform place); returns its expiry.
+fn evict_least<A: TableOf>(
+    table: &mut TableFor<A>,
+    now: UnixNanos,
+    from: u64,
+) -> Option<UnixNanos> {
+    let (key, _, expiry) = table
         .sample(from, EVICTION_SAMPLE)
-        .map(|(k, s)| (k, A::expires_at(s)))
-        .min_by_key(|&(_, t)| t)?;
+        .map(|(k, s)| (k, A::held(s, now), A::expires_at(s)))
+        .min_by_key(|&(_, held, expiry)| (held, expiry))?;
     table.remove(key);
     Some(expiry)
 }
@@ -431,7 +441,7 @@ mod tests {
     fn check(key: u64, algorithm: AlgorithmKind, n: u32, per: u32) -> Check {
         Check {
             group: 0,
-            key,
+            key: key.into(),
             algorithm,
             limit: Limit::new(Quota::from_parts(n, per).unwrap()),
             cost: 1,
@@ -474,7 +484,7 @@ mod tests {
     fn same_shard_checks_lock_once() {
         let store = MemoryStore::default();
         let a = check(5, AlgorithmKind::FixedWindow, 2, 60);
-        let shard = |c: &Check| shard_of(c.key);
+        let shard = |c: &Check| shard_of(c.fingerprint());
         let b = (6..)
             .map(|k| check(k, AlgorithmKind::FixedWindow, 2, 60))
             .find(|b| shard(b) == shard(&a))
@@ -540,5 +550,26 @@ mod tests {
             full.evictions,
             "only expired keys made room"
         );
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_does_not_push_out_a_spent_budget() {
+        let store = MemoryStore::with_max_keys(640);
+        // A busy client has spent its 300 of a 30 s window; it ends long before the flood's.
+        let hot = check(u64::MAX / 3, AlgorithmKind::FixedWindow, 300, 30);
+        for _ in 0..300 {
+            assert!(store.decide_now(&[hot], T0).allowed);
+        }
+        for i in 0..100_000 {
+            let fresh = check(spread(i), AlgorithmKind::FixedWindow, 100, 3_600);
+            assert!(store.decide_now(&[fresh], T0 + NANOS_PER_SEC).allowed);
+        }
+        assert!(store.stats().evictions > 90_000);
+        let later = store.decide_now(&[hot], T0 + 2 * NANOS_PER_SEC);
+        assert!(
+            !later.allowed,
+            "the spent budget was evicted and given back"
+        );
+        assert_eq!(later.decisions[0].remaining, 0);
     }
 }

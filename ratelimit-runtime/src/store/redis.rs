@@ -96,6 +96,8 @@ struct Single {
 }
 
 /// What the store's thread is asked to do.
+// Decisions, the common work, travel unboxed: the enum is a `Job`'s size whatever else it holds.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Decide(Job),
     Command(Command),
@@ -187,7 +189,7 @@ impl RedisStore {
 }
 
 pub(crate) fn key_of(prefix: &str, check: &Check) -> String {
-    format!("{prefix}:{{{:016x}}}:{:016x}", check.group, check.key)
+    format!("{prefix}:{{{:016x}}}:{:032x}", check.group, check.key)
 }
 
 impl Store for RedisStore {
@@ -237,9 +239,23 @@ return 1
 ";
 
 impl RedisStore {
+    /// Writes `mark` (what tells a fleet's key-naming secret apart) for a day, and returns the
+    /// mark it replaced.
+    pub(crate) async fn swap_fleet_mark(&self, mark: &str) -> Result<Option<String>, StoreError> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!("{}:fleet-key", self.options.prefix))
+            .arg(mark)
+            .arg("PX")
+            .arg(86_400_000)
+            .arg("GET");
+        redis::from_redis_value(self.command(command).await?)
+            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))
+    }
+
     /// The Redis key of a concurrency limit's slots.
-    pub fn slots_key(&self, key: u64, group: u64) -> String {
-        format!("{}:{{{group:016x}}}:{key:016x}:slots", self.options.prefix)
+    pub fn slots_key(&self, key: u128, group: u64) -> String {
+        format!("{}:{{{group:016x}}}:{key:032x}:slots", self.options.prefix)
     }
 
     /// Takes one of `limit` slots of `key` under the lease `id`, for `lease` unless renewed:
@@ -597,7 +613,7 @@ async fn call<C: ConnectionLike>(
     let keys: usize = decisions.iter().map(|d| d.checks.len()).sum();
     let mut command = redis::cmd("EVALSHA");
     command.arg(script.get_hash()).arg(keys);
-    let mut key = Vec::with_capacity(options.prefix.len() + 40);
+    let mut key = Vec::with_capacity(options.prefix.len() + 56);
     for check in decisions.iter().flat_map(|d| d.checks) {
         key.clear();
         write_key(&mut key, &options.prefix, check);
@@ -636,18 +652,18 @@ async fn call<C: ConnectionLike>(
 /// Writes `check`'s key, as [`key_of`] makes it, into `out`.
 fn write_key(out: &mut Vec<u8>, prefix: &str, check: &Check) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hex = |out: &mut Vec<u8>, value: u64| {
+    let hex = |out: &mut Vec<u8>, value: u128, digits: u32| {
         out.extend(
-            (0..16)
+            (0..digits)
                 .rev()
                 .map(|i| HEX[((value >> (4 * i)) & 0xf) as usize]),
         );
     };
     out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(b":{");
-    hex(out, check.group);
+    hex(out, u128::from(check.group), 16);
     out.extend_from_slice(b"}:");
-    hex(out, check.key);
+    hex(out, check.key, 32);
 }
 
 async fn with_timeout<T>(
