@@ -141,4 +141,7 @@ async fn every_counter_equals_what_was_sent() {
     // Keys: one API key on /data, the address on /shadow and /search, one on /tiered.
     assert_eq!(value(&samples, "ratelimit_tracked_keys", &[]), 4.0);
     assert_eq!(value(&samples, "ratelimit_evictions_total", &[]), 0.0);
+    // The one sliding log (`/data`) holds its 10 entries of 8 bytes, with some room to grow.
+    let log_bytes = value(&samples, "ratelimit_log_bytes", &[]);
+    assert!((80.0..=160.0).contains(&log_bytes), "{log_bytes}");
 }

@@ -173,6 +173,7 @@ impl fmt::Debug for RateLimiter {
 /// Builds a [`RateLimiter`].
 pub struct RateLimiterBuilder {
     max_keys: Option<usize>,
+    max_log_bytes: Option<usize>,
     clock: Box<dyn Clock>,
     trusted_proxies: Result<Vec<String>, InvalidProxy>,
     proxy_header: ProxyHeader,
@@ -194,6 +195,7 @@ impl Default for RateLimiterBuilder {
     fn default() -> RateLimiterBuilder {
         RateLimiterBuilder {
             max_keys: None,
+            max_log_bytes: None,
             clock: Box::new(SystemClock::new()),
             trusted_proxies: Ok(Vec::new()),
             proxy_header: ProxyHeader::default(),
@@ -243,6 +245,13 @@ impl RateLimiterBuilder {
     /// The hard cap on keys the memory store tracks (default 1,000,000).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = Some(max_keys);
+        self
+    }
+
+    /// The cap on bytes the memory store's sliding logs hold (default 256 MiB; see
+    /// [`MemoryStore::with_max_log_bytes`]).
+    pub fn max_log_bytes(mut self, bytes: usize) -> Self {
+        self.max_log_bytes = Some(bytes);
         self
     }
 
@@ -496,9 +505,12 @@ impl RateLimiterBuilder {
         let client_ip = ClientIp::trusting(proxies, self.proxy_header)
             .map_err(ConfigError::InvalidProxy)?
             .with_ipv6_prefix(self.ipv6_prefix);
-        let store = self
+        let mut store = self
             .max_keys
             .map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
+        if let Some(bytes) = self.max_log_bytes {
+            store = store.with_max_log_bytes(bytes);
+        }
         let backend = match self.redis {
             Some(target) => {
                 let options = RedisOptions {

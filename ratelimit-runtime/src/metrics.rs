@@ -383,6 +383,12 @@ impl Collector for LimiterCollector {
             "Live keys dropped to keep the in-memory store under its cap",
             &ConstCounter::new(memory.evictions),
         )?;
+        single(
+            &mut encoder,
+            "ratelimit_log_bytes",
+            "Bytes the in-memory store's sliding logs hold (capped by max_log_bytes)",
+            &ConstGauge::new(i64::try_from(memory.log_bytes).unwrap_or(i64::MAX)),
+        )?;
         let Some(redis) = redis else {
             return Ok(());
         };

@@ -30,6 +30,9 @@ impl SlidingLog {
     pub const MAX_LIMIT: u32 = 10_000;
 }
 
+/// Entries a log keeps room for however few it holds.
+const MIN_ROOM: usize = 4;
+
 /// A key's log: the instants at which its admitted units stop counting, ascending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlidingLogState {
@@ -44,6 +47,11 @@ impl Algorithm for SlidingLog {
         let log = &mut state.expiries;
         while log.front().is_some_and(|&t| t <= now) {
             log.pop_front();
+        }
+        // A log that held many entries and now holds few gives the room back (halving, so a
+        // log that fills and drains each window does not reallocate every time).
+        if log.capacity() >= 4 * log.len().max(MIN_ROOM) {
+            log.shrink_to(2 * log.len());
         }
         let max = limit.quota.limit();
         let held = log.len();
@@ -85,6 +93,10 @@ impl Algorithm for SlidingLog {
 
     fn expires_at(state: &SlidingLogState) -> UnixNanos {
         state.expiries.back().copied().unwrap_or(0)
+    }
+
+    fn heap_bytes(state: &SlidingLogState) -> usize {
+        state.expiries.capacity() * std::mem::size_of::<UnixNanos>()
     }
 
     fn held(state: &SlidingLogState, now: UnixNanos) -> u64 {
@@ -170,5 +182,18 @@ mod tests {
         assert!(spend(&mut s, T0, &l, 1).allowed);
         assert!(!spend(&mut s, T0 + NANOS_PER_SEC, &l, 1).allowed);
         assert_eq!(SlidingLog::expires_at(&s), T0 + 15 * NANOS_PER_SEC);
+    }
+
+    #[test]
+    fn a_drained_log_gives_its_room_back() {
+        let limit = Limit::new(Quota::from_parts(10_000, 1).unwrap());
+        let mut state = SlidingLogState::default();
+        let t0 = 1_800_000_000 * NANOS_PER_SEC;
+        assert!(SlidingLog::step(&mut state, t0, &limit, 10_000).allowed);
+        assert!(SlidingLog::heap_bytes(&state) >= 80_000);
+        // A second later every entry has expired: the next decision drops them and the room.
+        assert!(SlidingLog::step(&mut state, t0 + NANOS_PER_SEC, &limit, 1).allowed);
+        assert!(SlidingLog::heap_bytes(&state) <= 8 * 8, "{state:?}");
+        assert_eq!(SlidingLog::held(&state, t0 + NANOS_PER_SEC), 1);
     }
 }

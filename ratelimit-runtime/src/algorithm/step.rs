@@ -60,6 +60,12 @@ pub trait Algorithm {
         Self::expires_at(state).saturating_sub(now)
     }
 
+    /// The bytes `state` holds on the heap, beside its fixed size (a log's entries).
+    fn heap_bytes(state: &Self::State) -> usize {
+        let _ = state;
+        0
+    }
+
     /// Decides `cost` at `now` and, if allowed, spends it: one request against one limit.
     fn step(state: &mut Self::State, now: UnixNanos, limit: &Limit, cost: u32) -> Decision {
         let decision = Self::evaluate(state, now, limit, cost);

@@ -40,6 +40,8 @@ type TableFor<A> = Table<<A as TableOf>::Group>;
 
 const SHARDS: usize = 64;
 const DEFAULT_MAX_KEYS: usize = 1_000_000;
+/// What sliding logs may hold on the heap by default: 256 MiB, 32 entries a key at a million.
+const DEFAULT_MAX_LOG_BYTES: usize = 256 << 20;
 /// How often a shard sweeps out expired keys while new keys arrive.
 const SWEEP_INTERVAL: u64 = 10 * NANOS_PER_SEC;
 /// How often a full shard may sweep: a flood of live keys must not make every insert a sweep.
@@ -59,6 +61,7 @@ const EVICTION_SAMPLE: usize = 8;
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     max_keys_per_shard: usize,
+    max_log_bytes_per_shard: usize,
     evictions: AtomicU64,
 }
 
@@ -67,8 +70,12 @@ pub struct MemoryStore {
 pub struct MemoryStoreStats {
     /// Keys tracked now.
     pub keys: usize,
-    /// Live keys dropped to make room under the cap since the store was made.
+    /// Live keys dropped to make room under the caps (keys, and bytes of logs) since the store
+    /// was made.
     pub evictions: u64,
+    /// Bytes the sliding logs hold on the heap now (their entries; the tables are counted by
+    /// keys).
+    pub log_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +90,8 @@ struct Shard {
     /// never holds more keys than there are requests in flight.
     in_flight: InFlight,
     last_sweep: UnixNanos,
+    /// Bytes the states of this shard hold on the heap (the logs' entries).
+    heap_bytes: usize,
 }
 
 /// Gives generic code the table of one algorithm in a shard.
@@ -162,8 +171,25 @@ impl MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            max_log_bytes_per_shard: DEFAULT_MAX_LOG_BYTES / SHARDS,
             evictions: AtomicU64::new(0),
         }
+    }
+
+    /// Caps what sliding logs hold on the heap at about `bytes` (default 256 MiB; rounded up
+    /// to a multiple of the 64 shards, and at least one log of 10,000 entries a shard). Past
+    /// it, the logs that hold least are evicted, as keys are past the key cap. Logs are the
+    /// only states that grow with their limit (8 bytes a unit counted); others are counted by
+    /// keys.
+    pub fn with_max_log_bytes(mut self, bytes: usize) -> MemoryStore {
+        let one_log = SlidingLog::MAX_LIMIT as usize * std::mem::size_of::<UnixNanos>();
+        self.max_log_bytes_per_shard = bytes.div_ceil(SHARDS).max(one_log);
+        self
+    }
+
+    /// The cap on bytes held by sliding logs.
+    pub fn max_log_bytes(&self) -> usize {
+        self.max_log_bytes_per_shard * SHARDS
     }
 
     /// The hard cap on tracked keys.
@@ -173,10 +199,16 @@ impl MemoryStore {
 
     /// Keys tracked and evictions so far.
     pub fn stats(&self) -> MemoryStoreStats {
-        let keys = (0..SHARDS).map(|i| self.lock(i).len()).sum();
+        let (mut keys, mut log_bytes) = (0, 0);
+        for i in 0..SHARDS {
+            let shard = self.lock(i);
+            keys += shard.len();
+            log_bytes += shard.heap_bytes;
+        }
         MemoryStoreStats {
             keys,
             evictions: self.evictions.load(Ordering::Relaxed),
+            log_bytes,
         }
     }
 
@@ -202,16 +234,51 @@ impl MemoryStore {
 
     /// One check, one table lookup for a known key.
     fn decide_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) -> Decision {
-        if let Some(state) = A::table(shard).get_mut(check.fingerprint()) {
-            return step_or_reserve::<A>(state, check, now);
+        let key = check.fingerprint();
+        if let Some(state) = A::table(shard).get_mut(key) {
+            let before = A::heap_bytes(state);
+            let decision = step_or_reserve::<A>(state, check, now);
+            let after = A::heap_bytes(state);
+            self.account(shard, before, after, now, key);
+            return decision;
         }
         let mut state = A::State::default();
         let decision = step_or_reserve::<A>(&mut state, check, now);
         if decision.allowed {
-            self.make_room(shard, now, check.fingerprint());
-            A::table(shard).insert(check.fingerprint(), state);
+            self.make_room(shard, now, key);
+            let after = A::heap_bytes(&state);
+            A::table(shard).insert(key, state);
+            self.account(shard, 0, after, now, key);
         }
         decision
+    }
+
+    /// Counts a state's heap going from `before` to `after` bytes; past the shard's cap,
+    /// evicts other logs (never `key`'s) until under it again.
+    fn account(&self, shard: &mut Shard, before: usize, after: usize, now: UnixNanos, key: u64) {
+        if before == after {
+            return;
+        }
+        shard.heap_bytes = (shard.heap_bytes + after).saturating_sub(before);
+        if after > before && shard.heap_bytes > self.max_log_bytes_per_shard {
+            self.trim_logs(shard, now, key);
+        }
+    }
+
+    /// Drops expired states, then the logs that hold least, until the shard's logs fit.
+    fn trim_logs(&self, shard: &mut Shard, now: UnixNanos, keep: u64) {
+        if now.saturating_sub(shard.last_sweep) >= FULL_SWEEP_SPACING {
+            shard.sweep(now);
+        }
+        while shard.heap_bytes > self.max_log_bytes_per_shard {
+            match evict_least::<SlidingLog>(shard, now, keep) {
+                Some(expiry) if expiry > now => {
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
     }
 
     /// Several checks: lock every shard involved, in index order (no deadlock), decide all,
@@ -297,7 +364,9 @@ impl MemoryStore {
         for check in checks {
             let mut shard = self.lock(shard_of(check.fingerprint()));
             with_algorithm!(check.algorithm, A => {
-                A::table(&mut shard).remove(check.fingerprint());
+                if let Some(state) = A::table(&mut shard).remove(check.fingerprint()) {
+                    shard.heap_bytes = shard.heap_bytes.saturating_sub(A::heap_bytes(&state));
+                }
             });
         }
     }
@@ -307,13 +376,19 @@ impl MemoryStore {
     }
 
     fn charge_in<A: TableOf>(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
-        if let Some(state) = A::table(shard).get_mut(check.fingerprint()) {
-            return A::charge(state, now, &check.limit, check.cost);
+        let key = check.fingerprint();
+        if let Some(state) = A::table(shard).get_mut(key) {
+            let before = A::heap_bytes(state);
+            A::charge(state, now, &check.limit, check.cost);
+            let after = A::heap_bytes(state);
+            return self.account(shard, before, after, now, key);
         }
-        self.make_room(shard, now, check.fingerprint());
+        self.make_room(shard, now, key);
         let mut state = A::State::default();
         A::charge(&mut state, now, &check.limit, check.cost);
-        A::table(shard).insert(check.fingerprint(), state);
+        let after = A::heap_bytes(&state);
+        A::table(shard).insert(key, state);
+        self.account(shard, 0, after, now, key);
     }
 
     /// Before the new key `key` enters: sweep if due or full, then evict if still full.
@@ -374,16 +449,31 @@ impl Shard {
 
     fn evaluate_in<A: TableOf>(&mut self, check: &Check, now: UnixNanos) -> Decision {
         match A::table(self).get_mut(check.fingerprint()) {
-            Some(state) => A::evaluate(state, now, &check.limit, check.cost),
+            Some(state) => {
+                // Evaluating tidies (a log drops what expired): it can only free room.
+                let before = A::heap_bytes(state);
+                let decision = A::evaluate(state, now, &check.limit, check.cost);
+                let freed = before.saturating_sub(A::heap_bytes(state));
+                self.heap_bytes = self.heap_bytes.saturating_sub(freed);
+                decision
+            }
             None => A::evaluate(&mut A::State::default(), now, &check.limit, check.cost),
         }
     }
 
     /// Drops every expired key.
     fn sweep(&mut self, now: UnixNanos) {
+        let mut freed = 0;
         for kind in AlgorithmKind::ALL {
-            with_algorithm!(kind, A => A::table(self).retain(|s| A::expires_at(s) > now));
+            with_algorithm!(kind, A => A::table(self).retain(|s| {
+                let live = A::expires_at(s) > now;
+                if !live {
+                    freed += A::heap_bytes(s);
+                }
+                live
+            }));
         }
+        self.heap_bytes = self.heap_bytes.saturating_sub(freed);
         self.last_sweep = now;
     }
 
@@ -394,9 +484,8 @@ impl Shard {
         let largest = AlgorithmKind::ALL
             .into_iter()
             .max_by_key(|&kind| with_algorithm!(kind, A => A::table(self).len()));
-        let expiry = largest.and_then(
-            |kind| with_algorithm!(kind, A => evict_least::<A>(A::table(self), now, key)),
-        );
+        let expiry =
+            largest.and_then(|kind| with_algorithm!(kind, A => evict_least::<A>(self, now, key)));
         expiry.is_some_and(|t| t > now)
     }
 }
@@ -414,18 +503,16 @@ fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixN
     }
 }
 
-/// Evicts the entry that holds least at `now` among a few of `table`, from where `from` would
-/// go (a fingerprint, so a uniform place); returns its expiry.
-fn evict_least<A: TableOf>(
-    table: &mut TableFor<A>,
-    now: UnixNanos,
-    from: u64,
-) -> Option<UnixNanos> {
-    let (key, _, expiry) = table
+/// Evicts the entry of `A`'s table that holds least at `now` among a few, from where `from`
+/// would go (a fingerprint, so a uniform place), but never `from` itself; returns its expiry.
+fn evict_least<A: TableOf>(shard: &mut Shard, now: UnixNanos, from: u64) -> Option<UnixNanos> {
+    let (key, _, expiry) = A::table(shard)
         .sample(from, EVICTION_SAMPLE)
+        .filter(|&(k, _)| k != from)
         .map(|(k, s)| (k, A::held(s, now), A::expires_at(s)))
         .min_by_key(|&(_, held, expiry)| (held, expiry))?;
-    table.remove(key);
+    let state = A::table(shard).remove(key)?;
+    shard.heap_bytes = shard.heap_bytes.saturating_sub(A::heap_bytes(&state));
     Some(expiry)
 }
 
@@ -510,7 +597,8 @@ mod tests {
             store.stats(),
             MemoryStoreStats {
                 keys: 64 * 20,
-                evictions: 0
+                evictions: 0,
+                log_bytes: 0,
             }
         );
     }
@@ -571,5 +659,48 @@ mod tests {
             "the spent budget was evicted and given back"
         );
         assert_eq!(later.decisions[0].remaining, 0);
+    }
+
+    #[test]
+    fn logs_are_bounded_in_bytes_and_give_their_room_back() {
+        // The smallest cap: one full log (10,000 entries, 80 KB) a shard.
+        let store = MemoryStore::with_max_keys(1_000_000).with_max_log_bytes(0);
+        assert_eq!(store.max_log_bytes(), 64 * 80_000);
+        let busy = check(u64::MAX / 3, AlgorithmKind::SlidingLog, 10_000, 60);
+        assert!(store.decide_now(&[busy], T0).allowed);
+        let busy = Check {
+            cost: 6_000,
+            ..busy
+        };
+        assert!(store.decide_now(&[busy], T0).allowed);
+        // 2,000 logs of 1,000 entries each would hold 16 MB: a flood the cap turns away.
+        for i in 0..2_000 {
+            let log = Check {
+                cost: 1_000,
+                ..check(spread(i), AlgorithmKind::SlidingLog, 10_000, 60)
+            };
+            assert!(store.decide_now(&[log], T0).allowed);
+            assert!(store.stats().log_bytes <= store.max_log_bytes());
+        }
+        let stats = store.stats();
+        assert!(stats.evictions > 1_000, "{stats:?}");
+        // The log holding most was never the one evicted.
+        let more = Check {
+            cost: 3_999,
+            ..busy
+        };
+        assert!(store.decide_now(&[more], T0).allowed);
+        assert!(!store.decide_now(&[busy], T0).allowed);
+        // Once everything has expired, the accounting comes back to nothing.
+        let later = T0 + 61 * NANOS_PER_SEC;
+        for i in 0..64 * 20 {
+            store.decide_now(&[check(spread(i), AlgorithmKind::FixedWindow, 5, 1)], later);
+        }
+        store.decide_now(
+            &[check(spread(0), AlgorithmKind::FixedWindow, 5, 1)],
+            later + SWEEP_INTERVAL,
+        );
+        store.reset_now(&[busy]);
+        assert_eq!(store.stats().log_bytes, 0, "{:?}", store.stats());
     }
 }
