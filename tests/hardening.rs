@@ -8,6 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use actix_web::test::{self as actix_test, TestRequest};
+use actix_web::{get, App, HttpResponse};
+use ratelimit_runtime::store::RedisOptions;
+use ratelimit_runtime::{ratelimit, RateLimiter};
 use support::{ExampleServer, RedisServer};
 
 /// Sends one HTTP/1.0 request with raw header bytes; the status code.
@@ -137,4 +141,58 @@ fn key_names_are_keyed_by_the_fleet_secret_from_the_environment() {
         assert_eq!(name.len(), 32, "{key} is not named by 128 bits");
         assert!(!key.contains("secret"));
     }
+}
+
+#[get("/one-at-a-time")]
+#[ratelimit(concurrency = 1, scope = "global")]
+async fn one_at_a_time() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// A request dropped while its slot take is in flight on Redis (a client gone, a timeout
+/// around the service) gives the slot back: connecting and aborting cannot keep a fleet's
+/// concurrency limit full for a whole lease each.
+#[actix_web::test]
+async fn a_slot_take_dropped_in_flight_gives_the_slot_back() {
+    use actix_web::dev::Service;
+
+    let redis = RedisServer::start();
+    let limiter = RateLimiter::builder()
+        .redis(redis.url())
+        .redis_options(RedisOptions {
+            timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            ..RedisOptions::default()
+        })
+        .build()
+        .unwrap();
+    let app = actix_test::init_service(App::new().app_data(limiter).service(one_at_a_time)).await;
+    let get = || {
+        TestRequest::get()
+            .uri("/one-at-a-time")
+            .peer_addr("203.0.113.7:4000".parse().unwrap())
+            .to_request()
+    };
+    // Connected, and the slot free again.
+    assert_eq!(actix_test::call_service(&app, get()).await.status(), 200);
+    // Redis holds every command for a while: the take is sent, and its request dropped.
+    redis.cli(&["CLIENT", "PAUSE", "700", "ALL"]);
+    let dropped = tokio::time::timeout(Duration::from_millis(200), app.call(get())).await;
+    assert!(dropped.is_err(), "the request was still waiting for Redis");
+    // Once Redis answers again, the take lands and the give-back after it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let slots = loop {
+        let keys = redis.cli(&["--scan", "--pattern", "ratelimit:*:slots"]);
+        let held: u32 = keys
+            .lines()
+            .map(|key| redis.cli(&["ZCARD", key]).trim().parse::<u32>().unwrap())
+            .sum();
+        if held == 0 || std::time::Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(slots, 0, "the dropped take kept its slot");
+    assert_eq!(actix_test::call_service(&app, get()).await.status(), 200);
 }

@@ -403,17 +403,28 @@ impl RedisBackend {
         let key = store.slots_key(check.key, check.group);
         let id = slot_id();
         let lease = self.options.lease.max(MIN_LEASE);
-        match store.take_slot(&key, &id, limit, lease).await {
-            Ok(Ok(held)) => Ok(SlotAnswer::Taken(
-                Held::redis(store.clone(), key, id, lease),
-                held,
-            )),
-            Ok(Err(held)) => Ok(SlotAnswer::Full(held)),
-            Err(error) => {
-                // Timed out, the lease may have been taken all the same: give it back.
-                store.give_slot(&key, &id);
-                Err(error)
+        // Dropped while the take is in flight (the client gone), or timed out, the lease may
+        // have been taken all the same: the guard gives it back, so that connecting and
+        // aborting cannot keep a fleet's slots full for a lease each.
+        let pending = PendingSlot {
+            store,
+            key: &key,
+            id: &id,
+        };
+        let answer = store.take_slot(&key, &id, limit, lease).await;
+        match answer {
+            Ok(Ok(held)) => {
+                std::mem::forget(pending);
+                Ok(SlotAnswer::Taken(
+                    Held::redis(store.clone(), key, id, lease),
+                    held,
+                ))
             }
+            Ok(Err(held)) => {
+                std::mem::forget(pending);
+                Ok(SlotAnswer::Full(held))
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -590,6 +601,22 @@ impl fmt::Debug for Backend {
                 .field("options", &redis.options)
                 .finish(),
         }
+    }
+}
+
+/// A slot take under way on Redis: given back when dropped before it was answered (or when it
+/// failed), in one command sent without waiting. On one Redis the give-back follows the take
+/// on the same connection, so Redis runs it after the take; on a Cluster the two travel apart
+/// and may cross, and a slot taken after its give-back expires with its lease.
+struct PendingSlot<'a> {
+    store: &'a RedisStore,
+    key: &'a str,
+    id: &'a str,
+}
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        self.store.give_slot(self.key, self.id);
     }
 }
 
