@@ -32,7 +32,8 @@ pub enum RateError {
     },
     /// A count or multiplier of zero.
     Zero(String),
-    /// A number too large for a limit (`u32`) or a period (about 136 years).
+    /// A number too large for a limit (`u32`), a period (about 136 years) or a wait (`u64`
+    /// milliseconds).
     TooLarge(String),
 }
 
@@ -156,6 +157,8 @@ pub fn parse_wait(text: &str) -> Result<u64, RateError> {
     match text.strip_suffix("ms") {
         Some(millis) => match split_number(millis.trim_end()) {
             Some((0, "")) => Err(RateError::Zero(text.to_string())),
+            // `split_number` saturates: `u64::MAX` stands for every longer run of digits.
+            Some((u64::MAX, "")) => Err(RateError::TooLarge(text.to_string())),
             Some((n, "")) => Ok(n),
             _ => Err(RateError::Malformed(text.to_string())),
         },
@@ -291,5 +294,21 @@ mod tests {
             Err(RateError::UnknownUnit { .. })
         ));
         assert!(matches!(parse_period("m"), Err(RateError::Malformed(_))));
+    }
+
+    #[test]
+    fn waits() {
+        assert_eq!(parse_wait("500ms"), Ok(500));
+        assert_eq!(parse_wait("2s"), Ok(2_000));
+        assert_eq!(parse_wait("1m"), Ok(60_000));
+        assert!(matches!(parse_wait("0ms"), Err(RateError::Zero(_))));
+        assert!(matches!(parse_wait("ms"), Err(RateError::Malformed(_))));
+        assert!(
+            matches!(
+                parse_wait("99999999999999999999999ms"),
+                Err(RateError::TooLarge(_))
+            ),
+            "too large for u64, not u64::MAX ms"
+        );
     }
 }

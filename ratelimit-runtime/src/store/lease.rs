@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 
 use super::exact::gcra_in_nanos;
 use super::redis::{algorithm_code, exact_check, key_of, reported_limit, shift};
+use super::reply::{flag, integers};
 use super::{Check, RedisStore, StoreError, TimeSource, Verdict};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
@@ -117,9 +118,7 @@ impl RedisStore {
                 .arg(ask.leased_at_us)
                 .arg(ask.leased_in);
         }
-        let reply: Vec<i64> = redis::from_redis_value(self.eval(&LEASE, command).await?)
-            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
-        let mut answer = parse(&reply, asks, now, server_time)?;
+        let mut answer = read(self.eval(&LEASE, command).await?, asks, now, server_time)?;
         answer.handed_back = hand_back;
         Ok(answer)
     }
@@ -131,6 +130,16 @@ pub fn can_lease(check: &Check) -> bool {
     check.algorithm.can_lease()
         && !(check.algorithm == crate::algorithm::AlgorithmKind::Gcra
             && gcra_in_nanos(&check.limit))
+}
+
+/// The answer of a lease call's `reply` to `asks`.
+pub(super) fn read(
+    reply: redis::Value,
+    asks: &[LeaseAsk],
+    now: UnixNanos,
+    server_time: bool,
+) -> Result<LeaseAnswer, StoreError> {
+    parse(&integers(&reply)?, asks, now, server_time)
 }
 
 /// `[now, outcome, per check: allowed, charged, remaining, reset, retry]`, times in µs.
@@ -160,11 +169,20 @@ fn parse(
     let mut answer = LeaseAnswer::default();
     for (v, ask) in reply[2..].chunks_exact(5).zip(asks) {
         let charged = u32::try_from(v[1]).map_err(|_| garbage())?;
-        if charged < ask.check.cost && allowed {
+        // When all pass, each is charged its cost and at most the units it wants beyond; when
+        // any is refused, none is charged. Units charged otherwise would be spent here as
+        // admissions the script never made.
+        let (cost, want) = (u64::from(ask.check.cost), u64::from(ask.want));
+        let as_charged = if allowed {
+            (cost..=cost + want).contains(&u64::from(charged))
+        } else {
+            charged == 0
+        };
+        if !as_charged {
             return Err(garbage());
         }
         answer.verdict.decisions.push(Decision {
-            allowed: v[0] == 1,
+            allowed: flag(v[0]).ok_or_else(garbage)?,
             limit: reported_limit(&ask.check),
             remaining: u32::try_from(v[2]).map_err(|_| garbage())?,
             reset_at: at(v[3])?,
@@ -175,6 +193,10 @@ fn parse(
             at_us,
             window: whole(v[3])? / 1_000_000,
         });
+    }
+    // The outcome is every check's flag together.
+    if answer.verdict.decisions.iter().any(|d| !d.allowed) == allowed {
+        return Err(garbage());
     }
     answer.verdict.allowed = allowed;
     Ok(answer)

@@ -8,6 +8,9 @@ mod lane;
 mod lease;
 mod memory;
 mod redis;
+mod reply;
+#[cfg(test)]
+mod reply_properties;
 mod table;
 
 pub use blocked::BlockedKeys;

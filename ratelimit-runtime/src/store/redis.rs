@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::exact::{exact_in_redis, gcra_in_nanos};
 use super::lane::Lanes;
+use super::reply::{flag, integers};
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::AlgorithmKind;
 use crate::clock::UnixNanos;
@@ -275,17 +276,7 @@ impl RedisStore {
             .arg(id)
             .arg(limit)
             .arg(lease_millis(lease));
-        let reply: Vec<i64> = redis::from_redis_value(self.command(command).await?)
-            .map_err(|e| StoreError::new(format!("Redis answered an unexpected reply: {e}")))?;
-        match reply[..] {
-            [taken, held] if taken == 1 || taken == 0 => {
-                let held = u32::try_from(held).unwrap_or(u32::MAX);
-                Ok(if taken == 1 { Ok(held) } else { Err(held) })
-            }
-            _ => Err(StoreError::new(format!(
-                "Redis answered an unexpected reply: {reply:?}"
-            ))),
-        }
+        read_slot(self.command(command).await?)
     }
 
     /// Extends the lease `id` of `key`; `false` when it had already expired.
@@ -391,6 +382,22 @@ impl RedisStore {
 
 fn lease_millis(lease: Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `TAKE_SLOT`'s reply: `Ok(held)` when the slot was taken, `Err(held)` when all are.
+pub(super) fn read_slot(reply: redis::Value) -> Result<Result<u32, u32>, StoreError> {
+    let reply = integers(&reply)?;
+    let garbage = || StoreError::new(format!("Redis answered an unexpected reply: {reply:?}"));
+    let [taken, held] = reply[..] else {
+        return Err(garbage());
+    };
+    // A count of slots held is never negative, nor more than a limit (`u32`) holds.
+    let held = u32::try_from(held).map_err(|_| garbage())?;
+    Ok(if flag(taken).ok_or_else(garbage)? {
+        Ok(held)
+    } else {
+        Err(held)
+    })
 }
 
 impl RedisStore {
@@ -594,10 +601,10 @@ async fn query<T: FromRedisValue, C: ConnectionLike>(
 }
 
 /// One decision of a script call.
-struct Decide<'a> {
-    checks: &'a [Check],
-    now: UnixNanos,
-    charge: bool,
+pub(super) struct Decide<'a> {
+    pub(super) checks: &'a [Check],
+    pub(super) now: UnixNanos,
+    pub(super) charge: bool,
 }
 
 /// One script call deciding `decisions` in order; one answer per decision.
@@ -643,10 +650,10 @@ async fn call<C: ConnectionLike>(
                 .arg(check.max_wait / 1_000);
         }
     }
-    let reply: Vec<i64> = query(&command, Some(script), connection)
+    let reply = query(&command, Some(script), connection)
         .await
         .map_err(redis_error)?;
-    parse_reply(&reply, decisions, server_time)
+    read_reply(reply, decisions, server_time)
 }
 
 /// Writes `check`'s key, as [`key_of`] makes it, into `out`.
@@ -726,6 +733,15 @@ pub(crate) fn exact_check(check: &Check) -> Result<(), StoreError> {
     })
 }
 
+/// The answers of a script call's `reply` to `decisions`, in order.
+pub(super) fn read_reply(
+    reply: redis::Value,
+    decisions: &[Decide<'_>],
+    server_time: bool,
+) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
+    parse_reply(&integers(&reply)?, decisions, server_time)
+}
+
 /// `[server now, per decision: outcome (1, 0, -1), (allowed, remaining, reset, retry) per
 /// check]`, times in µs. On server time, instants move by the difference between Redis's clock
 /// and the limiter's, so that Retry-After is right even on a server whose clock is skewed.
@@ -774,15 +790,20 @@ fn parse_reply(
                 }
             })
         };
-        let mut decisions = SmallVec::new();
+        let mut decisions: SmallVec<[Decision; 4]> = SmallVec::new();
         for (v, check) in values.chunks_exact(4).zip(checks.iter()) {
             decisions.push(Decision {
-                allowed: v[0] == 1,
+                allowed: flag(v[0]).ok_or_else(garbage)?,
                 limit: reported_limit(check),
                 remaining: u32::try_from(v[1]).map_err(|_| garbage())?,
                 reset_at: at(v[2])?,
                 retry_at: at(v[3])?,
             });
+        }
+        // The outcome is every check's flag together: an admission that a check refused (or a
+        // refusal that none did) is not the script's.
+        if decisions.iter().all(|d| d.allowed) != (outcome == 1) {
+            return Err(garbage());
         }
         answers.push(Ok(Verdict {
             decisions,
