@@ -62,7 +62,7 @@ fn check() -> impl Strategy<Value = Check> {
         1u32..5,
     )
         .prop_map(|(key, algorithm, limit, per, capacity, cost)| Check {
-            key,
+            key: key.into(),
             group: 7,
             algorithm,
             limit: Limit::with_capacity(
