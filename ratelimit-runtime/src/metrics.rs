@@ -389,6 +389,21 @@ impl Collector for LimiterCollector {
             "Bytes the in-memory store's sliding logs hold (capped by max_log_bytes)",
             &ConstGauge::new(i64::try_from(memory.log_bytes).unwrap_or(i64::MAX)),
         )?;
+        if inner.overrides.has_file() {
+            let mut reloads = encoder.encode_descriptor(
+                "ratelimit_override_reloads",
+                "Reads of the overrides file, by result (ok, error: the overrides in force stay)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, count) in [
+                ("ok", &inner.overrides.reloads),
+                ("error", &inner.overrides.failed_reloads),
+            ] {
+                let count = ConstCounter::new(count.load(std::sync::atomic::Ordering::Relaxed));
+                count.encode(reloads.encode_family(&[("result", result)])?)?;
+            }
+        }
         let Some(redis) = redis else {
             return Ok(());
         };

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -104,6 +104,49 @@ impl std::error::Error for OverrideError {}
 
 type Table = HashMap<String, Vec<Quota>>;
 
+/// The overrides in force: the API's, then the file's; and the file's entries for rules not
+/// known when it was read, checked against their rule when it first decides a request.
+#[derive(Clone, Default)]
+struct Tables {
+    api: Table,
+    file: Table,
+    pending: Table,
+}
+
+impl Tables {
+    fn is_empty(&self) -> bool {
+        self.api.is_empty() && self.file.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// What tells one version of the overrides file from another: where it resolves to (a
+/// ConfigMap swaps a symlink), when it was written and its size (and its inode on Unix). Other
+/// files of its directory change none of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    target: PathBuf,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let target = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(&target).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(FileStamp {
+            target,
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+        })
+    }
+}
+
 /// How long the overrides file must be quiet before it is read again.
 const RELOAD_DELAY: Duration = Duration::from_millis(200);
 
@@ -112,10 +155,14 @@ const RELOAD_DELAY: Duration = Duration::from_millis(200);
 pub(crate) struct Overrides {
     /// False until a first override: the hot path then reads one flag.
     active: AtomicBool,
-    /// The API's overrides, then the file's.
-    tables: ArcSwap<(Table, Table)>,
+    tables: ArcSwap<Tables>,
     writing: Mutex<()>,
     file: Option<PathBuf>,
+    /// The version of the file last read, so that only its own changes reload it.
+    stamp: Mutex<Option<FileStamp>>,
+    /// Reads of the file, by result.
+    pub(crate) reloads: AtomicU64,
+    pub(crate) failed_reloads: AtomicU64,
     watcher: Mutex<Option<Debouncer<RecommendedWatcher>>>,
     /// Whether the limiter is on Redis: overrides must then be limits Redis decides exactly.
     on_redis: bool,
@@ -135,13 +182,20 @@ impl Overrides {
         if !self.active.load(Ordering::Relaxed) {
             return Cow::Borrowed(rules);
         }
-        let tables = self.tables.load();
+        let mut tables = self.tables.load();
         // Rates only: a concurrency limit of the same handler stays as it is.
         let is_rate = |r: &Rule| !matches!(r.quota, QuotaSource::InFlight(_));
+        if rules
+            .iter()
+            .any(|r| is_rate(r) && tables.pending.contains_key(r.name.as_ref()))
+        {
+            self.adopt_pending(rules);
+            tables = self.tables.load();
+        }
         let lookup = |r: &Rule| {
             let name = r.name.as_ref();
             is_rate(r)
-                .then(|| tables.0.get(name).or_else(|| tables.1.get(name)))
+                .then(|| tables.api.get(name).or_else(|| tables.file.get(name)))
                 .flatten()
         };
         if !rules.iter().any(|r| lookup(r).is_some()) {
@@ -167,11 +221,37 @@ impl Overrides {
         Cow::Owned(applied)
     }
 
-    fn update(&self, change: impl FnOnce(&mut (Table, Table))) {
+    /// The file's entries for `rules`, which were not known when the file was read: checked
+    /// now that a request decides under them. One the rule cannot take (a log above its
+    /// maximum, a limit Redis cannot keep exact, a cost above its capacity) is refused with an
+    /// error naming it, and the rule's own limit stays in force.
+    #[cold]
+    fn adopt_pending(&self, rules: &[Rule]) {
+        self.update(|tables| {
+            for rule in rules {
+                let name = rule.name.as_ref();
+                let Some(quotas) = tables.pending.remove(name) else {
+                    continue;
+                };
+                match check_quotas(name, &quotas, self.on_redis) {
+                    Ok(()) => {
+                        tracing::info!(rule = name, "rate limiter: overrides file entry in force");
+                        tables.file.insert(name.to_owned(), quotas);
+                    }
+                    Err(e) => tracing::error!(
+                        file = %self.file.as_deref().unwrap_or(Path::new("")).display(),
+                        "rate limiter: the overrides file's entry is refused: {e}; the rule's own limit stays"
+                    ),
+                }
+            }
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Tables)) {
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let mut tables = (**self.tables.load()).clone();
         change(&mut tables);
-        let active = !tables.0.is_empty() || !tables.1.is_empty();
+        let active = !tables.is_empty();
         self.tables.store(Arc::new(tables));
         self.active.store(active, Ordering::Relaxed);
     }
@@ -184,16 +264,45 @@ impl Overrides {
                 message: "this limiter was built without an overrides file".into(),
             });
         };
-        let table = read_file(path, self.on_redis)?;
-        let count = table.len();
-        self.update(|tables| tables.1 = table);
+        let stamp = FileStamp::of(path);
+        let read = read_file(path, self.on_redis);
+        *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
+        let (file, pending) = match read {
+            Ok(read) => {
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                read
+            }
+            Err(e) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let count = file.len() + pending.len();
+        self.update(|tables| {
+            tables.file = file;
+            tables.pending = pending;
+        });
         Ok(count)
+    }
+
+    pub(crate) fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Whether the file is another version than the one last read.
+    fn file_changed(&self) -> bool {
+        let Some(path) = &self.file else {
+            return false;
+        };
+        let now = FileStamp::of(path);
+        *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) != now
     }
 }
 
 /// `rule = "rate"` pairs from a TOML file, or a JSON object when the file ends in `.json`;
-/// every rate must parse and suit the rules of its name, or nothing is taken.
-fn read_file(path: &Path, on_redis: bool) -> Result<Table, OverrideError> {
+/// every rate must parse and suit the rules of its name, or nothing is taken. Returns the
+/// entries of known rules, and apart those of rules not known yet (checked when they appear).
+fn read_file(path: &Path, on_redis: bool) -> Result<(Table, Table), OverrideError> {
     let fail = |message: String| OverrideError::File {
         path: path.to_owned(),
         message,
@@ -207,7 +316,7 @@ fn read_file(path: &Path, on_redis: bool) -> Result<Table, OverrideError> {
     } else {
         toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?
     };
-    let mut table = Table::new();
+    let (mut table, mut pending) = (Table::new(), Table::new());
     for (rule, rate) in entries {
         let quotas = match validate(&rule, &rate, on_redis) {
             Ok(quotas) => quotas,
@@ -219,7 +328,7 @@ fn read_file(path: &Path, on_redis: bool) -> Result<Table, OverrideError> {
                     file = %path.display(),
                     "rate limiter: the overrides file names a rule not known yet; it applies once a rule of that name exists"
                 );
-                Quota::parse_many(&rate).map_err(|error| {
+                let quotas = Quota::parse_many(&rate).map_err(|error| {
                     fail(
                         OverrideError::InvalidRate {
                             rule: rule.clone(),
@@ -227,13 +336,15 @@ fn read_file(path: &Path, on_redis: bool) -> Result<Table, OverrideError> {
                         }
                         .to_string(),
                     )
-                })?
+                })?;
+                pending.insert(rule, quotas);
+                continue;
             }
             Err(e) => return Err(fail(e.to_string())),
         };
         table.insert(rule, quotas);
     }
-    Ok(table)
+    Ok((table, pending))
 }
 
 /// The quotas of `rate` for a known `rule`, each able to hold one of its requests and each one
@@ -252,6 +363,25 @@ fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, Overri
         rule: rule.to_owned(),
         error,
     })?;
+    check_rules(rule, &rules, &quotas, on_redis)?;
+    Ok(quotas)
+}
+
+/// Whether `quotas` suit the rules named `rule` the program has now.
+fn check_quotas(rule: &str, quotas: &[Quota], on_redis: bool) -> Result<(), OverrideError> {
+    let mut rules = catalogue::rules_named(rule);
+    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
+    check_rules(rule, &rules, quotas, on_redis)
+}
+
+/// Whether each of `quotas` can hold one request of each of `rules` and is a limit the limiter
+/// (on Redis when `on_redis`) decides.
+fn check_rules(
+    rule: &str,
+    rules: &[Rule],
+    quotas: &[Quota],
+    on_redis: bool,
+) -> Result<(), OverrideError> {
     for (known, quota) in rules
         .iter()
         .flat_map(|r| quotas.iter().map(move |q| (r, q)))
@@ -267,7 +397,7 @@ fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, Overri
         }
         unsupported::check(known, &limit, on_redis).map_err(OverrideError::UnsupportedLimit)?;
     }
-    Ok(quotas)
+    Ok(())
 }
 
 impl RateLimiter {
@@ -284,7 +414,7 @@ impl RateLimiter {
         tracing::info!(rule, rate, "rate limiter: override set");
         self.inner()
             .overrides
-            .update(|tables| drop(tables.0.insert(rule.to_owned(), quotas)));
+            .update(|tables| drop(tables.api.insert(rule.to_owned(), quotas)));
         Ok(())
     }
 
@@ -294,7 +424,7 @@ impl RateLimiter {
         let mut had = false;
         self.inner()
             .overrides
-            .update(|tables| had = tables.0.remove(rule).is_some());
+            .update(|tables| had = tables.api.remove(rule).is_some());
         if had {
             tracing::info!(rule, "rate limiter: override cleared");
         }
@@ -331,8 +461,8 @@ impl RateLimiter {
         // Weak: the watcher lives in the overrides, which must not keep themselves alive.
         let reload = Arc::downgrade(overrides);
         // Debounced: a file written in several steps is read once, after the last one. Any
-        // change in the directory reloads it: a Kubernetes ConfigMap swaps a symlink beside the
-        // file, never the file itself.
+        // change in the directory is looked at (a Kubernetes ConfigMap swaps a symlink beside
+        // the file, never the file itself), but only a new version of the file reloads it.
         let watcher = new_debouncer(RELOAD_DELAY, move |events: DebounceEventResult| {
             if events.is_err() {
                 return;
@@ -340,6 +470,11 @@ impl RateLimiter {
             let Some(overrides) = reload.upgrade() else {
                 return;
             };
+            // Only the file's own changes: a log file beside it, written on each reload, would
+            // otherwise reload it again and again.
+            if !overrides.file_changed() {
+                return;
+            }
             match overrides.load_file() {
                 Ok(count) => tracing::info!(count, "rate limiter: overrides reloaded"),
                 Err(e) => tracing::error!("{e}; the overrides in force stay"),
