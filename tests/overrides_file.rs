@@ -149,3 +149,37 @@ async fn an_entry_for_a_rule_not_known_yet_is_checked_when_it_appears() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One limit stated twice would be one budget charged twice a request in memory and once on
+/// Redis: refused wherever a rate string comes in at run time, as the attribute refuses it.
+#[actix_web::test]
+async fn a_rate_stated_twice_is_refused() {
+    use ratelimit_runtime::rate::RateError;
+    use ratelimit_runtime::OverrideError;
+
+    let limiter = RateLimiter::builder().build().unwrap();
+    let refused = limiter.set_override(PLAIN, "10/minute;10 per 60 seconds");
+    assert!(
+        matches!(
+            &refused,
+            Err(OverrideError::InvalidRate { error: RateError::Repeated(part), .. })
+                if part == "10 per 60 seconds"
+        ),
+        "{refused:?}"
+    );
+    assert!(DefaultLimits::new("10/minute;10/minute").is_err());
+
+    let dir = fresh_dir("repeated");
+    let file = dir.join("overrides.toml");
+    std::fs::write(&file, format!("\"{PLAIN}\" = \"3/minute;3/minute\"\n")).unwrap();
+    let limiter = RateLimiter::builder()
+        .overrides_file(&file)
+        .build()
+        .unwrap();
+    let err = limiter.reload_overrides().unwrap_err();
+    assert!(err.to_string().contains("repeats a rate"), "{err}");
+    let app = test::init_service(App::new().app_data(limiter).service(plain)).await;
+    let res = test::call_service(&app, get("/plain")).await;
+    assert_eq!(res.headers().get("x-ratelimit-limit").unwrap(), "2");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,9 @@ pub enum RateError {
     /// A number too large for a limit (`u32`), a period (about 136 years) or a wait (`u64`
     /// milliseconds).
     TooLarge(String),
+    /// A rate given twice in one string (`"10/minute;10/minute"`): both would count in one
+    /// budget, each request twice.
+    Repeated(String),
 }
 
 impl fmt::Display for RateError {
@@ -56,6 +59,10 @@ impl fmt::Display for RateError {
             RateError::TooLarge(part) => write!(
                 f,
                 "`{part}` is too large; a limit fits in 32 bits and a period is at most 136 years"
+            ),
+            RateError::Repeated(part) => write!(
+                f,
+                "`{part}` repeats a rate given before it; both would count in one budget, so each request would count twice; remove one"
             ),
         }
     }
@@ -89,7 +96,15 @@ pub fn parse_rates(text: &str) -> Result<Vec<RateSpec>, RateError> {
     if parts.is_empty() {
         return Err(RateError::Empty);
     }
-    parts.into_iter().map(parse_rate).collect()
+    let mut specs: Vec<RateSpec> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let spec = parse_rate(part)?;
+        if specs.contains(&spec) {
+            return Err(RateError::Repeated(part.to_string()));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 /// Parses one rate: `10/second`, `10 per second`, `5/5 minutes`, `100 per 2 hours`.
@@ -225,6 +240,11 @@ mod tests {
         assert_eq!(
             parse_rates(" 1/second , 2/minute ;"),
             Ok(vec![rate(1, 1), rate(2, 60)])
+        );
+        // One budget stated twice, however it is written, would count each request twice.
+        assert_eq!(
+            parse_rates("10/minute;10 per 60 seconds"),
+            Err(RateError::Repeated("10 per 60 seconds".into()))
         );
     }
 

@@ -563,9 +563,20 @@ proptest! {
             text.push_str(&rate.text);
             text.push_str(separator);
         }
-        // Each part as `parse_rates` hands it on: without its blanks.
-        let each: Result<Vec<RateSpec>, RateError> =
-            rates.iter().map(|r| parse_rate(r.text.trim())).collect();
+        // Each part as `parse_rates` hands it on: without its blanks; a rate given twice is
+        // refused where it repeats.
+        let mut each: Result<Vec<RateSpec>, RateError> = Ok(Vec::new());
+        for rate in &rates {
+            let part = rate.text.trim();
+            each = each.and_then(|mut specs| {
+                let spec = parse_rate(part)?;
+                if specs.contains(&spec) {
+                    return Err(RateError::Repeated(part.to_string()));
+                }
+                specs.push(spec);
+                Ok(specs)
+            });
+        }
         prop_assert_eq!(parse_rates(&text), each);
     }
 
