@@ -37,7 +37,7 @@ async fn endpoints() -> impl Responder {
         "endpoints": {
             "GET /rate-limited": "300 requests per 30 seconds per client address (fixed window)",
             "GET /data": "needs X-API-Key; 10 requests per 10 seconds per key (sliding log)",
-            "GET /tiered": "needs X-API-Key; per hour: free 100, pro_* keys 1,000, ent_* keys 10,000",
+            "GET /tiered": "needs X-API-Key; per hour: free_demo 100, pro_demo 1,000, ent_demo 10,000; a key not issued gets the free 100 of its client address",
             "GET /search": "10 per 10 seconds per client address; past 5 the answer is degraded",
             "GET /shadow": "a dry run of 5 per 10 seconds per client address: never refused, would-be denials counted",
             "GET /slow?ms=N": "at most 2 requests in flight per client address; sleeps N ms (default 1000, at most 10000)",
@@ -70,7 +70,9 @@ fn no_api_key(req: &HttpRequest) -> bool {
     missing_key(req).is_some()
 }
 
-/// `GET /data`: 10 requests per 10 seconds per API key, on a sliding log.
+/// `GET /data`: 10 requests per 10 seconds per API key, on a sliding log. Any key is taken as
+/// given (a demo of a header scope: each value is a budget of its own); `/tiered` shows keys
+/// checked before they get one.
 #[get("/data")]
 #[ratelimit(limit = 10, per = 10, scope = "header:X-API-Key", algorithm = "sliding_log", exempt = no_api_key)]
 async fn data(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
@@ -81,42 +83,53 @@ async fn data(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"data": [1, 2, 3], "remaining": remaining}))
 }
 
-/// The tier of an API key: `ent_*` enterprise, `pro_*` pro, anything else free.
-fn tier_of(key: &str) -> (&'static str, u32) {
-    if key.starts_with("ent_") {
-        ("enterprise", 10_000)
-    } else if key.starts_with("pro_") {
-        ("pro", 1_000)
-    } else {
-        ("free", 100)
-    }
+/// The API keys this demo has issued, and their tiers (hourly quotas). A real service looks
+/// its keys up in its own store; what matters is the order: a key is checked before it gets a
+/// budget of its own, for a header value is what the client says, not who it is. Unchecked,
+/// every made-up `ent_...` key would be a fresh 10,000-per-hour budget.
+const ISSUED_KEYS: [(&str, &str, u32); 3] = [
+    ("free_demo", "free", 100),
+    ("pro_demo", "pro", 1_000),
+    ("ent_demo", "enterprise", 10_000),
+];
+
+/// The tier of the request's API key when it was issued.
+fn issued(req: &HttpRequest) -> Option<(&'static str, &'static str, u32)> {
+    let key = req.headers().get("x-api-key")?.as_bytes();
+    ISSUED_KEYS
+        .into_iter()
+        .find(|(issued, _, _)| issued.as_bytes() == key)
 }
 
-fn api_key(req: &HttpRequest) -> &str {
-    req.headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+/// The budget of an issued key; any other key is counted per client address (`None`), so
+/// guessing keys is limited like everything else.
+fn issued_key(req: &HttpRequest) -> Option<&'static str> {
+    issued(req).map(|(key, _, _)| key)
 }
 
-/// The request's tier and its hourly quota; the name labels the tier's metrics.
+/// The request's tier and its hourly quota (free for a key not issued); the name labels the
+/// tier's metrics.
 fn tier_quota(req: &HttpRequest) -> Tier {
-    let (tier, per_hour) = tier_of(api_key(req));
+    let (_, tier, per_hour) = issued(req).unwrap_or(ISSUED_KEYS[0]);
     Tier::new(
         tier,
         Quota::per_hour(NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN)),
     )
 }
 
-/// `GET /tiered`: free / pro / enterprise quotas by API key.
+/// `GET /tiered`: free / pro / enterprise quotas by issued API key; a key not issued is served
+/// at the free tier, in the budget of its client address.
 #[get("/tiered")]
-#[ratelimit(limit = tier_quota, scope = "header:X-API-Key", exempt = no_api_key)]
+#[ratelimit(limit = tier_quota, key = issued_key, exempt = no_api_key)]
 async fn tiered(req: HttpRequest) -> HttpResponse {
     if let Some(unauthorized) = missing_key(&req) {
         return unauthorized;
     }
-    let (tier, per_hour) = tier_of(api_key(&req));
-    HttpResponse::Ok().json(json!({"tier": tier, "limit_per_hour": per_hour}))
+    let (key, tier, per_hour) = match issued(&req) {
+        Some((_, tier, per_hour)) => ("issued", tier, per_hour),
+        None => ("not issued: counted per address", "free", ISSUED_KEYS[0].2),
+    };
+    HttpResponse::Ok().json(json!({"tier": tier, "limit_per_hour": per_hour, "key": key}))
 }
 
 /// `GET /search`: past a soft limit of 5 in 10 seconds the answer is degraded (a cheaper

@@ -6,7 +6,9 @@
 -- (Settings come from the environment: wrk's done() runs where init()'s arguments are not seen.)
 -- The requests take turns among the routes of SOAK_ROUTES, each with a fresh key from
 -- a counter (thread id beside it, so that no two threads repeat a key):
---   /tiered        X-API-Key "soak-N"      fixed window of an hour: its keys live the whole run
+--   /tiered        X-API-Key "soak-N" from X-Forwarded-For 10.128.x.y and on: a key not issued
+--                  is counted per address, in a fixed window of an hour (its keys live the
+--                  whole run)
 --   /data          X-API-Key "soak-N"      sliding log, 10 per 10 s: a heap-allocated log per key
 --   /rate-limited  X-Forwarded-For 10.x.y.z, fixed window of 30 s (only if the server trusts
 --                  127.0.0.1, RATELIMIT_TRUSTED_PROXIES=127.0.0.1/32; without it every such
@@ -55,6 +57,12 @@ function request()
    counter = counter + 1
    if route == "/rate-limited" then
       return wrk.format("GET", route, { ["X-Forwarded-For"] = address(n) })
+   end
+   if route == "/tiered" then
+      -- A key the server has not issued is counted per client address: a fresh address makes
+      -- a fresh key (it needs the trusted proxy too).
+      return wrk.format("GET", route,
+         { ["X-API-Key"] = "soak-" .. n, ["X-Forwarded-For"] = address(n + 8388608) })
    end
    return wrk.format("GET", route, { ["X-API-Key"] = "soak-" .. n })
 end

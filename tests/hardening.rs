@@ -196,3 +196,21 @@ async fn a_slot_take_dropped_in_flight_gives_the_slot_back() {
     assert_eq!(slots, 0, "the dropped take kept its slot");
     assert_eq!(actix_test::call_service(&app, get()).await.status(), 200);
 }
+
+/// A header value is what the client says, not who it is: the example server checks API keys
+/// before they get a budget, so made-up keys share their address's free quota.
+#[test]
+fn made_up_api_keys_share_one_budget() {
+    let server = ExampleServer::start();
+    for i in 0..100 {
+        let key = format!("X-API-Key: ent_made_up_{i}\r\n");
+        assert_eq!(status(&server, "/tiered", key.as_bytes()), 200, "key {i}");
+    }
+    // The address's free 100 per hour are spent, whatever key comes next.
+    assert_eq!(
+        status(&server, "/tiered", b"X-API-Key: ent_made_up_100\r\n"),
+        429
+    );
+    // An issued key has its own budget.
+    assert_eq!(status(&server, "/tiered", b"X-API-Key: ent_demo\r\n"), 200);
+}

@@ -92,7 +92,7 @@ async fn every_counter_equals_what_was_sent() {
     assert_eq!(send(&client, &server, "/shadow", None, 8).await, [200; 8]);
     let search = send(&client, &server, "/search", None, 12).await;
     assert_eq!(search.iter().filter(|&&s| s == 429).count(), 2);
-    send(&client, &server, "/tiered", Some("pro_metrics"), 3).await;
+    send(&client, &server, "/tiered", Some("pro_demo"), 3).await;
 
     let mut response = client
         .get(server.url("/metrics"))
@@ -121,7 +121,7 @@ async fn every_counter_equals_what_was_sent() {
     assert_eq!(decisions("search", "degraded"), 5.0);
     assert_eq!(decisions("search", "denied"), 2.0);
     let tiered = [
-        ("rule", "server::tiered"),
+        ("rule", "server::tiered#key=issued_key"),
         ("tier", "pro"),
         ("outcome", "allowed"),
     ];
