@@ -214,3 +214,37 @@ fn made_up_api_keys_share_one_budget() {
     // An issued key has its own budget.
     assert_eq!(status(&server, "/tiered", b"X-API-Key: ent_demo\r\n"), 200);
 }
+
+/// `RATELIMIT_SHADOW=1`: every limit a dry run, from the environment, without a rebuild.
+#[test]
+fn the_kill_switch_makes_every_limit_a_dry_run() {
+    let server = ExampleServer::start_with(&[("RATELIMIT_SHADOW", "1")]);
+    // `/search` refuses past 10 per 10 s; a dry run refuses nothing.
+    for i in 0..15 {
+        assert_eq!(status(&server, "/search", b""), 200, "request {i}");
+    }
+    let mut metrics = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    metrics
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    metrics.read_to_string(&mut text).unwrap();
+    let series = r#"ratelimit_decisions_total{rule="server::search",outcome="shadow_denied",store="memory"} "#;
+    let would_be = text.lines().find_map(|l| l.strip_prefix(series));
+    assert_eq!(would_be.map(str::trim), Some("5"), "{text}");
+}
+
+/// A trusted proxy that is no address stops the example server with the reason.
+#[test]
+fn an_invalid_trusted_proxy_is_a_clear_error() {
+    let output = std::process::Command::new(support::example_binary("server"))
+        .env("BIND", "127.0.0.1:0")
+        .env("RATELIMIT_TRUSTED_PROXIES", "10.0.0.0/8, ten")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`ten` is not an IP address"), "{stderr}");
+}
