@@ -260,6 +260,10 @@ fn parse_scope(scope: &Spanned<String>) -> syn::Result<ScopeSpec> {
         "global" => Ok(ScopeSpec::Global),
         other => match other.strip_prefix("header:") {
             Some(name) if is_header_name(name) => Ok(ScopeSpec::Header(name.to_ascii_lowercase())),
+            Some("") => Err(syn::Error::new(
+                scope.span,
+                "`header:` needs the name of the header to count by, e.g. `scope = \"header:X-API-Key\"`",
+            )),
             Some(name) => Err(syn::Error::new(
                 scope.span,
                 format!("`{name}` is not a valid header name; write e.g. `scope = \"header:X-API-Key\"`"),

@@ -253,7 +253,7 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
             let choose = at(
                 path,
                 quote!(|req: &#rt::HttpRequest| -> #rt::Tier {
-                    ::core::convert::Into::into(#path(req))
+                    #rt::IntoTier::into_tier(#path(req))
                 }),
             );
             quote!(#rt::QuotaSource::PerRequest(#choose))
@@ -281,7 +281,7 @@ fn exempt_expr(path: &Path) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
     at(
         path,
-        quote!(|req: &#rt::HttpRequest| -> bool { #path(req) }),
+        quote!(|req: &#rt::HttpRequest| -> bool { #rt::IsExempt::into_exempt(#path(req)) }),
     )
 }
 
@@ -290,7 +290,7 @@ fn over_limit_expr(path: &Path) -> TokenStream {
     at(
         path,
         quote!(|req: &#rt::HttpRequest, info: &#rt::RateLimitInfo| -> #rt::HttpResponse {
-            #rt::over_limit_response(#path(req, info), req)
+            #rt::OverLimit::respond(&#path, req, info)
         }),
     )
 }
@@ -341,4 +341,32 @@ fn camel(snake: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// `quota!("...")`: the one rate of the string, as a `const` expression.
+pub(crate) fn quota(input: TokenStream) -> TokenStream {
+    match quota_of(input) {
+        Ok((limit, period_secs)) => quote! {
+            ::ratelimit_runtime::__private::quota(#limit, #period_secs)
+        },
+        Err(e) => e.to_compile_error(),
+    }
+}
+
+fn quota_of(input: TokenStream) -> syn::Result<(u32, u32)> {
+    let text: syn::LitStr = syn::parse2(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`quota!` takes one rate as a string, e.g. `quota!(\"100/minute\")`",
+        )
+    })?;
+    let rates = crate::rate::parse_rates(&text.value())
+        .map_err(|e| syn::Error::new(text.span(), format!("invalid rate: {e}")))?;
+    match rates[..] {
+        [one] => Ok((one.limit, one.period_secs)),
+        _ => Err(syn::Error::new(
+            text.span(),
+            "`quota!` makes one quota; for several limits give the attribute the string, or write one `quota!` each",
+        )),
+    }
 }

@@ -135,3 +135,23 @@ use proc_macro::TokenStream;
 pub fn ratelimit(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::ratelimit(args.into(), item.into()).into()
 }
+
+/// A [`Quota`] from one rate string, checked at compile time and usable in a `const`:
+///
+/// ```
+/// use ratelimit_runtime::{quota, Quota, Tier};
+///
+/// const PRO: Quota = quota!("1000/hour");
+/// assert_eq!((PRO.limit(), PRO.period_secs()), (1_000, 3_600));
+/// let tier = Tier::new("trial", quota!("6 per 10 seconds"));
+/// # let _ = tier;
+/// ```
+///
+/// The notation is the attribute's (`"100/minute"`, `"10 per second"`, `"5/5 minutes"`); a
+/// string it refuses, or one of several rates, is a compile error on the string.
+///
+/// [`Quota`]: https://docs.rs/ratelimit-runtime/latest/ratelimit_runtime/struct.Quota.html
+#[proc_macro]
+pub fn quota(input: TokenStream) -> TokenStream {
+    expand::quota(input.into()).into()
+}

@@ -62,6 +62,11 @@ pub async fn extract<T: FromRequest>(
 }
 
 /// A custom key function's result as a key.
+#[diagnostic::on_unimplemented(
+    message = "a `key` function returns the client's key, not `{Self}`",
+    label = "this `key` function returns `{Self}`",
+    note = "expected `fn(&HttpRequest) -> K`, `K` one of `String`, `&str`, `Option<String>`, `Option<&str>` (`None` counts the request per client address)"
+)]
 pub trait IntoKey {
     /// The key; `None` counts the request per client address.
     fn into_key(self) -> Option<String>;
@@ -85,12 +90,66 @@ impl<K: IntoKey> IntoKey for Option<K> {
     }
 }
 
-/// A custom `over_limit` response as an `HttpResponse`.
-pub fn over_limit_response<R: Responder>(output: R, req: &HttpRequest) -> HttpResponse
+/// What an `exempt` function returns.
+#[diagnostic::on_unimplemented(
+    message = "an `exempt` function returns `bool`, not `{Self}`",
+    label = "this `exempt` function returns `{Self}`",
+    note = "expected `fn(&HttpRequest) -> bool`: true lets the request past the limit, uncounted"
+)]
+pub trait IsExempt {
+    /// Whether the request is exempt.
+    fn into_exempt(self) -> bool;
+}
+
+impl IsExempt for bool {
+    fn into_exempt(self) -> bool {
+        self
+    }
+}
+
+/// What a `limit = fn` function returns: a quota for this request.
+#[diagnostic::on_unimplemented(
+    message = "a `limit` function returns a `Tier` or a `Quota`, not `{Self}`",
+    label = "this `limit` function returns `{Self}`",
+    note = "expected `fn(&HttpRequest) -> Tier` (a named tier, the metrics' `tier` label) or `fn(&HttpRequest) -> Quota`; `quota!(\"100/hour\")` makes a `Quota`"
+)]
+pub trait IntoTier {
+    /// The tier.
+    fn into_tier(self) -> Tier;
+}
+
+impl IntoTier for Tier {
+    fn into_tier(self) -> Tier {
+        self
+    }
+}
+
+impl IntoTier for Quota {
+    fn into_tier(self) -> Tier {
+        self.into()
+    }
+}
+
+/// An `over_limit` function: answers a denied request.
+#[diagnostic::on_unimplemented(
+    message = "an `over_limit` function takes `(&HttpRequest, &RateLimitInfo)` and returns a responder",
+    label = "this is not `fn(&HttpRequest, &RateLimitInfo) -> impl Responder`",
+    note = "expected `fn(req: &HttpRequest, info: &RateLimitInfo) -> impl Responder`, e.g. returning `HttpResponse`"
+)]
+pub trait OverLimit {
+    /// The response to a denied request.
+    fn respond(&self, req: &HttpRequest, info: &RateLimitInfo) -> HttpResponse;
+}
+
+impl<F, R> OverLimit for F
 where
+    F: Fn(&HttpRequest, &RateLimitInfo) -> R,
+    R: Responder,
     R::Body: actix_web::body::MessageBody + 'static,
 {
-    output.respond_to(req).map_into_boxed_body()
+    fn respond(&self, req: &HttpRequest, info: &RateLimitInfo) -> HttpResponse {
+        self(req, info).respond_to(req).map_into_boxed_body()
+    }
 }
 
 /// A quota the macro checked at compile time.

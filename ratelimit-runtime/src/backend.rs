@@ -32,13 +32,56 @@ pub enum FailurePolicy {
     FailClosed,
 }
 
-/// Where Redis is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where Redis is. Shown (`Debug`, `Display`, logs) with any password replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One Redis: `redis://host:port/db`.
     Single(String),
     /// A Redis Cluster, through any of its nodes.
     Cluster(Vec<String>),
+}
+
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTarget::Single(url) => write!(f, "Redis at {}", redacted(url)),
+            RedisTarget::Cluster(nodes) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| redacted(n)).collect();
+                write!(f, "the Redis Cluster at {}", nodes.join(","))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTarget::Single(url) => f.debug_tuple("Single").field(&redacted(url)).finish(),
+            RedisTarget::Cluster(nodes) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| redacted(n)).collect();
+                f.debug_tuple("Cluster").field(&nodes).finish()
+            }
+        }
+    }
+}
+
+/// `url` with the password of its user info, if any, replaced by `***`:
+/// `rediss://user:secret@host:6380` is shown as `rediss://user:***@host:6380`.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user_info = &rest[..at];
+    let user = user_info
+        .split_once(':')
+        .map_or(user_info, |(user, _)| user);
+    let password = if user_info.contains(':') { ":***" } else { "" };
+    format!("{}{user}{password}{}", &url[..scheme_end], &rest[at..])
 }
 
 /// Counters of a limiter on Redis.
@@ -142,6 +185,24 @@ impl Backend {
             refused: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
         }))
+    }
+
+    /// Where limits are kept and what happens when that fails, in words for a log line
+    /// (passwords redacted).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Backend::Memory => "in process memory".to_string(),
+            Backend::Redis(redis) => format!(
+                "on {}; when it fails: {}; leases {}",
+                redis.target,
+                match redis.policy {
+                    FailurePolicy::Fallback => "fall back to process memory",
+                    FailurePolicy::FailOpen => "let requests through (fail open)",
+                    FailurePolicy::FailClosed => "refuse with 503 (fail closed)",
+                },
+                if redis.leases.is_some() { "on" } else { "off" },
+            ),
+        }
     }
 
     /// Whether keys must be the same in every process (a shared store).
@@ -625,6 +686,31 @@ mod tests {
     use super::*;
     use crate::algorithm::{AlgorithmKind, Limit};
     use crate::quota::Quota;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redacted("rediss://app:s3cret@cache.example:6380/0"),
+            "rediss://app:***@cache.example:6380/0"
+        );
+        assert_eq!(
+            redacted("redis://:s3cret@127.0.0.1"),
+            "redis://:***@127.0.0.1"
+        );
+        assert_eq!(redacted("redis://app@127.0.0.1"), "redis://app@127.0.0.1");
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/2"),
+            "redis://127.0.0.1:6379/2"
+        );
+        // An `@` in the password itself: the last one ends the user info.
+        assert_eq!(redacted("redis://u:p@ss@h:1"), "redis://u:***@h:1");
+        let cluster = RedisTarget::Cluster(vec!["redis://:pw@a:1".into(), "redis://b:2".into()]);
+        let shown = format!("{cluster} {cluster:?}");
+        assert!(
+            !shown.contains("pw") && shown.contains(":***@a:1"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn a_limit_written_twice_repeats_a_key() {

@@ -281,35 +281,55 @@ impl Inner {
         }
     }
 
-    /// Counts each rule's outcome. A denied request counts against the rules that refused it;
-    /// the others, not charged, count nothing.
+    /// Counts each rule's outcome, once per request: a rule of several limits
+    /// (`"200/day;50/hour"`) is one decision, refused when any of its limits refused, degraded
+    /// when any passed its soft limit, and its units are the request's cost, once. A denied
+    /// request counts against the rules that refused it; the others, not charged, count
+    /// nothing.
     fn count(&self, batch: &Batch<'_>, decided: &Decided, store: StoreLabel, mode: Mode) {
         if !self.metrics.enabled() {
             return;
         }
+        // One per rule name and tier, in order.
+        let mut counted: SmallVec<[(&Rule, &str, Counted); 4]> = SmallVec::new();
         for (i, &(rule, tier)) in batch.rules.iter().enumerate() {
-            let counted = match decided {
-                Decided::Verdict(verdict) => {
-                    let decision = &verdict.decisions[i];
-                    match (verdict.allowed, decision.allowed, mode) {
-                        (true, _, _) if self.above_soft(rule, decision) => {
-                            Some((Outcome::Degraded, rule.cost.get()))
-                        }
-                        (true, _, _) => Some((Outcome::Allowed, rule.cost.get())),
-                        (false, false, Mode::Enforce) => Some((Outcome::Denied, 0)),
-                        (false, false, Mode::Shadow) => Some((Outcome::ShadowDenied, 0)),
-                        (false, true, _) => None,
-                    }
-                }
-                Decided::Unlimited => Some((Outcome::Allowed, 0)),
-                Decided::Unavailable(_) if mode == Mode::Shadow => Some((Outcome::ShadowDenied, 0)),
-                Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
-                // Nothing was decided: counted as a refused decision, not an outcome.
-                Decided::Refused(_) => None,
-            };
-            if let Some((outcome, units)) = counted {
+            let outcome = self.outcome_of(rule, i, decided, mode);
+            match counted
+                .iter_mut()
+                .find(|(r, t, _)| r.name == rule.name && *t == tier)
+            {
+                Some((_, _, merged)) => *merged = worse(*merged, outcome),
+                None => counted.push((rule, tier, outcome)),
+            }
+        }
+        for (rule, tier, outcome) in counted {
+            if let Some((outcome, units)) = outcome {
                 self.metrics.count(rule, tier, outcome, store, units);
             }
+        }
+    }
+
+    /// What the `i`th limit of a batch came to, and the units it spent; `None` when it allowed
+    /// a request another limit refused, or nothing was decided.
+    fn outcome_of(&self, rule: &Rule, i: usize, decided: &Decided, mode: Mode) -> Counted {
+        match decided {
+            Decided::Verdict(verdict) => {
+                let decision = &verdict.decisions[i];
+                match (verdict.allowed, decision.allowed, mode) {
+                    (true, _, _) if self.above_soft(rule, decision) => {
+                        Some((Outcome::Degraded, rule.cost.get()))
+                    }
+                    (true, _, _) => Some((Outcome::Allowed, rule.cost.get())),
+                    (false, false, Mode::Enforce) => Some((Outcome::Denied, 0)),
+                    (false, false, Mode::Shadow) => Some((Outcome::ShadowDenied, 0)),
+                    (false, true, _) => None,
+                }
+            }
+            Decided::Unlimited => Some((Outcome::Allowed, 0)),
+            Decided::Unavailable(_) if mode == Mode::Shadow => Some((Outcome::ShadowDenied, 0)),
+            Decided::Unavailable(_) => Some((Outcome::Denied, 0)),
+            // Nothing was decided: counted as a refused decision, not an outcome.
+            Decided::Refused(_) => None,
         }
     }
 
@@ -538,5 +558,24 @@ impl Pass {
         if let Some(shown) = shown {
             add_limit_headers(headers, &shown, self.style);
         }
+    }
+}
+
+/// What one limit of a request came to and the units it spent; `None`: nothing to count.
+type Counted = Option<(Outcome, u32)>;
+
+/// The outcome of a rule whose limits came to `a` and `b`: a refusal over a degraded pass over
+/// a pass; the units of a pass are the request's cost, the same for each limit.
+fn worse(a: Counted, b: Counted) -> Counted {
+    let rank = |o: &Counted| match o {
+        Some((Outcome::Denied | Outcome::ShadowDenied, _)) => 3,
+        Some((Outcome::Degraded, _)) => 2,
+        Some((Outcome::Allowed, _)) => 1,
+        None => 0,
+    };
+    if rank(&b) > rank(&a) {
+        b
+    } else {
+        a
     }
 }

@@ -67,7 +67,7 @@ pub use metrics::{metrics_endpoint, LimiterCollector};
 pub use middleware::{DefaultLimits, DefaultLimitsService};
 pub use overrides::OverrideError;
 pub use quota::Quota;
-pub use ratelimit_macros::ratelimit;
+pub use ratelimit_macros::{quota, ratelimit};
 pub use response::DeniedBody;
 pub use rule::{Mode, OverLimitFn, QuotaSource, Rule, Tier};
 pub use unsupported::UnsupportedLimit;

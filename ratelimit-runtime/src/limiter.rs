@@ -88,7 +88,7 @@ impl RateLimiter {
     /// [`RateLimiterBuilder::build`]) is not refused up front: it is logged at error level, and
     /// requests under that rule are answered `500` naming it.
     pub fn global() -> &'static RateLimiter {
-        GLOBAL.get_or_init(|| RateLimiterBuilder::default().from_env().build_global())
+        GLOBAL.get_or_init(|| RateLimiterBuilder::default().build_global())
     }
 
     /// Makes this limiter the process-wide one, for apps that register none. Fails, returning
@@ -119,6 +119,24 @@ impl RateLimiter {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// One `info` line saying how this limiter was built: where limits live (passwords
+    /// redacted), the failure policy and leases on Redis, the headers, the overrides file, the
+    /// trusted proxies and a limiter-wide dry run.
+    fn log_configuration(&self) {
+        let inner = &self.inner;
+        let overrides = inner
+            .overrides
+            .file()
+            .map_or_else(|| "none".to_string(), |path| path.display().to_string());
+        tracing::info!(
+            "rate limiter: limits {}; headers {:?}; overrides file {overrides}; trusted proxies {}{}",
+            inner.backend.describe(),
+            inner.header_style,
+            inner.client_ip.describe_trusted(),
+            if inner.shadow { "; every limit a dry run (shadow)" } else { "" },
+        );
     }
 }
 
@@ -180,15 +198,19 @@ pub struct RateLimiterBuilder {
     ipv6_prefix: u8,
     header_style: HeaderStyle,
     denied_body: DeniedBody,
-    shadow: bool,
+    shadow: Option<bool>,
     metrics: bool,
     overrides_file: Option<PathBuf>,
     key_prefix: String,
     key_secret: Option<FleetKey>,
     redis: Option<RedisTarget>,
-    redis_options: RedisOptions,
+    redis_options: Option<RedisOptions>,
     on_redis_failure: FailurePolicy,
     redis_leases: Option<Leases>,
+    /// Whether trusted proxies were given in code (the environment then adds none).
+    proxies_given: bool,
+    /// Whether `build()` reads the environment for what code left unset.
+    read_env: bool,
 }
 
 impl Default for RateLimiterBuilder {
@@ -202,15 +224,17 @@ impl Default for RateLimiterBuilder {
             ipv6_prefix: 64,
             header_style: HeaderStyle::default(),
             denied_body: DeniedBody::default(),
-            shadow: false,
+            shadow: None,
             metrics: true,
             overrides_file: None,
             key_prefix: "ratelimit".to_string(),
             key_secret: None,
             redis: None,
-            redis_options: RedisOptions::default(),
+            redis_options: None,
             on_redis_failure: FailurePolicy::default(),
             redis_leases: None,
+            proxies_given: false,
+            read_env: true,
         }
     }
 }
@@ -272,6 +296,7 @@ impl RateLimiterBuilder {
             .into_iter()
             .map(|p| p.as_ref().to_string())
             .collect();
+        self.proxies_given = true;
         self.trusted_proxies = match self.trusted_proxies {
             Ok(mut known) => {
                 known.extend(list);
@@ -311,7 +336,7 @@ impl RateLimiterBuilder {
     /// (at most one line a second per rule) and counted as `shadow_denied`. A concurrency limit
     /// with no slot left lets the request through too (without a slot).
     pub fn shadow(mut self, shadow: bool) -> Self {
-        self.shadow = shadow;
+        self.shadow = Some(shadow);
         self
     }
 
@@ -374,7 +399,7 @@ impl RateLimiterBuilder {
     /// The per-call timeout and the time source of the Redis store (its key prefix is
     /// [`key_prefix`](Self::key_prefix)).
     pub fn redis_options(mut self, options: RedisOptions) -> Self {
-        self.redis_options = options;
+        self.redis_options = Some(options);
         self
     }
 
@@ -392,65 +417,33 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// Reads the environment: `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS`
-    /// (comma-separated node URLs) on a Redis Cluster, `RATELIMIT_REDIS_TIMEOUT_MS` sets the
-    /// per-call timeout, `RATELIMIT_REDIS_LEASE_MS` the lease of concurrency slots,
-    /// `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file),
-    /// `RATELIMIT_LEASES=1` turns [leases](Self::redis_leases) on (`RATELIMIT_LEASE_MS` sets
-    /// their lifetime).
-    /// Without either URL, limits stay in memory.
+    /// Reads the environment now, as [`build`](Self::build) does by itself for whatever code
+    /// leaves unset: here what it finds replaces what was set before, and calls after this one
+    /// replace it in turn. The variables:
     ///
-    /// `RATELIMIT_TRUSTED_PROXIES` (comma-separated addresses or networks, such as
-    /// `10.0.0.0/8,127.0.0.1/32`) adds [trusted proxies](Self::trusted_proxies): trust only
-    /// ranges that hold nothing but your proxies, for a client inside a trusted range picks its
-    /// own address through the forwarding header. `RATELIMIT_SHADOW=1` makes every rule a
-    /// [dry run](Self::shadow): the kill switch during an incident.
-    /// The process-wide default limiter is built this way.
-    pub fn from_env(mut self) -> Self {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v: &String| !v.trim().is_empty())
-        };
-        if let Some(proxies) = var("RATELIMIT_TRUSTED_PROXIES") {
-            let list: Vec<String> = proxies
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(String::from)
-                .collect();
-            self = self.trusted_proxies(list);
-        }
-        if let Some(secret) = std::env::var_os("RATELIMIT_KEY_SECRET").filter(|s| !s.is_empty()) {
-            self = self.key_secret(secret.as_encoded_bytes());
-        }
-        if let Some(shadow) = var("RATELIMIT_SHADOW") {
-            self.shadow = is_on(&shadow);
-        }
-        if let Some(path) = var("RATELIMIT_OVERRIDES") {
-            self.overrides_file = Some(PathBuf::from(path.trim()));
-        }
-        if let Some(ms) = var("RATELIMIT_REDIS_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()) {
-            self.redis_options.timeout = std::time::Duration::from_millis(ms);
-        }
-        if let Some(ms) = var("RATELIMIT_REDIS_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
-            self.redis_options.lease = std::time::Duration::from_millis(ms);
-        }
-        if var("RATELIMIT_LEASES").is_some_and(|v| is_on(&v)) {
-            let mut leases = Leases::new();
-            if let Some(ms) = var("RATELIMIT_LEASE_MS").and_then(|v| v.trim().parse().ok()) {
-                leases = leases.lifetime(std::time::Duration::from_millis(ms));
-            }
-            self.redis_leases = Some(leases);
-        }
-        if let Some(nodes) = var("REDIS_CLUSTER_URLS") {
-            let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).collect();
-            return self.redis_cluster(nodes.into_iter().filter(|n| !n.is_empty()));
-        }
-        match var("REDIS_URL") {
-            Some(url) => self.redis(url.trim().to_string()),
-            None => self,
-        }
+    /// - `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS` (comma-separated node
+    ///   URLs) on a Redis Cluster; without either, limits stay in memory;
+    /// - `RATELIMIT_REDIS_TIMEOUT_MS` sets the per-call timeout, `RATELIMIT_REDIS_LEASE_MS` the
+    ///   lease of concurrency slots;
+    /// - `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file);
+    /// - `RATELIMIT_LEASES=1` turns [leases](Self::redis_leases) on (`RATELIMIT_LEASE_MS` sets
+    ///   their lifetime);
+    /// - `RATELIMIT_TRUSTED_PROXIES` (comma-separated addresses or networks, such as
+    ///   `10.0.0.0/8,127.0.0.1/32`) adds [trusted proxies](Self::trusted_proxies): trust only
+    ///   ranges that hold nothing but your proxies, for a client inside a trusted range picks
+    ///   its own address through the forwarding header;
+    /// - `RATELIMIT_SHADOW=1` makes every rule a [dry run](Self::shadow): the kill switch
+    ///   during an incident;
+    /// - `RATELIMIT_KEY_SECRET` is the fleet's [secret for key names](Self::key_secret).
+    pub fn from_env(self) -> Self {
+        Environment::read().apply(self, true)
+    }
+
+    /// Makes [`build`](Self::build) ignore the environment: only what code sets counts (tests
+    /// that must not pick up a developer's `REDIS_URL`, say).
+    pub fn ignore_env(mut self) -> Self {
+        self.read_env = false;
+        self
     }
 
     /// The limiter, or what is wrong with the configuration.
@@ -462,25 +455,27 @@ impl RateLimiterBuilder {
     /// limits made later are checked as their app starts. Quotas chosen per request are
     /// checked per request (see [`UnsupportedLimit`]).
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
-        let limiter = self.assemble()?;
+        let limiter = self.with_environment().assemble()?;
         if limiter.inner.backend.is_shared() {
             catalogue::adopt_redis().map_err(ConfigError::UnsupportedLimit)?;
         }
+        limiter.log_configuration();
         limiter.watch_overrides();
         Ok(limiter)
     }
 
     /// The process-wide limiter: its configuration (the defaults and the environment) is valid,
     /// but a rule it cannot decide only gets logged here, and answered per request.
-    fn build_global(mut self) -> RateLimiter {
+    fn build_global(self) -> RateLimiter {
+        let mut builder = self.with_environment();
         // Only the environment can be wrong here (a trusted proxy that is no address): trusting
         // no proxy is the strict reading, never a fresh budget for a forger.
-        let proxies = self.trusted_proxies.clone();
-        if let Err(e) = proxies.and_then(|p| ClientIp::trusting(p, self.proxy_header)) {
+        let proxies = builder.trusted_proxies.clone();
+        if let Err(e) = proxies.and_then(|p| ClientIp::trusting(p, builder.proxy_header)) {
             tracing::error!("rate limiter: invalid trusted proxy: {e}; trusting no proxy");
-            self.trusted_proxies = Ok(Vec::new());
+            builder.trusted_proxies = Ok(Vec::new());
         }
-        let limiter = match self.assemble() {
+        let limiter = match builder.assemble() {
             Ok(limiter) => limiter,
             Err(e) => unreachable!("the default configuration is valid: {e}"),
         };
@@ -489,8 +484,18 @@ impl RateLimiterBuilder {
                 tracing::error!("rate limiter: {refused}; requests under it are answered 500");
             }
         }
+        limiter.log_configuration();
         limiter.watch_overrides();
         limiter
+    }
+
+    /// What the environment sets that code left unset, unless told to ignore it.
+    fn with_environment(self) -> Self {
+        if self.read_env {
+            Environment::read().apply(self, false)
+        } else {
+            self
+        }
     }
 
     /// The limiter, its options checked; its rules not yet, its overrides file not yet read.
@@ -515,7 +520,7 @@ impl RateLimiterBuilder {
             Some(target) => {
                 let options = RedisOptions {
                     prefix: self.key_prefix.clone(),
-                    ..self.redis_options
+                    ..self.redis_options.unwrap_or_default()
                 };
                 Backend::redis(
                     target,
@@ -544,7 +549,7 @@ impl RateLimiterBuilder {
                 client_ip,
                 header_style: self.header_style,
                 denied_body: self.denied_body,
-                shadow: self.shadow,
+                shadow: self.shadow.unwrap_or(false),
                 metrics: Metrics::new(self.metrics),
                 overrides: Arc::new(Overrides::with_file(self.overrides_file, on_redis)),
                 key_prefix: self.key_prefix,
@@ -552,6 +557,91 @@ impl RateLimiterBuilder {
                 hasher: ahash::RandomState::new(),
             }),
         })
+    }
+}
+
+/// The limiter's environment variables, read once (see [`RateLimiterBuilder::from_env`]).
+#[derive(Default)]
+struct Environment {
+    redis: Option<RedisTarget>,
+    timeout_ms: Option<u64>,
+    slot_lease_ms: Option<u64>,
+    overrides: Option<PathBuf>,
+    leases: Option<Leases>,
+    proxies: Option<Vec<String>>,
+    shadow: Option<bool>,
+    secret: Option<FleetKey>,
+}
+
+impl Environment {
+    fn read() -> Environment {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .map(|v: String| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name| var(name).and_then(|v| v.parse::<u64>().ok());
+        let list = |text: String| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let redis = match (var("REDIS_CLUSTER_URLS"), var("REDIS_URL")) {
+            (Some(nodes), _) => Some(RedisTarget::Cluster(list(nodes))),
+            (None, Some(url)) => Some(RedisTarget::Single(url)),
+            (None, None) => None,
+        };
+        let leases = var("RATELIMIT_LEASES").filter(|v| is_on(v)).map(|_| {
+            match number("RATELIMIT_LEASE_MS") {
+                Some(ms) => Leases::new().lifetime(std::time::Duration::from_millis(ms)),
+                None => Leases::new(),
+            }
+        });
+        Environment {
+            redis,
+            timeout_ms: number("RATELIMIT_REDIS_TIMEOUT_MS"),
+            slot_lease_ms: number("RATELIMIT_REDIS_LEASE_MS"),
+            overrides: var("RATELIMIT_OVERRIDES").map(PathBuf::from),
+            leases,
+            proxies: var("RATELIMIT_TRUSTED_PROXIES").map(list),
+            shadow: var("RATELIMIT_SHADOW").map(|v| is_on(&v)),
+            secret: std::env::var_os("RATELIMIT_KEY_SECRET")
+                .filter(|s| !s.is_empty())
+                .map(|s| FleetKey::from_secret(s.as_encoded_bytes())),
+        }
+    }
+
+    /// Sets in `builder` what the environment says: everything when `replace`, else only what
+    /// code left unset.
+    fn apply(self, mut builder: RateLimiterBuilder, replace: bool) -> RateLimiterBuilder {
+        fn put<T>(slot: &mut Option<T>, value: Option<T>, replace: bool) {
+            if value.is_some() && (replace || slot.is_none()) {
+                *slot = value;
+            }
+        }
+        put(&mut builder.redis, self.redis, replace);
+        put(&mut builder.overrides_file, self.overrides, replace);
+        put(&mut builder.redis_leases, self.leases, replace);
+        put(&mut builder.shadow, self.shadow, replace);
+        put(&mut builder.key_secret, self.secret, replace);
+        if replace || builder.redis_options.is_none() {
+            let options = builder
+                .redis_options
+                .get_or_insert_with(RedisOptions::default);
+            if let Some(ms) = self.timeout_ms {
+                options.timeout = std::time::Duration::from_millis(ms);
+            }
+            if let Some(ms) = self.slot_lease_ms {
+                options.lease = std::time::Duration::from_millis(ms);
+            }
+        }
+        if let Some(proxies) = self.proxies.filter(|_| replace || !builder.proxies_given) {
+            builder = builder.trusted_proxies(proxies);
+        }
+        builder
     }
 }
 

@@ -474,8 +474,30 @@ impl Collector for LimiterCollector {
 ///
 /// let app = App::new().service(ratelimit_runtime::metrics_endpoint("/metrics"));
 /// ```
+///
+/// [`DefaultLimits`](crate::DefaultLimits) never limit this path: a Prometheus scraping every
+/// 15 s would otherwise spend an app-wide `50/hour` in 13 minutes and then see only 429s.
 pub fn metrics_endpoint(path: &str) -> actix_web::Resource {
+    let paths = METRICS_PATHS.get_or_init(Default::default);
+    paths.rcu(|known| {
+        let mut known = Vec::clone(known);
+        if !known.iter().any(|p| p == path) {
+            known.push(path.to_owned());
+        }
+        known
+    });
     actix_web::web::resource(path).route(actix_web::web::get().to(serve_metrics))
+}
+
+/// The paths of every [`metrics_endpoint`] made, which app-wide default limits leave alone.
+static METRICS_PATHS: std::sync::OnceLock<arc_swap::ArcSwap<Vec<String>>> =
+    std::sync::OnceLock::new();
+
+/// Whether `path` is one a [`metrics_endpoint`] serves.
+pub(crate) fn is_metrics_path(path: &str) -> bool {
+    METRICS_PATHS
+        .get()
+        .is_some_and(|paths| paths.load().iter().any(|p| p == path))
 }
 
 async fn serve_metrics(req: actix_web::HttpRequest) -> actix_web::HttpResponse {

@@ -27,6 +27,24 @@ use crate::rule::{QuotaSource, Rule};
 /// defaults on routes with their own limits; here use [`DefaultLimits::exempt`] for that.)
 /// A request denied by the defaults never reaches routing, the handler or its extractors.
 ///
+/// The path of a [`metrics_endpoint`](crate::metrics_endpoint) is never limited by them (one
+/// registered at the app's root; inside a `Scope`, exempt it as below): a Prometheus scraping
+/// every 15 s would spend `50/hour` in 13 minutes. Exempt health checks and the like with
+/// [`exempt`](DefaultLimits::exempt):
+///
+/// ```
+/// use actix_web::HttpRequest;
+/// use ratelimit_runtime::DefaultLimits;
+///
+/// fn is_health_check(req: &HttpRequest) -> bool {
+///     matches!(req.path(), "/healthz" | "/readyz")
+/// }
+///
+/// let defaults = DefaultLimits::new("200/day;50/hour")
+///     .expect("valid rates")
+///     .exempt(is_health_check);
+/// ```
+///
 /// Limits that cannot be decided (a `sliding_log` above
 /// [`SlidingLog::MAX_LIMIT`](crate::algorithm::SlidingLog::MAX_LIMIT), or on Redis a limit its
 /// script cannot keep exact, once a limiter on Redis was built in the process) keep the app
@@ -160,6 +178,10 @@ where
         let service = Rc::clone(&self.service);
         let rules = Arc::clone(&self.rules);
         Box::pin(async move {
+            // Our own metrics endpoint is never limited by our own defaults.
+            if crate::metrics::is_metrics_path(req.path()) {
+                return Ok(service.call(req).await?.map_into_left_body());
+            }
             // Borrowed, not cloned: routing below needs the request to be the only owner.
             let limiter = RateLimiter::for_request(req.request());
             let outcome = limiter.check(req.request(), &rules).await;

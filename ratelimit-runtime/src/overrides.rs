@@ -289,6 +289,10 @@ impl Overrides {
         self.file.is_some()
     }
 
+    pub(crate) fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
     /// Whether the file is another version than the one last read.
     fn file_changed(&self) -> bool {
         let Some(path) = &self.file else {

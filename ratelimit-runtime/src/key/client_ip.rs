@@ -94,6 +94,15 @@ impl ClientIp {
         Some(self.group(client))
     }
 
+    /// The trusted proxies, for a log line: `none`, or the networks.
+    pub(crate) fn describe_trusted(&self) -> String {
+        if self.trusted.is_empty() {
+            return "none".to_string();
+        }
+        let nets: Vec<String> = self.trusted.iter().map(ToString::to_string).collect();
+        nets.join(",")
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
