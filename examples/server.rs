@@ -281,11 +281,8 @@ async fn main() -> std::io::Result<()> {
         eprintln!("{e}");
         std::process::exit(2);
     });
-    let limiter = match RateLimiter::builder()
-        .from_env()
-        .header_style(style)
-        .build()
-    {
+    // `build()` reads REDIS_URL, RATELIMIT_TRUSTED_PROXIES and the rest of the environment.
+    let limiter = match RateLimiter::builder().header_style(style).build() {
         Ok(limiter) => limiter,
         Err(e) => {
             eprintln!("invalid rate-limiter configuration: {e}");
