@@ -39,4 +39,9 @@ cargo test --workspace --all-targets
 step "doc tests"
 cargo test --workspace --doc
 
+# Each crate builds from its own packaged form (versions pinned between them, nothing read from
+# outside its directory). `--allow-dirty`: the script also runs on work not committed yet.
+step "cargo package (every published crate builds from its tarball)"
+cargo package --allow-dirty -p ratelimit-rate -p ratelimit-macros -p ratelimit-runtime -p ratelimit-client
+
 step "all tests passed"

@@ -6,11 +6,9 @@
 mod args;
 mod config;
 mod expand;
-// The rate-string parser is shared with the runtime, so that the attribute accepts exactly the
-// strings the runtime does; it is one file compiled into both crates.
-#[path = "../../ratelimit-runtime/src/rate.rs"]
-#[allow(dead_code)]
-mod rate;
+// The rate-string parser the runtime uses too, so that the attribute accepts exactly the strings
+// the runtime does.
+use ratelimit_rate as rate;
 
 use proc_macro::TokenStream;
 

@@ -43,7 +43,9 @@ mod metrics;
 mod middleware;
 mod overrides;
 mod quota;
-pub mod rate;
+/// Rate strings (`"100/minute"`, `"10 per second"`): the parser the attribute checks its
+/// strings with at compile time, re-exported from `ratelimit-rate`.
+pub use ratelimit_rate as rate;
 mod response;
 mod rule;
 mod slots;

@@ -1,9 +1,19 @@
 //! Parsing of rate strings (`"100/minute"`, `"5 per 5 minutes"`, `"100/hour;10/second"`) and of
-//! periods (`30`, `"30s"`, `"5m"`).
+//! periods (`30`, `"30s"`, `"5m"`), in the Flask-Limiter notation.
 //!
-//! This file depends on `std` and `strsim` only, because the macro crate compiles the very same
-//! file (through `#[path]`) to check rate strings at compile time: a string the attribute accepts
-//! is a string the runtime accepts, with the same messages.
+//! The `#[ratelimit]` attribute (`ratelimit-macros`) checks its strings with this crate at compile
+//! time and `ratelimit-runtime` parses overrides and default limits with it at run time, so a
+//! string the attribute accepts is a string the runtime accepts, with the same messages. Use it
+//! through `ratelimit_runtime::rate`.
+//!
+//! ```
+//! use ratelimit_rate::{parse_rates, RateSpec};
+//!
+//! let specs = parse_rates("100/hour;10/second").unwrap();
+//! assert_eq!(specs[1], RateSpec { limit: 10, period_secs: 1 });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
