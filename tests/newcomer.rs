@@ -70,6 +70,34 @@ async fn one_request_under_two_limits_is_one_decision() {
             .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
     assert_eq!(sample("allowed"), "3");
-    let units = "ratelimit_units_spent_total{rule=\"two-limits\",store=\"memory\"} 3";
+    // Units are what the limits were charged: a unit each, two limits.
+    let units = "ratelimit_units_spent_total{rule=\"two-limits\",store=\"memory\"} 6";
     assert!(limiter.metrics().contains(units), "{}", limiter.metrics());
+}
+
+#[actix_web::test]
+async fn a_request_one_of_two_limits_refuses_is_one_denial() {
+    let limiter = RateLimiter::builder().ignore_env().build().unwrap();
+    let defaults = DefaultLimits::new("3/minute;100/day")
+        .unwrap()
+        .name("one-refuses");
+    let app = test::init_service(
+        App::new()
+            .app_data(limiter.clone())
+            .wrap(defaults)
+            .route("/", web::get().to(HttpResponse::Ok)),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(test::call_service(&app, get("/")).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let metrics = limiter.metrics();
+    for (outcome, count) in [("allowed", 3), ("denied", 2)] {
+        let series = format!(
+            "ratelimit_decisions_total{{rule=\"one-refuses\",outcome=\"{outcome}\",store=\"memory\"}} {count}\n"
+        );
+        assert!(metrics.contains(&series), "{series} not in\n{metrics}");
+    }
 }

@@ -65,23 +65,44 @@ impl fmt::Debug for RedisTarget {
     }
 }
 
-/// `url` with the password of its user info, if any, replaced by `***`:
-/// `rediss://user:secret@host:6380` is shown as `rediss://user:***@host:6380`.
+/// `url` with its password, if any, replaced by `***`: the user info's
+/// (`rediss://user:secret@host:6380` is shown as `rediss://user:***@host:6380`), also when the
+/// password holds an unencoded `/`, `?` or `@` (the last `@` ends the user info), and a `pass=`
+/// or `password=` query value (`redis+unix:///run/redis.sock?pass=secret`).
 pub(crate) fn redacted(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
+    // A `?` before the last `@` is the password's: the query starts after the user info.
+    let after_user = url.rfind('@').map_or(scheme_end, |at| at + 1);
+    let (head, query) = match url[after_user..].find('?') {
+        Some(q) => (&url[..after_user + q], Some(&url[after_user + q + 1..])),
+        None => (url, None),
     };
-    let user_info = &rest[..at];
-    let user = user_info
-        .split_once(':')
-        .map_or(user_info, |(user, _)| user);
-    let password = if user_info.contains(':') { ":***" } else { "" };
-    format!("{}{user}{password}{}", &url[..scheme_end], &rest[at..])
+    let rest = &head[scheme_end..];
+    let mut shown = match rest.rfind('@') {
+        Some(at) => {
+            let user_info = &rest[..at];
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let password = if user_info.contains(':') { ":***" } else { "" };
+            format!("{}{user}{password}{}", &head[..scheme_end], &rest[at..])
+        }
+        None => head.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if matches!(key, "pass" | "password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
 }
 
 /// Counters of a limiter on Redis.
@@ -704,6 +725,18 @@ mod tests {
         );
         // An `@` in the password itself: the last one ends the user info.
         assert_eq!(redacted("redis://u:p@ss@h:1"), "redis://u:***@h:1");
+        assert_eq!(
+            redacted("redis://app:ab/cd+e=@h:1/0"),
+            "redis://app:***@h:1/0"
+        );
+        assert_eq!(
+            redacted("redis://app:a?b@h:1/0?protocol=resp3"),
+            "redis://app:***@h:1/0?protocol=resp3"
+        );
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
         let cluster = RedisTarget::Cluster(vec!["redis://:pw@a:1".into(), "redis://b:2".into()]);
         let shown = format!("{cluster} {cluster:?}");
         assert!(

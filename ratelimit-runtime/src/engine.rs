@@ -283,9 +283,9 @@ impl Inner {
 
     /// Counts each rule's outcome, once per request: a rule of several limits
     /// (`"200/day;50/hour"`) is one decision, refused when any of its limits refused, degraded
-    /// when any passed its soft limit, and its units are the request's cost, once. A denied
-    /// request counts against the rules that refused it; the others, not charged, count
-    /// nothing.
+    /// when any passed its soft limit; its units are what its limits were charged, summed. A
+    /// denied request counts against the rules that refused it; the others, not charged,
+    /// count nothing.
     fn count(&self, batch: &Batch<'_>, decided: &Decided, store: StoreLabel, mode: Mode) {
         if !self.metrics.enabled() {
             return;
@@ -565,7 +565,7 @@ impl Pass {
 type Counted = Option<(Outcome, u32)>;
 
 /// The outcome of a rule whose limits came to `a` and `b`: a refusal over a degraded pass over
-/// a pass; the units of a pass are the request's cost, the same for each limit.
+/// a pass, with the units both were charged.
 fn worse(a: Counted, b: Counted) -> Counted {
     let rank = |o: &Counted| match o {
         Some((Outcome::Denied | Outcome::ShadowDenied, _)) => 3,
@@ -573,9 +573,7 @@ fn worse(a: Counted, b: Counted) -> Counted {
         Some((Outcome::Allowed, _)) => 1,
         None => 0,
     };
-    if rank(&b) > rank(&a) {
-        b
-    } else {
-        a
-    }
+    let units = |o: &Counted| o.map_or(0, |(_, units)| units);
+    let outcome = if rank(&b) > rank(&a) { b } else { a };
+    outcome.map(|(outcome, _)| (outcome, units(&a).saturating_add(units(&b))))
 }

@@ -233,7 +233,19 @@ impl Overrides {
                 let Some(quotas) = tables.pending.remove(name) else {
                     continue;
                 };
-                match check_quotas(name, &quotas, self.on_redis) {
+                // The rules of that name at hand (those of `RateLimiter::check` need not be in
+                // the catalogue) and the program's.
+                let mut named: Vec<Rule> = rules
+                    .iter()
+                    .filter(|r| r.name == rule.name && !matches!(r.quota, QuotaSource::InFlight(_)))
+                    .cloned()
+                    .collect();
+                named.extend(
+                    catalogue::rules_named(name)
+                        .into_iter()
+                        .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_))),
+                );
+                match check_rules(name, &named, &quotas, self.on_redis) {
                     Ok(()) => {
                         tracing::info!(rule = name, "rate limiter: overrides file entry in force");
                         tables.file.insert(name.to_owned(), quotas);
@@ -266,6 +278,8 @@ impl Overrides {
         };
         let stamp = FileStamp::of(path);
         let read = read_file(path, self.on_redis);
+        // A failed read keeps no stamp, so that the next event in the directory tries again.
+        let stamp = stamp.filter(|_| read.is_ok());
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
         let (file, pending) = match read {
             Ok(read) => {
@@ -369,13 +383,6 @@ fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, Overri
     })?;
     check_rules(rule, &rules, &quotas, on_redis)?;
     Ok(quotas)
-}
-
-/// Whether `quotas` suit the rules named `rule` the program has now.
-fn check_quotas(rule: &str, quotas: &[Quota], on_redis: bool) -> Result<(), OverrideError> {
-    let mut rules = catalogue::rules_named(rule);
-    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
-    check_rules(rule, &rules, quotas, on_redis)
 }
 
 /// Whether each of `quotas` can hold one request of each of `rules` and is a limit the limiter

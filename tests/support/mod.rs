@@ -216,6 +216,13 @@ impl ExampleServer {
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .env_remove("REDIS_CLUSTER_URLS")
+            // Whatever the shell running the tests has set: each test says what it wants.
+            .env_remove("RATELIMIT_SHADOW")
+            .env_remove("RATELIMIT_KEY_SECRET")
+            .env_remove("RATELIMIT_OVERRIDES")
+            .env_remove("RATELIMIT_TRUSTED_PROXIES")
+            .env_remove("RATELIMIT_LEASES")
+            .env_remove("RATELIMIT_HEADERS")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

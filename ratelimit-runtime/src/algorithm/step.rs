@@ -55,7 +55,9 @@ pub trait Algorithm {
     /// log), else the time until it is whole (the buckets and GCRA, whose states hold no count:
     /// units over their rate). A full memory store evicts, among a few keys, the one that holds
     /// least, so that a flood of fresh keys pushes out keys like themselves, not a busy
-    /// client's spent budget.
+    /// client's spent budget. (Time is a fair measure between keys of one rate only: a key of a
+    /// slow rule holding one request can outweigh a fast rule's spent budget. States would need
+    /// their limit to do better.)
     fn held(state: &Self::State, now: UnixNanos) -> u64 {
         Self::expires_at(state).saturating_sub(now)
     }

@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use nohash_hasher::NoHashHasher;
 use smallvec::SmallVec;
 
-use super::table::{Group, Slots, Table};
+use super::table::{stored, Group, Slots, Table};
 use super::{Check, Store, StoreError, Verdict};
 use crate::algorithm::{
     Algorithm, AlgorithmKind, FixedWindow, Gcra, LeakyBucket, SlidingLog, SlidingWindow,
@@ -177,12 +177,14 @@ impl MemoryStore {
     }
 
     /// Caps what sliding logs hold on the heap at about `bytes` (default 256 MiB; rounded up
-    /// to a multiple of the 64 shards, and at least one log of 10,000 entries a shard). Past
+    /// to a multiple of the 64 shards, and at least one full log a shard: 10,000 entries in a
+    /// deque grown by doubling, 128 KiB). Past
     /// it, the logs that hold least are evicted, as keys are past the key cap. Logs are the
     /// only states that grow with their limit (8 bytes a unit counted); others are counted by
     /// keys.
     pub fn with_max_log_bytes(mut self, bytes: usize) -> MemoryStore {
-        let one_log = SlidingLog::MAX_LIMIT as usize * std::mem::size_of::<UnixNanos>();
+        let one_log =
+            (SlidingLog::MAX_LIMIT as usize).next_power_of_two() * std::mem::size_of::<UnixNanos>();
         self.max_log_bytes_per_shard = bytes.div_ceil(SHARDS).max(one_log);
         self
     }
@@ -508,7 +510,7 @@ fn step_or_reserve<A: Algorithm>(state: &mut A::State, check: &Check, now: UnixN
 fn evict_least<A: TableOf>(shard: &mut Shard, now: UnixNanos, from: u64) -> Option<UnixNanos> {
     let (key, _, expiry) = A::table(shard)
         .sample(from, EVICTION_SAMPLE)
-        .filter(|&(k, _)| k != from)
+        .filter(|&(k, _)| k != stored(from))
         .map(|(k, s)| (k, A::held(s, now), A::expires_at(s)))
         .min_by_key(|&(_, held, expiry)| (held, expiry))?;
     let state = A::table(shard).remove(key)?;
@@ -663,9 +665,9 @@ mod tests {
 
     #[test]
     fn logs_are_bounded_in_bytes_and_give_their_room_back() {
-        // The smallest cap: one full log (10,000 entries, 80 KB) a shard.
+        // The smallest cap: one full log (10,000 entries in 16,384 places, 128 KiB) a shard.
         let store = MemoryStore::with_max_keys(1_000_000).with_max_log_bytes(0);
-        assert_eq!(store.max_log_bytes(), 64 * 80_000);
+        assert_eq!(store.max_log_bytes(), 64 * 131_072);
         let busy = check(u64::MAX / 3, AlgorithmKind::SlidingLog, 10_000, 60);
         assert!(store.decide_now(&[busy], T0).allowed);
         let busy = Check {
@@ -683,7 +685,8 @@ mod tests {
             assert!(store.stats().log_bytes <= store.max_log_bytes());
         }
         let stats = store.stats();
-        assert!(stats.evictions > 1_000, "{stats:?}");
+        // About half of the 16 MB did not fit in the 8 MiB.
+        assert!(stats.evictions > 900, "{stats:?}");
         // The log holding most was never the one evicted.
         let more = Check {
             cost: 3_999,

@@ -260,7 +260,7 @@ impl<G: Slots> Table<G> {
 }
 
 /// The fingerprint `key` is stored under: any but [`FREE`].
-fn stored(key: u64) -> u64 {
+pub(super) fn stored(key: u64) -> u64 {
     key.max(1)
 }
 
