@@ -30,8 +30,8 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "building the examples (the Redis fleet test runs the example server as two processes)"
-cargo build --workspace --examples
+step "building the examples and binaries (tests run the example server and hungryclient)"
+cargo build --workspace --examples --bins --all-features
 
 step "unit, integration and ui tests"
 cargo test --workspace --all-targets

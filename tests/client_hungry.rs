@@ -1,4 +1,4 @@
-//! `hungryclient --concurrency 4`, the example binary, against the example server's `/data`:
+//! `hungryclient --concurrency 4`, the client crate's binary, against the example server's `/data`:
 //! 30 requests from 4 tasks sharing one paced client keep to the ideal schedule.
 
 mod client_support;
@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client_support::{
-    api_key, example_binary, start_at_phase, within_ten_percent, ExampleServer, MAX_429S, REQUESTS,
-    TASKS,
+    api_key, binary, start_at_phase, within_ten_percent, ExampleServer, MAX_429S, REQUESTS, TASKS,
 };
 
 /// The value of a row of the summary table, `| label | value |`.
@@ -30,7 +29,7 @@ fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
     // second (see start_at_phase).
     start_at_phase(Duration::from_millis(450));
     let started = Instant::now();
-    let output = Command::new(example_binary("hungryclient"))
+    let output = Command::new(binary("hungryclient"))
         .args(["--url", &server.url("/data")])
         .args(["-H", &format!("X-API-Key: {key}")])
         .args(["--rpm", "60000", "--no-progress"])

@@ -79,7 +79,7 @@ where
 mod support;
 // Each test uses some of them.
 #[allow(unused_imports)]
-pub use support::{example_binary, ExampleServer};
+pub use support::{binary, example_binary, ExampleServer};
 
 /// A one-thread HTTP/1.1 server that answers its first `refusals` requests with
 /// `429` and `Retry-After: 1`, and every later one with `200`. It counts the requests it got.

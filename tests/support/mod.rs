@@ -180,17 +180,27 @@ impl RedisCluster {
     }
 }
 
-/// A binary built beside this test's: target/debug/examples/<name>.
+/// An example built beside this test's: target/debug/examples/<name>.
 pub fn example_binary(name: &str) -> PathBuf {
+    built("examples", name, "cargo build --examples")
+}
+
+/// A binary of a workspace crate built beside this test's: target/debug/<name>.
+#[allow(dead_code)]
+pub fn binary(name: &str) -> PathBuf {
+    built("", name, "cargo build --workspace --bins --all-features")
+}
+
+fn built(kind: &str, name: &str, how: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let debug = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/debug/deps/<test>");
-    let path = debug.join("examples").join(name);
+    let path = debug.join(kind).join(name);
     assert!(
         path.exists(),
-        "{} is not built: run `cargo build --examples` first (scripts/test.sh does)",
+        "{} is not built: run `{how}` first (scripts/test.sh does)",
         path.display()
     );
     path

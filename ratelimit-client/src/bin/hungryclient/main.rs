@@ -5,15 +5,15 @@
 //!
 //! ```text
 //! cargo run --example server            # in one terminal
-//! cargo run --example hungryclient -- --url http://127.0.0.1:8080/rate-limited \
+//! cargo run -p ratelimit-client --features cli -- --url http://127.0.0.1:8080/rate-limited \
 //!     --rpm 600 --requests 50 -H "X-API-Key: key1" --concurrency 4
 //! ```
 //!
 //! Without `--url` or `--rpm`, the client asks for them when stdin is a
 //! terminal and uses the defaults otherwise. Exit status: 0 when every request
 //! eventually succeeded, 1 otherwise, 2 on invalid input.
-//! The run loop and the summary live in `ratelimit_workspace::hungry`; pacing and retries in
-//! the `ratelimit-client` crate.
+//! The run loop and the summary live in `hungry.rs`; pacing and retries in this crate's
+//! library, through its awc wrapper.
 
 use std::{
     error::Error,
@@ -22,12 +22,14 @@ use std::{
     time::Duration,
 };
 
-use actix_web::http::{
+use awc::http::{
     header::{HeaderName, HeaderValue},
     Method, Uri,
 };
 use clap::Parser;
-use ratelimit_workspace::hungry::{self, Config};
+mod hungry;
+
+use hungry::Config;
 
 /// Hammer a rate-limited HTTP API at a fixed rate, paced by its rate-limit headers.
 #[derive(Debug, Parser)]
@@ -123,7 +125,7 @@ fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
     Ok(config)
 }
 
-#[actix_web::main]
+#[actix_rt::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
 

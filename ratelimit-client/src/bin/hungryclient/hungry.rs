@@ -6,8 +6,8 @@
 //! decides how many requests to send, how fast, and how to show what happened.
 //!
 //! ```text
-//! cargo run --example hungryclient -- --url http://127.0.0.1:8080/data -H "X-API-Key: key1" \
-//!     --rpm 600 --requests 30 --concurrency 4
+//! cargo run -p ratelimit-client --features cli -- --url http://127.0.0.1:8080/data \
+//!     -H "X-API-Key: key1" --rpm 600 --requests 30 --concurrency 4
 //! ```
 
 use std::{
@@ -20,14 +20,12 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{
-    http::{
-        header::{HeaderName, HeaderValue, USER_AGENT},
-        Method, Uri,
-    },
-    rt::time::{sleep_until, timeout, Instant},
-};
+use actix_rt::time::{sleep_until, timeout, Instant};
 use awc::error::{ConnectError, SendRequestError};
+use awc::http::{
+    header::{HeaderName, HeaderValue, USER_AGENT},
+    Method, Uri,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ratelimit_client::awc::{PacedClient, SendError};
 use ratelimit_client::{RetryPolicy, Stats};
@@ -598,7 +596,7 @@ impl Run {
 /// Runs the load test described by `config` and returns its [`Summary`].
 ///
 /// Must be called from within an actix (Tokio current-thread) runtime, for
-/// example under `#[actix_web::main]` or `#[actix_web::test]`. `config.concurrency`
+/// binary under `#[actix_rt::main]` or `#[actix_web::test]`. `config.concurrency`
 /// tasks share one [`PacedClient`], so that what one response says paces them all.
 /// Network errors are counted and reported on stderr, never propagated.
 pub async fn run(config: &Config) -> Summary {
@@ -628,7 +626,7 @@ pub async fn run(config: &Config) -> Summary {
         next_send: Cell::new(started),
     });
     let mut tasks: Vec<_> = (0..config.concurrency.max(1))
-        .map(|_| actix_web::rt::spawn(Rc::clone(&run).task()))
+        .map(|_| actix_rt::spawn(Rc::clone(&run).task()))
         .collect();
     let all_done = async {
         for task in &mut tasks {

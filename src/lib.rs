@@ -1,3 +1,0 @@
-//! Examples and integration tests live beside this crate.
-
-pub mod hungry;
