@@ -43,12 +43,8 @@ async fn the_metrics_endpoint_is_never_refused_by_default_limits() {
     assert_eq!(statuses.last(), Some(&429));
 }
 
-#[actix_web::test]
-async fn one_request_under_two_limits_is_one_decision() {
-    let limiter = RateLimiter::builder().ignore_env().build().unwrap();
-    let defaults = DefaultLimits::new("200/day;50/hour")
-        .unwrap()
-        .name("two-limits");
+/// `n` requests to an app under `defaults` (and nothing else), and their statuses.
+async fn statuses_under(limiter: &RateLimiter, defaults: DefaultLimits, n: usize) -> Vec<u16> {
     let app = test::init_service(
         App::new()
             .app_data(limiter.clone())
@@ -56,20 +52,33 @@ async fn one_request_under_two_limits_is_one_decision() {
             .route("/", web::get().to(HttpResponse::Ok)),
     )
     .await;
-    for _ in 0..3 {
-        assert_eq!(test::call_service(&app, get("/")).await.status(), 200);
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(test::call_service(&app, get("/")).await.status().as_u16());
     }
-    let sample = |outcome: &str| {
-        let series = format!(
-            "ratelimit_decisions_total{{rule=\"two-limits\",outcome=\"{outcome}\",store=\"memory\"}} "
-        );
-        let metrics = limiter.metrics();
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-    };
-    assert_eq!(sample("allowed"), "3");
+    statuses
+}
+
+/// The value of `ratelimit_decisions_total` for `rule` and `outcome`, in memory.
+fn decisions(limiter: &RateLimiter, rule: &str, outcome: &str) -> String {
+    let series = format!(
+        "ratelimit_decisions_total{{rule=\"{rule}\",outcome=\"{outcome}\",store=\"memory\"}} "
+    );
+    let metrics = limiter.metrics();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+}
+
+#[actix_web::test]
+async fn one_request_under_two_limits_is_one_decision() {
+    let limiter = RateLimiter::builder().ignore_env().build().unwrap();
+    let defaults = DefaultLimits::new("200/day;50/hour")
+        .unwrap()
+        .name("two-limits");
+    assert_eq!(statuses_under(&limiter, defaults, 3).await, [200, 200, 200]);
+    assert_eq!(decisions(&limiter, "two-limits", "allowed"), "3");
     // Units are what the limits were charged: a unit each, two limits.
     let units = "ratelimit_units_spent_total{rule=\"two-limits\",store=\"memory\"} 6";
     assert!(limiter.metrics().contains(units), "{}", limiter.metrics());
@@ -81,23 +90,8 @@ async fn a_request_one_of_two_limits_refuses_is_one_denial() {
     let defaults = DefaultLimits::new("3/minute;100/day")
         .unwrap()
         .name("one-refuses");
-    let app = test::init_service(
-        App::new()
-            .app_data(limiter.clone())
-            .wrap(defaults)
-            .route("/", web::get().to(HttpResponse::Ok)),
-    )
-    .await;
-    let mut statuses = Vec::new();
-    for _ in 0..5 {
-        statuses.push(test::call_service(&app, get("/")).await.status().as_u16());
-    }
+    let statuses = statuses_under(&limiter, defaults, 5).await;
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
-    let metrics = limiter.metrics();
-    for (outcome, count) in [("allowed", 3), ("denied", 2)] {
-        let series = format!(
-            "ratelimit_decisions_total{{rule=\"one-refuses\",outcome=\"{outcome}\",store=\"memory\"}} {count}\n"
-        );
-        assert!(metrics.contains(&series), "{series} not in\n{metrics}");
-    }
+    assert_eq!(decisions(&limiter, "one-refuses", "allowed"), "3");
+    assert_eq!(decisions(&limiter, "one-refuses", "denied"), "2");
 }

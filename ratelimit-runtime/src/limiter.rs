@@ -513,6 +513,7 @@ impl RateLimiterBuilder {
         let mut store = self
             .max_keys
             .map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
+        let fleet_key = self.key_secret.unwrap_or_else(FleetKey::public);
         if let Some(bytes) = self.max_log_bytes {
             store = store.with_max_log_bytes(bytes);
         }
@@ -527,13 +528,12 @@ impl RateLimiterBuilder {
                     options,
                     self.on_redis_failure,
                     self.redis_leases,
-                    self.key_secret.unwrap_or_else(FleetKey::public).mark(),
+                    fleet_key.mark(),
                 )
             }
             None => Backend::Memory,
         };
         let on_redis = backend.is_shared();
-        let fleet_key = self.key_secret.unwrap_or_else(FleetKey::public);
         if on_redis && !fleet_key.is_secret() {
             tracing::warn!(
                 "rate limiter: Redis key names use a public key, so a crafted key could be aimed \

@@ -184,7 +184,6 @@ impl Overrides {
         }
         let mut tables = self.tables.load();
         // Rates only: a concurrency limit of the same handler stays as it is.
-        let is_rate = |r: &Rule| !matches!(r.quota, QuotaSource::InFlight(_));
         if rules
             .iter()
             .any(|r| is_rate(r) && tables.pending.contains_key(r.name.as_ref()))
@@ -235,16 +234,8 @@ impl Overrides {
                 };
                 // The rules of that name at hand (those of `RateLimiter::check` need not be in
                 // the catalogue) and the program's.
-                let mut named: Vec<Rule> = rules
-                    .iter()
-                    .filter(|r| r.name == rule.name && !matches!(r.quota, QuotaSource::InFlight(_)))
-                    .cloned()
-                    .collect();
-                named.extend(
-                    catalogue::rules_named(name)
-                        .into_iter()
-                        .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_))),
-                );
+                let at_hand = rules.iter().filter(|r| r.name == rule.name).cloned();
+                let named = rate_rules_named(name, at_hand);
                 match check_rules(name, &named, &quotas, self.on_redis) {
                     Ok(()) => {
                         tracing::info!(rule = name, "rate limiter: overrides file entry in force");
@@ -368,9 +359,7 @@ fn read_file(path: &Path, on_redis: bool) -> Result<(Table, Table), OverrideErro
 /// The quotas of `rate` for a known `rule`, each able to hold one of its requests and each one
 /// the limiter (on Redis when `on_redis`) decides.
 fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, OverrideError> {
-    let mut rules = catalogue::rules_named(rule);
-    // Overrides change rates; a concurrency limit is not one.
-    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
+    let rules = rate_rules_named(rule, std::iter::empty());
     if rules.is_empty() {
         return Err(OverrideError::UnknownRule {
             rule: rule.to_owned(),
@@ -383,6 +372,20 @@ fn validate(rule: &str, rate: &str, on_redis: bool) -> Result<Vec<Quota>, Overri
     })?;
     check_rules(rule, &rules, &quotas, on_redis)?;
     Ok(quotas)
+}
+
+/// Whether an override applies to `rule`: overrides change rates, and a concurrency limit is
+/// not one.
+fn is_rate(rule: &Rule) -> bool {
+    !matches!(rule.quota, QuotaSource::InFlight(_))
+}
+
+/// The rate rules named `name`: `extra` (rules at hand) and the program's.
+fn rate_rules_named(name: &str, extra: impl Iterator<Item = Rule>) -> Vec<Rule> {
+    extra
+        .chain(catalogue::rules_named(name))
+        .filter(is_rate)
+        .collect()
 }
 
 /// Whether each of `quotas` can hold one request of each of `rules` and is a limit the limiter
