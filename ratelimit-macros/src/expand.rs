@@ -237,7 +237,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             soft: #soft,
             mode: #rt::Mode::#mode,
             max_wait: #max_wait,
-            metrics_cache: #rt::RuleMetricsCache::new(),
+            limiter_cache: #rt::LimiterCache::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! the enforced ones let the request through, so that a would-be denial of a dry run never
 //! keeps the enforced rules from being charged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -21,11 +22,11 @@ use crate::headers::{
     Policy, Shown,
 };
 use crate::info::RateLimitInfo;
-use crate::limiter::{Inner, RateLimiter};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
 use crate::response::{too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
+use crate::state::State;
 use crate::store::{Check, Verdict};
 use crate::unsupported::{self, UnsupportedLimit};
 
@@ -66,17 +67,19 @@ pub(crate) enum Decided {
     Unavailable(u64),
 }
 
-impl RateLimiter {
-    /// Decides `rules` for `req`: `Ok` with a [`Pass`] when every enforced rule allows (all
-    /// charged), `Err` with the response to send when one denies (none charged).
-    pub async fn check(&self, req: &HttpRequest, rules: &[Rule]) -> Result<Pass, HttpResponse> {
-        let inner = self.inner();
-        let now = inner.clock.now();
-        let rules = inner.overrides.apply(rules);
-        let [concurrent, enforced, shadow] = inner.batches(req, &rules);
+impl State {
+    /// Decides `rules` for `req` (see [`RateLimiter::check`](crate::RateLimiter::check)).
+    pub(crate) async fn check(
+        &self,
+        req: &HttpRequest,
+        rules: &[Rule],
+    ) -> Result<Pass, HttpResponse> {
+        let now = self.clock.now();
+        let rules = self.overrides.apply(rules);
+        let [concurrent, enforced, shadow] = self.batches(req, &rules);
         let mut pass = Pass {
             headers: None,
-            style: inner.header_style,
+            style: self.header_style,
             concurrency: None,
             waited: Duration::ZERO,
             slots: Vec::new(),
@@ -85,7 +88,7 @@ impl RateLimiter {
         self.take_slots(req, &concurrent, now, &mut pass).await?;
         let mut info = None;
         if !enforced.checks.is_empty() {
-            match inner.decide(&enforced, now, now, Mode::Enforce).await {
+            match self.decide(&enforced, now, now, Mode::Enforce).await {
                 Decided::Verdict(verdict) if verdict.allowed => {
                     // A turn reserved later than now (`max_wait`) is waited for here.
                     let turn = verdict
@@ -97,26 +100,24 @@ impl RateLimiter {
                         pass.waited = Duration::from_nanos(turn - now);
                         tokio::time::sleep(pass.waited).await;
                     }
-                    let shown = inner.shown(&enforced, &verdict, turn);
-                    info = shown_info(&enforced, &verdict, turn, inner)
+                    let shown = self.shown(&enforced, &verdict, turn);
+                    info = shown_info(&enforced, &verdict, turn, self)
                         .map(|i| i.waited_for(pass.waited));
                     pass.headers = Some(shown).filter(|s| !s.policies.is_empty());
                 }
-                Decided::Verdict(verdict) => {
-                    return Err(inner.refuse(req, &enforced, &verdict, now))
-                }
+                Decided::Verdict(verdict) => return Err(self.refuse(req, &enforced, &verdict, now)),
                 Decided::Refused(refused) => return Err(unsupported_limit(&refused)),
                 Decided::Unlimited => return Ok(pass),
                 Decided::Unavailable(secs) => return Err(unavailable(secs)),
             }
         }
         if !shadow.checks.is_empty() {
-            let started = inner.clock.now();
+            let started = self.clock.now();
             // A dry run this limiter cannot decide is skipped (and logged): it never refuses.
             if let Decided::Verdict(verdict) =
-                inner.decide(&shadow, now, started, Mode::Shadow).await
+                self.decide(&shadow, now, started, Mode::Shadow).await
             {
-                inner.log_shadow_denial(&shadow, &verdict, now);
+                self.log_shadow_denial(&shadow, &verdict, now);
                 if info.is_none() {
                     info =
                         most_restrictive(&verdict.decisions).map(|d| RateLimitInfo::new(*d, now));
@@ -129,9 +130,7 @@ impl RateLimiter {
         }
         Ok(pass)
     }
-}
 
-impl RateLimiter {
     /// Takes a slot of each concurrency limit in `batch` into `pass`; the response to send
     /// when one has none left (the slots taken go back with `pass`).
     async fn take_slots(
@@ -141,36 +140,33 @@ impl RateLimiter {
         now: UnixNanos,
         pass: &mut Pass,
     ) -> Result<(), HttpResponse> {
-        let inner = self.inner();
         for (&(rule, tier), check) in batch.rules.iter().zip(&batch.checks) {
             let limit = check.limit.quota.limit();
-            let started = inner.clock.now();
-            let (answer, store) = inner
-                .backend
-                .take_slot(&inner.store, check, limit, now)
-                .await;
-            inner.observe_latency(store, started);
+            let started = self.clock.now();
+            let (answer, store) = self.backend.take_slot(&self.store, check, limit, now).await;
+            self.observe_latency(store, started);
             let outcome = match answer {
                 SlotAnswer::Taken(..) | SlotAnswer::Unlimited => Outcome::Allowed,
                 // A limiter-wide dry run lets it through.
-                SlotAnswer::Full(_) if inner.shadow => Outcome::ShadowDenied,
+                SlotAnswer::Full(_) if self.shadow => Outcome::ShadowDenied,
                 SlotAnswer::Full(_) | SlotAnswer::Unavailable(_) => Outcome::Denied,
             };
             // A slot is the unit; fail-open lets a request through without one.
             let units = u32::from(matches!(answer, SlotAnswer::Taken(..)));
-            inner.metrics.count(rule, tier, outcome, store, units);
+            self.metrics.count(rule, tier, outcome, store, units);
             match answer {
                 SlotAnswer::Taken(held, in_flight) => {
-                    let counters = inner.metrics.counters(&rule.name, tier);
-                    pass.slots.push(Slot::new(held, self.clone(), counters));
+                    let counters = self.metrics.counters(&rule.name, tier);
+                    pass.slots
+                        .push(Slot::new(held, Arc::clone(&self.store), counters));
                     let left = limit.saturating_sub(in_flight);
                     if rule.send_x_headers && pass.concurrency.is_none_or(|(_, l)| left < l) {
                         pass.concurrency = Some((limit, left));
                     }
                 }
                 SlotAnswer::Unlimited => {}
-                SlotAnswer::Full(in_flight) if inner.shadow => {
-                    if inner
+                SlotAnswer::Full(in_flight) if self.shadow => {
+                    if self
                         .metrics
                         .with_rule(&rule.name, tier, |c| c.shadow_log_due(now))
                     {
@@ -184,16 +180,13 @@ impl RateLimiter {
                 }
                 SlotAnswer::Full(in_flight) => {
                     tracing::debug!(rule = %rule.name, limit, in_flight, "concurrency limit reached");
-                    return Err(inner.refuse_concurrency(req, rule, limit, now));
+                    return Err(self.refuse_concurrency(req, rule, limit, now));
                 }
                 SlotAnswer::Unavailable(secs) => return Err(unavailable(secs)),
             }
         }
         Ok(())
     }
-}
-
-impl Inner {
     /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
     /// rates, dry-run rates. Exempt rules are left out.
     fn batches<'r>(&self, req: &HttpRequest, rules: &'r [Rule]) -> [Batch<'r>; 3] {
@@ -477,7 +470,7 @@ fn shown_info(
     batch: &Batch<'_>,
     verdict: &Verdict,
     now: UnixNanos,
-    inner: &Inner,
+    inner: &State,
 ) -> Option<RateLimitInfo> {
     let degraded = batch
         .rules

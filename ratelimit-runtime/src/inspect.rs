@@ -12,8 +12,8 @@ use smallvec::SmallVec;
 use crate::catalogue;
 use crate::info::RateLimitInfo;
 use crate::key::{Identity, Scope};
-use crate::limiter::RateLimiter;
 use crate::rule::{QuotaSource, Rule};
+use crate::state::State;
 use crate::store::{Check, StoreError};
 
 /// Why a peek or a reset could not be done.
@@ -53,24 +53,14 @@ impl fmt::Display for InspectError {
 
 impl std::error::Error for InspectError {}
 
-impl RateLimiter {
-    /// The state of `key` under the rule `rule`, without spending anything: what the headers
-    /// of its next request would start from. `remaining()` is what is left now, `is_allowed()`
-    /// whether a request of the rule's cost would pass, `retry_after_secs()` when it would.
-    ///
-    /// The key is what the rule's scope counts: an IP address for `"ip"` (grouped as requests
-    /// are), the header's value for `"header:<Name>"`, the key function's value for `key = fn`,
-    /// anything for `"global"`. Where the quota comes from a tier function, the function is
-    /// asked with a request carrying the key where the scope reads it (a custom key function's
-    /// tier function sees a request without it). With several limits, the most restrictive
-    /// is returned. Works on memory and on Redis (one round trip, nothing written).
-    pub async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
+impl State {
+    /// See [`RateLimiter::peek`](crate::RateLimiter::peek).
+    pub(crate) async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
         let checks = self.checks_of(rule, key, true)?;
-        let inner = self.inner();
-        let now = inner.clock.now();
-        let verdict = inner
+        let now = self.clock.now();
+        let verdict = self
             .backend
-            .peek(&inner.store, &checks, now)
+            .peek(&self.store, &checks, now)
             .await
             .map_err(InspectError::Store)?;
         let now_left = checks.iter().zip(&verdict.decisions).map(|(check, d)| {
@@ -89,18 +79,13 @@ impl RateLimiter {
         Ok(RateLimitInfo::new(decision, now))
     }
 
-    /// Clears the state of `key` under the rule `rule` (every limit of it): the client starts
-    /// again with a whole budget. On Redis the keys are deleted for the whole fleet; another
-    /// process may still answer from its local cache of blocked keys until the denial it cached
-    /// ends.
-    pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
+    /// See [`RateLimiter::reset`](crate::RateLimiter::reset).
+    pub(crate) async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
         // Under an override too: clearing it later must not bring back a blocked state.
         let mut checks = self.checks_of(rule, key, false)?;
         checks.extend(self.checks_of(rule, key, true)?);
-        let inner = self.inner();
-        inner
-            .backend
-            .reset(&inner.store, &checks)
+        self.backend
+            .reset(&self.store, &checks)
             .await
             .map_err(InspectError::Store)?;
         tracing::info!(rule, "rate limiter: a client's state was reset");
@@ -120,9 +105,8 @@ impl RateLimiter {
                 rule: rule.to_owned(),
             });
         }
-        let inner = self.inner();
         let rules = if overridden {
-            inner.overrides.apply(&rules)
+            self.overrides.apply(&rules)
         } else {
             std::borrow::Cow::Borrowed(&rules[..])
         };
@@ -134,7 +118,7 @@ impl RateLimiter {
             .map(|r| {
                 let identity = match &r.scope {
                     Scope::Ip => match ip {
-                        Some(ip) => Identity::Ip(inner.client_ip.group(ip.to_canonical())),
+                        Some(ip) => Identity::Ip(self.client_ip.group(ip.to_canonical())),
                         None => {
                             return Err(InspectError::InvalidKey {
                                 rule: rule.to_owned(),
@@ -150,7 +134,7 @@ impl RateLimiter {
                     Ok(quota) => r.limit_of(quota),
                     Err(_) => r.limit_for(&stand_in(r, key, ip)),
                 };
-                Ok(inner.check_for(r, limit, &identity))
+                Ok(self.check_for(r, limit, &identity))
             })
             .collect()
     }

@@ -11,9 +11,9 @@ use crate::decision::Decision;
 use crate::engine::{Batch, Decided};
 use crate::info::RateLimitInfo;
 use crate::key::Identity;
-use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rule::{Mode, QuotaSource, Rule};
+use crate::state::State;
 
 /// A limit [`check_key`](RateLimiter::check_key) can decide: a [`Rule`] (its name keeps its
 /// budgets apart from other rules'), or a bare [`Quota`] (named after itself: two uses of the
@@ -59,35 +59,17 @@ impl fmt::Display for InsufficientCapacity {
 
 impl std::error::Error for InsufficientCapacity {}
 
-impl RateLimiter {
-    /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`]), charging them
-    /// if allowed: `is_allowed()` says whether to go on, `retry_after()` when to try again.
-    /// The rule's algorithm, `max_wait` (a turn within it is waited for here) and overrides
-    /// apply; its scope and mode do not (`key` is the client, and the answer is the decision).
-    /// A tier function is asked with a request that carries nothing; a concurrency limit has no
-    /// meaning outside a request and is skipped. A cost of 0 counts as 1. Counted in the metrics
-    /// like a request.
-    ///
-    /// A limit this limiter cannot decide (a `sliding_log` above its maximum, or on Redis a
-    /// limit its script cannot keep exact: see [`UnsupportedLimit`](crate::UnsupportedLimit))
-    /// is never decided: the answer is not allowed, with a limit of 0 (so that
-    /// [`until_ready`](Self::until_ready) fails at once), and the refusal is logged once.
-    ///
-    /// ```
-    /// # async fn job(limiter: ratelimit_runtime::RateLimiter) {
-    /// use ratelimit_runtime::Quota;
-    ///
-    /// let calls = Quota::from_parts(10, 1).unwrap(); // a partner API allows 10 per second
-    /// if limiter.check_key(&calls, "partner-api", 1).await.is_allowed() {
-    ///     // call it
-    /// }
-    /// # }
-    /// ```
-    pub async fn check_key(&self, limit: &impl KeyedLimit, key: &str, cost: u32) -> RateLimitInfo {
-        let inner = self.inner();
-        let now = inner.clock.now();
+impl State {
+    /// See [`RateLimiter::check_key`](crate::RateLimiter::check_key).
+    pub(crate) async fn check_key(
+        &self,
+        limit: &impl KeyedLimit,
+        key: &str,
+        cost: u32,
+    ) -> RateLimitInfo {
+        let now = self.clock.now();
         let rule = limit.rule();
-        let mut rule = inner
+        let mut rule = self
             .overrides
             .apply(std::slice::from_ref(&*rule))
             .into_owned();
@@ -103,13 +85,13 @@ impl RateLimiter {
                 Err(_) => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
             };
             let identity = Identity::Header(key.as_bytes());
-            batch.checks.push(inner.check_for(rule, limit, &identity));
+            batch.checks.push(self.check_for(rule, limit, &identity));
             batch.rules.push((rule, tier));
         }
         if batch.checks.is_empty() {
             return unlimited(&batch, now);
         }
-        let decided = inner.decide(&batch, now, now, Mode::Enforce).await;
+        let decided = self.decide(&batch, now, now, Mode::Enforce).await;
         let verdict = match decided {
             Decided::Verdict(verdict) => verdict,
             Decided::Unlimited => return unlimited(&batch, now),
@@ -138,11 +120,8 @@ impl RateLimiter {
         RateLimitInfo::new(decision, turn).waited_for(waited)
     }
 
-    /// Waits (asynchronously) until `cost` units for `key` pass under `limit`, and spends them:
-    /// [`check_key`](Self::check_key) again at each `retry_after`. Fails at once when the cost
-    /// can never pass. Under [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)
-    /// it waits as long as Redis is down.
-    pub async fn until_ready(
+    /// See [`RateLimiter::until_ready`](crate::RateLimiter::until_ready).
+    pub(crate) async fn until_ready(
         &self,
         limit: &impl KeyedLimit,
         key: &str,

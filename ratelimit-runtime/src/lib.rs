@@ -23,7 +23,20 @@
 //! - [`RateLimiter::metrics`] and [`metrics_endpoint`]: Prometheus metrics of every decision;
 //! - [`RateLimiter::set_override`], [`RateLimiter::peek`], [`RateLimiter::reset`]: what an
 //!   operator changes and looks at while the service runs.
+//!
+//! # Cargo features
+//!
+//! - `redis` (default): the Redis store a fleet shares, Redis Cluster, leases and the failure
+//!   policies (`REDIS_URL`);
+//! - `metrics` (default): Prometheus metrics, [`metrics_endpoint`] and [`LimiterCollector`];
+//! - `overrides-file`: an overrides file, watched and reloaded (`RATELIMIT_OVERRIDES`);
+//! - `ietf-headers`: the IETF `RateLimit` and `RateLimit-Policy` fields ([`HeaderStyle`]).
+//!
+//! With a feature off, its items are gone and its methods are compile errors that name it; an
+//! environment variable that needs it makes [`RateLimiterBuilder::build`] fail with
+//! [`ConfigError::FeatureOff`].
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod algorithm;
@@ -31,12 +44,18 @@ mod backend;
 mod catalogue;
 pub mod clock;
 mod decision;
+#[cfg(feature = "metrics")]
+mod endpoint;
 mod engine;
+mod environment;
+#[cfg(feature = "metrics")]
+mod exposition;
 mod headers;
 mod info;
 mod inspect;
 pub mod key;
 mod keyed;
+#[cfg(feature = "redis")]
 mod leases;
 mod limiter;
 mod metrics;
@@ -49,23 +68,41 @@ pub use ratelimit_rate as rate;
 mod response;
 mod rule;
 mod slots;
+mod state;
 pub mod store;
 mod unsupported;
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(not(all(
+    feature = "redis",
+    feature = "metrics",
+    feature = "overrides-file",
+    feature = "ietf-headers"
+)))]
+#[doc(hidden)]
+pub mod feature_off;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use backend::{FailurePolicy, RedisStats, RedisTarget};
 pub use clock::{Clock, ManualClock, SystemClock, UnixNanos};
 pub use decision::Decision;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use endpoint::metrics_endpoint;
 pub use engine::Pass;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use exposition::LimiterCollector;
 pub use headers::HeaderStyle;
 pub use info::RateLimitInfo;
 pub use inspect::InspectError;
 pub use keyed::{InsufficientCapacity, KeyedLimit};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use leases::{LeaseStats, Leases};
 pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
-pub use metrics::{metrics_endpoint, LimiterCollector};
 pub use middleware::{DefaultLimits, DefaultLimitsService};
 pub use overrides::OverrideError;
 pub use quota::Quota;

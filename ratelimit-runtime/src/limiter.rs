@@ -1,26 +1,39 @@
 //! [`RateLimiter`]: the configuration and state every limit of an app shares.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
+#[cfg(feature = "overrides-file")]
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use actix_web::{web, HttpRequest};
-use xxhash_rust::xxh3::Xxh3;
+use actix_web::{web, HttpRequest, HttpResponse};
+#[cfg(feature = "metrics")]
+use prometheus_client::registry::Registry;
 
-use crate::algorithm::Limit;
-use crate::backend::{Backend, FailurePolicy, RedisStats, RedisTarget};
+use crate::backend::Backend;
+#[cfg(feature = "redis")]
+use crate::backend::{FailurePolicy, RedisBackend, RedisStats, RedisTarget};
 use crate::catalogue;
 use crate::clock::{Clock, SystemClock};
+use crate::engine::Pass;
+use crate::environment::{Environment, FeatureOff};
+#[cfg(feature = "metrics")]
+use crate::exposition;
 use crate::headers::HeaderStyle;
-use crate::key::fingerprint::{write_identity, write_rule, FleetKey};
-use crate::key::{ClientIp, Identity, InvalidProxy, ProxyHeader};
+use crate::info::RateLimitInfo;
+use crate::inspect::InspectError;
+use crate::key::fingerprint::FleetKey;
+use crate::key::{ClientIp, InvalidProxy, ProxyHeader};
+use crate::keyed::{InsufficientCapacity, KeyedLimit};
+#[cfg(feature = "redis")]
 use crate::leases::Leases;
 use crate::metrics::Metrics;
-use crate::overrides::Overrides;
+use crate::overrides::{OverrideError, Overrides};
 use crate::response::DeniedBody;
 use crate::rule::Rule;
-use crate::store::{Check, MemoryStore, RedisOptions};
+use crate::state::State;
+use crate::store::MemoryStore;
+#[cfg(feature = "redis")]
+use crate::store::RedisOptions;
 use crate::unsupported::UnsupportedLimit;
 
 /// The limiter: a store, a clock, the client-address rules and the header style.
@@ -50,25 +63,7 @@ use crate::unsupported::UnsupportedLimit;
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    /// The in-memory store: the store itself, or the fallback of a Redis backend.
-    pub(crate) store: MemoryStore,
-    pub(crate) backend: Backend,
-    pub(crate) clock: Box<dyn Clock>,
-    pub(crate) client_ip: ClientIp,
-    pub(crate) header_style: HeaderStyle,
-    pub(crate) denied_body: DeniedBody,
-    /// Every rule a dry run.
-    pub(crate) shadow: bool,
-    pub(crate) metrics: Metrics,
-    pub(crate) overrides: Arc<Overrides>,
-    key_prefix: String,
-    /// Keys Redis key names, so that nobody without the fleet's secret can aim at them.
-    fleet_key: FleetKey,
-    hasher: ahash::RandomState,
+    state: Arc<State>,
 }
 
 static GLOBAL: OnceLock<RateLimiter> = OnceLock::new();
@@ -109,82 +104,218 @@ impl RateLimiter {
 
     /// The in-memory store (or, on Redis, the fallback store), for its statistics.
     pub fn memory_store(&self) -> &MemoryStore {
-        &self.inner.store
+        &self.state.store
     }
 
     /// Counters of the Redis backend; `None` for a limiter in memory.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_stats(&self) -> Option<RedisStats> {
-        self.inner.backend.redis_stats()
+        self.state.backend.redis_stats()
     }
 
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
+    // Decisions: `engine.rs` decides a request, `keyed.rs` a key outside HTTP.
+
+    /// Decides `rules` for `req`: `Ok` with a [`Pass`] when every enforced rule allows (all
+    /// charged), `Err` with the response to send when one denies (none charged).
+    pub async fn check(&self, req: &HttpRequest, rules: &[Rule]) -> Result<Pass, HttpResponse> {
+        self.state.check(req, rules).await
     }
 
-    /// One `info` line saying how this limiter was built: where limits live (passwords
-    /// redacted), the failure policy and leases on Redis, the headers, the overrides file, the
-    /// trusted proxies and a limiter-wide dry run.
-    fn log_configuration(&self) {
-        let inner = &self.inner;
-        let overrides = inner
-            .overrides
-            .file()
-            .map_or_else(|| "none".to_string(), |path| path.display().to_string());
-        tracing::info!(
-            "rate limiter: limits {}; headers {:?}; overrides file {overrides}; trusted proxies {}{}",
-            inner.backend.describe(),
-            inner.header_style,
-            inner.client_ip.describe_trusted(),
-            if inner.shadow { "; every limit a dry run (shadow)" } else { "" },
-        );
+    /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`]), charging them
+    /// if allowed: `is_allowed()` says whether to go on, `retry_after()` when to try again.
+    /// The rule's algorithm, `max_wait` (a turn within it is waited for here) and overrides
+    /// apply; its scope and mode do not (`key` is the client, and the answer is the decision).
+    /// A tier function is asked with a request that carries nothing; a concurrency limit has no
+    /// meaning outside a request and is skipped. A cost of 0 counts as 1. Counted in the metrics
+    /// like a request.
+    ///
+    /// A limit this limiter cannot decide (a `sliding_log` above its maximum, or on Redis a
+    /// limit its script cannot keep exact: see [`UnsupportedLimit`](crate::UnsupportedLimit))
+    /// is never decided: the answer is not allowed, with a limit of 0 (so that
+    /// [`until_ready`](Self::until_ready) fails at once), and the refusal is logged once.
+    ///
+    /// ```
+    /// # async fn job(limiter: ratelimit_runtime::RateLimiter) {
+    /// use ratelimit_runtime::Quota;
+    ///
+    /// let calls = Quota::from_parts(10, 1).unwrap(); // a partner API allows 10 per second
+    /// if limiter.check_key(&calls, "partner-api", 1).await.is_allowed() {
+    ///     // call it
+    /// }
+    /// # }
+    /// ```
+    pub async fn check_key(&self, limit: &impl KeyedLimit, key: &str, cost: u32) -> RateLimitInfo {
+        self.state.check_key(limit, key, cost).await
+    }
+
+    /// Waits (asynchronously) until `cost` units for `key` pass under `limit`, and spends them:
+    /// [`check_key`](Self::check_key) again at each `retry_after`. Fails at once when the cost
+    /// can never pass. Under [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)
+    /// it waits as long as Redis is down.
+    pub async fn until_ready(
+        &self,
+        limit: &impl KeyedLimit,
+        key: &str,
+        cost: u32,
+    ) -> Result<RateLimitInfo, InsufficientCapacity> {
+        self.state.until_ready(limit, key, cost).await
+    }
+
+    // Operations: `inspect.rs` reads and clears a client's state, `overrides.rs` changes limits.
+
+    /// The state of `key` under the rule `rule`, without spending anything: what the headers
+    /// of its next request would start from. `remaining()` is what is left now, `is_allowed()`
+    /// whether a request of the rule's cost would pass, `retry_after_secs()` when it would.
+    ///
+    /// The key is what the rule's scope counts: an IP address for `"ip"` (grouped as requests
+    /// are), the header's value for `"header:<Name>"`, the key function's value for `key = fn`,
+    /// anything for `"global"`. Where the quota comes from a tier function, the function is
+    /// asked with a request carrying the key where the scope reads it (a custom key function's
+    /// tier function sees a request without it). With several limits, the most restrictive
+    /// is returned. Works on memory and on Redis (one round trip, nothing written).
+    pub async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
+        self.state.peek(rule, key).await
+    }
+
+    /// Clears the state of `key` under the rule `rule` (every limit of it): the client starts
+    /// again with a whole budget. On Redis the keys are deleted for the whole fleet; another
+    /// process may still answer from its local cache of blocked keys until the denial it cached
+    /// ends.
+    pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
+        self.state.reset(rule, key).await
+    }
+
+    /// Overrides the limit of the rule `rule` (a handler's rule name, as
+    /// [`rules`](RateLimiter::rules) lists them, or `shared:<name>`) with `rate`
+    /// (`"20/minute"`, or several limits separated by `;`), in force from the next request.
+    ///
+    /// A rate that does not parse, a name no rule has, or a limit this limiter cannot decide
+    /// ([`OverrideError::UnsupportedLimit`]: a `sliding_log` above its maximum, or on Redis a
+    /// limit its script cannot keep exact) is refused and the limit stays as it was. An
+    /// override counts in a budget of its own (see the README's *Overrides*).
+    pub fn set_override(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
+        self.state.overrides.set(rule, rate)
+    }
+
+    /// Removes the API's override of `rule` (the file's, if any, then applies); returns
+    /// whether there was one.
+    pub fn clear_override(&self, rule: &str) -> bool {
+        self.state.overrides.clear(rule)
+    }
+
+    /// Reads the overrides file again (the one given to
+    /// [`overrides_file`](crate::RateLimiterBuilder::overrides_file) or `RATELIMIT_OVERRIDES`)
+    /// and returns how many overrides it holds. A file with any bad entry is refused whole, and
+    /// the overrides in force stay.
+    #[cfg(feature = "overrides-file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "overrides-file")))]
+    pub fn reload_overrides(&self) -> Result<usize, OverrideError> {
+        self.state.overrides.load_file()
+    }
+
+    /// The names of every rule the program has: `#[ratelimit]` handlers and default limits.
+    pub fn rules(&self) -> Vec<String> {
+        catalogue::names().into_iter().collect()
+    }
+
+    // Observability: `metrics/` counts, `exposition.rs` renders (feature `metrics`).
+
+    /// The limiter's metrics in the OpenMetrics text format (what Prometheus scrapes): decisions
+    /// per rule, outcome and store, units spent, decision latency, and the store's health. See
+    /// [`metrics_endpoint`](crate::metrics_endpoint) to serve them.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(&self) -> String {
+        exposition::render(&self.state)
+    }
+
+    /// Registers the limiter's metrics in an application's own registry.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        exposition::register(&self.state, registry);
     }
 }
 
-impl Inner {
-    /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
-    /// every process; in memory, they are seeded per process.
-    pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
-        let (key, group) = if self.backend.is_shared() {
-            let key = self.fleet_key.name(|h| {
-                write_rule(h, &self.key_prefix, rule, &limit);
-                write_identity(h, identity);
-            });
-            // The hash tag groups a rule's keys on one Cluster slot; it names the rule, not a
-            // client, so it needs no secret.
-            let mut group = Xxh3::with_seed(0);
-            group.update(self.key_prefix.as_bytes());
-            group.update(rule.name.as_bytes());
-            (key, group.digest())
-        } else {
-            let mut h = self.hasher.build_hasher();
-            write_rule(&mut h, &self.key_prefix, rule, &limit);
-            write_identity(&mut h, identity);
-            (u128::from(h.finish()), 0)
-        };
-        Check {
-            key,
-            group,
-            algorithm: rule.algorithm,
-            limit,
-            cost: rule.cost.get(),
-            max_wait: rule.max_wait_nanos(),
-        }
+/// The builder's methods of features that are off: each is a compile error naming its feature
+/// (see `feature_off.rs`).
+#[cfg(not(all(feature = "redis", feature = "metrics", feature = "overrides-file")))]
+#[doc(hidden)]
+#[allow(missing_docs, unused_variables)]
+impl RateLimiterBuilder {
+    #[cfg(not(feature = "redis"))]
+    pub fn redis<U: crate::feature_off::RedisFeature>(self, url: U) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub fn redis_cluster<N: crate::feature_off::RedisFeature>(self, nodes: N) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub fn redis_options<O: crate::feature_off::RedisFeature>(self, options: O) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub fn on_redis_failure<P: crate::feature_off::RedisFeature>(self, policy: P) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "redis"))]
+    pub fn redis_leases<L: crate::feature_off::RedisFeature>(self, leases: L) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    pub fn metrics<B: crate::feature_off::MetricsFeature>(self, on: B) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "overrides-file"))]
+    pub fn overrides_file<P: crate::feature_off::OverridesFileFeature>(self, path: P) -> Self {
+        self
+    }
+}
+
+/// The limiter's methods of features that are off: each is a compile error naming its feature.
+#[cfg(not(all(feature = "redis", feature = "metrics", feature = "overrides-file")))]
+#[doc(hidden)]
+#[allow(missing_docs, unused_variables)]
+impl RateLimiter {
+    #[cfg(not(feature = "redis"))]
+    pub fn redis_stats<'a>(&'a self) -> Option<std::convert::Infallible>
+    where
+        &'a Self: crate::feature_off::RedisFeature,
+    {
+        None
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    pub fn metrics<'a>(&'a self) -> String
+    where
+        &'a Self: crate::feature_off::MetricsFeature,
+    {
+        String::new()
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    pub fn register_metrics<R: crate::feature_off::MetricsFeature>(&self, registry: R) {}
+
+    #[cfg(not(feature = "overrides-file"))]
+    pub fn reload_overrides<'a>(&'a self) -> Result<usize, OverrideError>
+    where
+        &'a Self: crate::feature_off::OverridesFileFeature,
+    {
+        Ok(0)
     }
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("backend", &self.inner.backend)
-            .field("memory_store", &self.inner.store.stats())
-            .field("client_ip", &self.inner.client_ip)
-            .field("header_style", &self.inner.header_style)
-            .field("denied_body", &self.inner.denied_body)
-            .field("shadow", &self.inner.shadow)
-            .field("metrics", &self.inner.metrics)
-            .field("key_prefix", &self.inner.key_prefix)
-            .field("fleet_key", &self.inner.fleet_key)
-            .finish_non_exhaustive()
+        self.state.fmt(f)
     }
 }
 
@@ -200,13 +331,14 @@ pub struct RateLimiterBuilder {
     denied_body: DeniedBody,
     shadow: Option<bool>,
     metrics: bool,
+    #[cfg(feature = "overrides-file")]
     overrides_file: Option<PathBuf>,
     key_prefix: String,
     key_secret: Option<FleetKey>,
-    redis: Option<RedisTarget>,
-    redis_options: Option<RedisOptions>,
-    on_redis_failure: FailurePolicy,
-    redis_leases: Option<Leases>,
+    #[cfg(feature = "redis")]
+    redis: RedisChoice,
+    /// A setting of the environment whose feature is off: `build()` refuses it.
+    feature_off: Option<FeatureOff>,
     /// Whether trusted proxies were given in code (the environment then adds none).
     proxies_given: bool,
     /// Whether `build()` reads the environment for what code left unset.
@@ -226,17 +358,27 @@ impl Default for RateLimiterBuilder {
             denied_body: DeniedBody::default(),
             shadow: None,
             metrics: true,
+            #[cfg(feature = "overrides-file")]
             overrides_file: None,
             key_prefix: "ratelimit".to_string(),
             key_secret: None,
-            redis: None,
-            redis_options: None,
-            on_redis_failure: FailurePolicy::default(),
-            redis_leases: None,
+            #[cfg(feature = "redis")]
+            redis: RedisChoice::default(),
+            feature_off: None,
             proxies_given: false,
             read_env: true,
         }
     }
+}
+
+/// Where limits go on Redis, and how (feature `redis`).
+#[cfg(feature = "redis")]
+#[derive(Default)]
+struct RedisChoice {
+    target: Option<RedisTarget>,
+    options: Option<RedisOptions>,
+    on_failure: FailurePolicy,
+    leases: Option<Leases>,
 }
 
 /// A configuration [`RateLimiterBuilder::build`] refuses.
@@ -251,6 +393,15 @@ pub enum ConfigError {
     /// keep exact. Deciding it in process memory instead would make a fleet's limit a
     /// process's; the rule must change (the error says how).
     UnsupportedLimit(UnsupportedLimit),
+    /// An environment variable asks for a part of the crate this build leaves out (its Cargo
+    /// feature is off): `REDIS_URL` without the `redis` feature, say. Limits would otherwise
+    /// stay per process while the fleet expects them shared.
+    FeatureOff {
+        /// The variable.
+        variable: &'static str,
+        /// The feature it needs.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -259,6 +410,11 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidProxy(e) => write!(f, "invalid trusted proxy: {e}"),
             ConfigError::ZeroMaxKeys => write!(f, "`max_keys` must be at least 1"),
             ConfigError::UnsupportedLimit(e) => e.fmt(f),
+            ConfigError::FeatureOff { variable, feature } => write!(
+                f,
+                "`{variable}` is set, but ratelimit-runtime was built without its `{feature}` \
+                 feature: enable it (`features = [\"{feature}\"]`) or unset `{variable}`"
+            ),
         }
     }
 }
@@ -341,6 +497,8 @@ impl RateLimiterBuilder {
     }
 
     /// Whether decisions are counted for [`metrics`](RateLimiter::metrics) (default: on).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
         self
@@ -349,6 +507,8 @@ impl RateLimiterBuilder {
     /// A file of overrides (`rule = "rate"` pairs, TOML, or JSON when it ends in `.json`),
     /// loaded when the limiter is built and reloaded whenever it changes. See
     /// [`RateLimiter::set_override`].
+    #[cfg(feature = "overrides-file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "overrides-file")))]
     pub fn overrides_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.overrides_file = Some(path.into());
         self
@@ -379,18 +539,22 @@ impl RateLimiterBuilder {
     /// Keeps every limit on one Redis (`redis://host:port/db`), shared by every process that
     /// uses it. The connection is made on first use and remade by itself; see
     /// [`on_redis_failure`](Self::on_redis_failure) for what happens while Redis is down.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(RedisTarget::Single(url.into()));
+        self.redis.target = Some(RedisTarget::Single(url.into()));
         self
     }
 
     /// Keeps every limit on a Redis Cluster, reached through any of `nodes`.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.redis = Some(RedisTarget::Cluster(
+        self.redis.target = Some(RedisTarget::Cluster(
             nodes.into_iter().map(Into::into).collect(),
         ));
         self
@@ -398,22 +562,28 @@ impl RateLimiterBuilder {
 
     /// The per-call timeout and the time source of the Redis store (its key prefix is
     /// [`key_prefix`](Self::key_prefix)).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_options(mut self, options: RedisOptions) -> Self {
-        self.redis_options = Some(options);
+        self.redis.options = Some(options);
         self
     }
 
     /// What to do while Redis fails (default: [`FailurePolicy::Fallback`]).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn on_redis_failure(mut self, policy: FailurePolicy) -> Self {
-        self.on_redis_failure = policy;
+        self.redis.on_failure = policy;
         self
     }
 
     /// Takes units of Redis budgets in batches and spends them in process memory (see
     /// [`Leases`] for what each algorithm's fleet-wide limit becomes): far fewer Redis calls
     /// for the keys a process sees often. Off by default; without Redis it does nothing.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_leases(mut self, leases: Leases) -> Self {
-        self.redis_leases = Some(leases);
+        self.redis.leases = Some(leases);
         self
     }
 
@@ -436,7 +606,7 @@ impl RateLimiterBuilder {
     ///   during an incident;
     /// - `RATELIMIT_KEY_SECRET` is the fleet's [secret for key names](Self::key_secret).
     pub fn from_env(self) -> Self {
-        Environment::read().apply(self, true)
+        self.apply(Environment::read(), true)
     }
 
     /// Makes [`build`](Self::build) ignore the environment: only what code sets counts (tests
@@ -455,12 +625,17 @@ impl RateLimiterBuilder {
     /// limits made later are checked as their app starts. Quotas chosen per request are
     /// checked per request (see [`UnsupportedLimit`]).
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
-        let limiter = self.with_environment().assemble()?;
-        if limiter.inner.backend.is_shared() {
+        let builder = self.with_environment();
+        if let Some(FeatureOff { variable, feature }) = builder.feature_off {
+            return Err(ConfigError::FeatureOff { variable, feature });
+        }
+        let limiter = builder.assemble()?;
+        if limiter.state.backend.is_shared() {
             catalogue::adopt_redis().map_err(ConfigError::UnsupportedLimit)?;
         }
-        limiter.log_configuration();
-        limiter.watch_overrides();
+        limiter.state.log_configuration();
+        #[cfg(feature = "overrides-file")]
+        limiter.state.overrides.watch();
         Ok(limiter)
     }
 
@@ -468,6 +643,15 @@ impl RateLimiterBuilder {
     /// but a rule it cannot decide only gets logged here, and answered per request.
     fn build_global(self) -> RateLimiter {
         let mut builder = self.with_environment();
+        if let Some(off) = builder.feature_off.take() {
+            tracing::error!(
+                "rate limiter: {}; it is ignored",
+                ConfigError::FeatureOff {
+                    variable: off.variable,
+                    feature: off.feature
+                }
+            );
+        }
         // Only the environment can be wrong here (a trusted proxy that is no address): trusting
         // no proxy is the strict reading, never a fresh budget for a forger.
         let proxies = builder.trusted_proxies.clone();
@@ -479,20 +663,21 @@ impl RateLimiterBuilder {
             Ok(limiter) => limiter,
             Err(e) => unreachable!("the default configuration is valid: {e}"),
         };
-        if limiter.inner.backend.is_shared() {
+        if limiter.state.backend.is_shared() {
             if let Err(refused) = catalogue::adopt_redis() {
                 tracing::error!("rate limiter: {refused}; requests under it are answered 500");
             }
         }
-        limiter.log_configuration();
-        limiter.watch_overrides();
+        limiter.state.log_configuration();
+        #[cfg(feature = "overrides-file")]
+        limiter.state.overrides.watch();
         limiter
     }
 
     /// What the environment sets that code left unset, unless told to ignore it.
     fn with_environment(self) -> Self {
         if self.read_env {
-            Environment::read().apply(self, false)
+            self.apply(Environment::read(), false)
         } else {
             self
         }
@@ -517,22 +702,25 @@ impl RateLimiterBuilder {
         if let Some(bytes) = self.max_log_bytes {
             store = store.with_max_log_bytes(bytes);
         }
-        let backend = match self.redis {
+        #[cfg(feature = "redis")]
+        let backend = match self.redis.target {
             Some(target) => {
                 let options = RedisOptions {
                     prefix: self.key_prefix.clone(),
-                    ..self.redis_options.unwrap_or_default()
+                    ..self.redis.options.unwrap_or_default()
                 };
-                Backend::redis(
+                Backend::Redis(Arc::new(RedisBackend::new(
                     target,
                     options,
-                    self.on_redis_failure,
-                    self.redis_leases,
+                    self.redis.on_failure,
+                    self.redis.leases,
                     fleet_key.mark(),
-                )
+                )))
             }
             None => Backend::Memory,
         };
+        #[cfg(not(feature = "redis"))]
+        let backend = Backend::Memory;
         let on_redis = backend.is_shared();
         if on_redis && !fleet_key.is_secret() {
             tracing::warn!(
@@ -541,17 +729,24 @@ impl RateLimiterBuilder {
                  same in every process of the fleet"
             );
         }
+        #[cfg(feature = "overrides-file")]
+        let overrides = match self.overrides_file {
+            Some(path) => Overrides::with_file(path, on_redis),
+            None => Overrides::new(on_redis),
+        };
+        #[cfg(not(feature = "overrides-file"))]
+        let overrides = Overrides::new(on_redis);
         Ok(RateLimiter {
-            inner: Arc::new(Inner {
-                store,
+            state: Arc::new(State {
+                store: Arc::new(store),
                 backend,
                 clock: self.clock,
                 client_ip,
                 header_style: self.header_style,
                 denied_body: self.denied_body,
                 shadow: self.shadow.unwrap_or(false),
-                metrics: Metrics::new(self.metrics),
-                overrides: Arc::new(Overrides::with_file(self.overrides_file, on_redis)),
+                metrics: Metrics::new(self.metrics && cfg!(feature = "metrics")),
+                overrides: Arc::new(overrides),
                 key_prefix: self.key_prefix,
                 fleet_key,
                 hasher: ahash::RandomState::new(),
@@ -560,101 +755,46 @@ impl RateLimiterBuilder {
     }
 }
 
-/// The limiter's environment variables, read once (see [`RateLimiterBuilder::from_env`]).
-#[derive(Default)]
-struct Environment {
-    redis: Option<RedisTarget>,
-    timeout_ms: Option<u64>,
-    slot_lease_ms: Option<u64>,
-    overrides: Option<PathBuf>,
-    leases: Option<Leases>,
-    proxies: Option<Vec<String>>,
-    shadow: Option<bool>,
-    secret: Option<FleetKey>,
-}
-
-impl Environment {
-    fn read() -> Environment {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .map(|v: String| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let number = |name| var(name).and_then(|v| v.parse::<u64>().ok());
-        let list = |text: String| -> Vec<String> {
-            text.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        let redis = match (var("REDIS_CLUSTER_URLS"), var("REDIS_URL")) {
-            (Some(nodes), _) => Some(RedisTarget::Cluster(list(nodes))),
-            (None, Some(url)) => Some(RedisTarget::Single(url)),
-            (None, None) => None,
-        };
-        let leases = var("RATELIMIT_LEASES").filter(|v| is_on(v)).map(|_| {
-            match number("RATELIMIT_LEASE_MS") {
-                Some(ms) => Leases::new().lifetime(std::time::Duration::from_millis(ms)),
-                None => Leases::new(),
-            }
-        });
-        Environment {
-            redis,
-            timeout_ms: number("RATELIMIT_REDIS_TIMEOUT_MS"),
-            slot_lease_ms: number("RATELIMIT_REDIS_LEASE_MS"),
-            overrides: var("RATELIMIT_OVERRIDES").map(PathBuf::from),
-            leases,
-            proxies: var("RATELIMIT_TRUSTED_PROXIES").map(list),
-            shadow: var("RATELIMIT_SHADOW").map(|v| is_on(&v)),
-            secret: std::env::var_os("RATELIMIT_KEY_SECRET")
-                .filter(|s| !s.is_empty())
-                .map(|s| FleetKey::from_secret(s.as_encoded_bytes())),
-        }
-    }
-
-    /// Sets in `builder` what the environment says: everything when `replace`, else only what
-    /// code left unset.
-    fn apply(self, mut builder: RateLimiterBuilder, replace: bool) -> RateLimiterBuilder {
+impl RateLimiterBuilder {
+    /// Sets what the environment says: everything when `replace`, else only what code left
+    /// unset.
+    fn apply(mut self, env: Environment, replace: bool) -> RateLimiterBuilder {
         fn put<T>(slot: &mut Option<T>, value: Option<T>, replace: bool) {
             if value.is_some() && (replace || slot.is_none()) {
                 *slot = value;
             }
         }
-        put(&mut builder.redis, self.redis, replace);
-        put(&mut builder.overrides_file, self.overrides, replace);
-        put(&mut builder.redis_leases, self.leases, replace);
-        put(&mut builder.shadow, self.shadow, replace);
-        put(&mut builder.key_secret, self.secret, replace);
-        if replace || builder.redis_options.is_none() {
-            let options = builder
-                .redis_options
-                .get_or_insert_with(RedisOptions::default);
-            if let Some(ms) = self.timeout_ms {
-                options.timeout = std::time::Duration::from_millis(ms);
-            }
-            if let Some(ms) = self.slot_lease_ms {
-                options.lease = std::time::Duration::from_millis(ms);
+        #[cfg(feature = "redis")]
+        {
+            put(&mut self.redis.target, env.redis, replace);
+            put(&mut self.redis.leases, env.leases, replace);
+            if replace || self.redis.options.is_none() {
+                let options = self.redis.options.get_or_insert_with(RedisOptions::default);
+                if let Some(ms) = env.timeout_ms {
+                    options.timeout = std::time::Duration::from_millis(ms);
+                }
+                if let Some(ms) = env.slot_lease_ms {
+                    options.lease = std::time::Duration::from_millis(ms);
+                }
             }
         }
-        if let Some(proxies) = self.proxies.filter(|_| replace || !builder.proxies_given) {
-            builder = builder.trusted_proxies(proxies);
+        #[cfg(feature = "overrides-file")]
+        put(&mut self.overrides_file, env.overrides, replace);
+        put(&mut self.shadow, env.shadow, replace);
+        put(&mut self.key_secret, env.secret, replace);
+        put(&mut self.feature_off, env.feature_off, replace);
+        if let Some(proxies) = env.proxies.filter(|_| replace || !self.proxies_given) {
+            self = self.trusted_proxies(proxies);
         }
-        builder
+        self
     }
-}
-
-/// Whether an environment switch is on: `1`, `true`, `on` or `yes`, in any case.
-fn is_on(value: &str) -> bool {
-    ["1", "true", "on", "yes"]
-        .iter()
-        .any(|on| value.trim().eq_ignore_ascii_case(on))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Identity;
+    use crate::store::Check;
 
     #[test]
     fn invalid_configuration_is_refused() {
@@ -682,7 +822,7 @@ mod tests {
             .algorithm
             .default_limit(crate::Quota::from_parts(5, 60).unwrap());
         limiter
-            .inner()
+            .state
             .check_for(&rule, limit, &Identity::Ip(ip.into()))
     }
 
@@ -706,6 +846,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn shared_store_keys_are_keyed_by_the_fleet_secret() {
         let redis = |secret: Option<&str>| {
             let builder = RateLimiter::builder().redis("redis://127.0.0.1:1");
@@ -738,6 +879,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn shared_store_keys_agree_across_limiters_and_group_by_rule() {
         let redis = |prefix| {
             RateLimiter::builder()

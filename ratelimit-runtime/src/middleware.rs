@@ -179,7 +179,7 @@ where
         let rules = Arc::clone(&self.rules);
         Box::pin(async move {
             // Our own metrics endpoint is never limited by our own defaults.
-            if crate::metrics::is_metrics_path(req.path()) {
+            if is_left_alone(req.path()) {
                 return Ok(service.call(req).await?.map_into_left_body());
             }
             // Borrowed, not cloned: routing below needs the request to be the only owner.
@@ -203,4 +203,26 @@ where
             Ok(response.map_into_left_body())
         })
     }
+}
+
+/// The paths app-wide default limits leave alone: those of every metrics endpoint made.
+static LEFT_ALONE: std::sync::OnceLock<arc_swap::ArcSwap<Vec<String>>> = std::sync::OnceLock::new();
+
+/// Makes default limits leave `path` alone (a metrics endpoint's).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn leave_alone(path: &str) {
+    let paths = LEFT_ALONE.get_or_init(Default::default);
+    paths.rcu(|known| {
+        let mut known = Vec::clone(known);
+        if !known.iter().any(|p| p == path) {
+            known.push(path.to_owned());
+        }
+        known
+    });
+}
+
+fn is_left_alone(path: &str) -> bool {
+    LEFT_ALONE
+        .get()
+        .is_some_and(|paths| paths.load().iter().any(|p| p == path))
 }

@@ -1,15 +1,19 @@
 //! [`Rule`]: one limit as the attribute or the middleware states it.
 
+use std::any::Any;
 use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hasher;
 use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::info::RateLimitInfo;
+use crate::key::fingerprint::write_str;
 use crate::key::Scope;
-use crate::metrics::RuleMetricsCache;
 use crate::quota::Quota;
 
 /// Where a rule's quota comes from.
@@ -122,9 +126,9 @@ pub struct Rule {
     /// is then served (nginx's `delay`); `None` refuses at once. For the algorithms that
     /// [can reserve](AlgorithmKind::can_reserve) a turn; ignored by the others.
     pub max_wait: Option<Duration>,
-    /// The rule's metrics, at hand for its limiter. Not a stable API.
+    /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
-    pub metrics_cache: RuleMetricsCache,
+    pub limiter_cache: LimiterCache,
 }
 
 impl Rule {
@@ -144,7 +148,7 @@ impl Rule {
             soft: None,
             mode: Mode::Enforce,
             max_wait: None,
-            metrics_cache: RuleMetricsCache::new(),
+            limiter_cache: LimiterCache::new(),
         }
     }
 
@@ -173,11 +177,77 @@ impl Rule {
         }
     }
 
+    /// Writes what identifies this rule's budget under `limit`: its name, scope and algorithm, and the limit.
+    pub(crate) fn write_budget(&self, h: &mut impl Hasher, prefix: &str, limit: &Limit) {
+        write_str(h, prefix);
+        write_str(h, &self.name);
+        match &self.scope {
+            Scope::Ip => h.write_u8(1),
+            Scope::Global => h.write_u8(2),
+            Scope::Header(name) => {
+                h.write_u8(3);
+                write_str(h, name);
+            }
+            // A function's address differs between processes: the rule's name tells custom keys
+            // apart (the attribute appends the function's path to it).
+            Scope::Custom(_) => h.write_u8(4),
+        }
+        write_str(h, self.algorithm.name());
+        h.write(&limit.quota.limit().to_le_bytes());
+        h.write(&limit.quota.period_secs().to_le_bytes());
+        h.write(&limit.capacity.get().to_le_bytes());
+    }
+
     /// The limit of `quota` with this rule's capacity.
     pub(crate) fn limit_of(&self, quota: Quota) -> Limit {
         match self.burst {
             Some(capacity) => Limit::with_capacity(quota, capacity),
             None => self.algorithm.default_limit(quota),
         }
+    }
+}
+
+/// Where the first limiter to decide a rule keeps what it needs of the rule at hand (its
+/// counters), so that the rule's decisions find it without a lookup: most programs have one
+/// limiter. What it holds is the limiter's business. Not a stable API.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct LimiterCache(OnceLock<(u64, Arc<dyn Any + Send + Sync>)>);
+
+impl LimiterCache {
+    /// An empty cache.
+    pub const fn new() -> LimiterCache {
+        LimiterCache(OnceLock::new())
+    }
+
+    /// What the limiter `owner` keeps here, if it is the one that does.
+    pub(crate) fn get<T: Any>(&self, owner: u64) -> Option<&T> {
+        self.0
+            .get()
+            .filter(|(id, _)| *id == owner)
+            .and_then(|(_, kept)| kept.downcast_ref())
+    }
+
+    /// Keeps `value` for the limiter `owner`, unless another limiter keeps something already.
+    pub(crate) fn keep<T: Any + Send + Sync>(&self, owner: u64, value: Arc<T>) {
+        let _ = self.0.set((owner, value));
+    }
+
+    /// Whether no limiter keeps anything here yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.get().is_none()
+    }
+}
+
+impl Clone for LimiterCache {
+    /// Empty: a copy of a rule may be renamed.
+    fn clone(&self) -> LimiterCache {
+        LimiterCache::new()
+    }
+}
+
+impl fmt::Debug for LimiterCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LimiterCache")
     }
 }

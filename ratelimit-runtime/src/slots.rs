@@ -8,20 +8,21 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
-use tokio::task::AbortHandle;
 
-use crate::limiter::RateLimiter;
 use crate::metrics::RuleCounters;
-use crate::store::RedisStore;
+use crate::store::MemoryStore;
+#[cfg(feature = "redis")]
+pub(crate) use on_redis::slot_id;
+#[cfg(feature = "redis")]
+use on_redis::RedisSlot;
 
 /// What taking a slot came to.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum SlotAnswer {
     /// Taken; the requests in flight now, this one included.
     Taken(Held, u32),
@@ -38,64 +39,24 @@ pub(crate) enum Held {
     /// In the memory store (or the fallback), under this key.
     Memory(u64),
     /// A lease on Redis, renewed until given back.
-    Redis {
-        store: RedisStore,
-        key: String,
-        id: String,
-        renewal: AbortHandle,
-    },
-}
-
-impl Held {
-    /// A lease on Redis, renewed every third of `lease` while the request runs.
-    pub(crate) fn redis(store: RedisStore, key: String, id: String, lease: Duration) -> Held {
-        let renewal = {
-            let (store, key, id) = (store.clone(), key.clone(), id.clone());
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(lease / 3);
-                every.tick().await;
-                loop {
-                    every.tick().await;
-                    if let Ok(false) = store.renew_slot(&key, &id, lease).await {
-                        tracing::warn!(
-                            "rate limiter: a concurrency lease expired before its request ended (Redis unreachable for longer than the lease?)"
-                        );
-                        return;
-                    }
-                }
-            })
-            .abort_handle()
-        };
-        Held::Redis {
-            store,
-            key,
-            id,
-            renewal,
-        }
-    }
-}
-
-/// A unique lease id: this process and a counter.
-pub(crate) fn slot_id() -> String {
-    static PROCESS: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let process = PROCESS.get_or_init(|| ahash::RandomState::new().hash_one(std::process::id()));
-    format!("{process:016x}:{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    #[cfg(feature = "redis")]
+    Redis(RedisSlot),
 }
 
 /// A slot taken: given back when dropped.
 pub(crate) struct Slot {
     held: Option<Held>,
-    limiter: RateLimiter,
+    /// Where a slot held in memory goes back.
+    memory: Arc<MemoryStore>,
     counters: Arc<RuleCounters>,
 }
 
 impl Slot {
-    pub(crate) fn new(held: Held, limiter: RateLimiter, counters: Arc<RuleCounters>) -> Slot {
+    pub(crate) fn new(held: Held, memory: Arc<MemoryStore>, counters: Arc<RuleCounters>) -> Slot {
         counters.in_flight(1);
         Slot {
             held: Some(held),
-            limiter,
+            memory,
             counters,
         }
     }
@@ -105,16 +66,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.counters.in_flight(-1);
         match self.held.take() {
-            Some(Held::Memory(key)) => self.limiter.inner().store.give_slot(key),
-            Some(Held::Redis {
-                store,
-                key,
-                id,
-                renewal,
-            }) => {
-                renewal.abort();
-                store.give_slot(&key, &id);
-            }
+            Some(Held::Memory(key)) => self.memory.give_slot(key),
+            #[cfg(feature = "redis")]
+            Some(Held::Redis(slot)) => slot.give_back(),
             None => {}
         }
     }
@@ -124,7 +78,8 @@ impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let place = match &self.held {
             Some(Held::Memory(_)) => "memory",
-            Some(Held::Redis { .. }) => "redis",
+            #[cfg(feature = "redis")]
+            Some(Held::Redis(_)) => "redis",
             None => "given back",
         };
         f.debug_struct("Slot").field("held", &place).finish()
@@ -162,5 +117,72 @@ impl MessageBody for HoldingBody {
             this.slots.clear();
         }
         next
+    }
+}
+
+/// Slots on Redis (feature `redis`).
+#[cfg(feature = "redis")]
+mod on_redis {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use tokio::task::AbortHandle;
+
+    use super::Held;
+    use crate::store::RedisStore;
+
+    /// A lease on Redis, renewed until given back.
+    pub(crate) struct RedisSlot {
+        store: RedisStore,
+        key: String,
+        id: String,
+        renewal: AbortHandle,
+    }
+
+    impl Held {
+        /// A lease on Redis, renewed every third of `lease` while the request runs.
+        pub(crate) fn redis(store: RedisStore, key: String, id: String, lease: Duration) -> Held {
+            let renewal = {
+                let (store, key, id) = (store.clone(), key.clone(), id.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(lease / 3);
+                    every.tick().await;
+                    loop {
+                        every.tick().await;
+                        if let Ok(false) = store.renew_slot(&key, &id, lease).await {
+                            tracing::warn!(
+                                "rate limiter: a concurrency lease expired before its request ended (Redis unreachable for longer than the lease?)"
+                            );
+                            return;
+                        }
+                    }
+                })
+                .abort_handle()
+            };
+            Held::Redis(RedisSlot {
+                store,
+                key,
+                id,
+                renewal,
+            })
+        }
+    }
+
+    impl RedisSlot {
+        /// Stops the renewal and gives the lease back, in one command sent without waiting.
+        pub(super) fn give_back(self) {
+            self.renewal.abort();
+            self.store.give_slot(&self.key, &self.id);
+        }
+    }
+
+    /// A unique lease id: this process and a counter.
+    pub(crate) fn slot_id() -> String {
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let process =
+            PROCESS.get_or_init(|| ahash::RandomState::new().hash_one(std::process::id()));
+        format!("{process:016x}:{}", NEXT.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -7,9 +7,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
@@ -20,7 +19,7 @@ use proptest::prelude::*;
 use ratelimit_runtime::rate::{
     parse_period, parse_rate, parse_rates, parse_wait, RateError, RateSpec,
 };
-use ratelimit_runtime::{ratelimit, ManualClock, OverrideError, Quota, RateLimiter};
+use ratelimit_runtime::{ratelimit, ManualClock, Quota, RateLimiter};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -317,132 +316,6 @@ fn message_is_bounded(error: &RateError, input: &str) -> bool {
     error.to_string().len() <= input.len() + 300
 }
 
-// ---- Overrides files ----
-
-/// A limiter reading overrides from a file of its own, TOML or JSON by its extension.
-struct OverridesFile {
-    path: PathBuf,
-    limiter: RateLimiter,
-}
-
-impl OverridesFile {
-    fn new(extension: &str) -> OverridesFile {
-        let dir = std::env::temp_dir().join(format!("ratelimit-properties-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("overrides.{extension}"));
-        std::fs::write(&path, "").unwrap();
-        let limiter = RateLimiter::builder()
-            .overrides_file(&path)
-            .build()
-            .unwrap();
-        OverridesFile { path, limiter }
-    }
-
-    /// Writes `contents` and reads the file again, as an operator's edit would have it.
-    fn load(&self, contents: &[u8]) -> Result<usize, OverrideError> {
-        // A new file each time: truncating one that has data makes ext4 write it out first,
-        // which was most of the time of these tests.
-        std::fs::remove_file(&self.path).unwrap();
-        std::fs::write(&self.path, contents).unwrap();
-        self.limiter.reload_overrides()
-    }
-}
-
-impl Drop for OverridesFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-/// Rule names no handler of this test has (those are checked against the rules as well).
-fn rule_name() -> impl Strategy<Value = String> {
-    prop::string::string_regex("x-[a-z0-9_-]{1,12}").unwrap()
-}
-
-/// A table of overrides, each rate well-formed or not.
-fn overrides_table() -> impl Strategy<Value = BTreeMap<String, String>> {
-    let rate = prop_oneof![
-        4 => rate_text(),
-        1 => rates_text(1..4),
-        1 => prop::string::string_regex("[0-9a-z /;]{0,20}").unwrap(),
-    ];
-    prop::collection::btree_map(rule_name(), rate, 0..8)
-}
-
-/// `table` as TOML: one `"rule" = "rate"` a line.
-fn as_toml(table: &BTreeMap<String, String>) -> String {
-    table
-        .iter()
-        .map(|(rule, rate)| format!("\"{rule}\" = \"{rate}\"\n"))
-        .collect()
-}
-
-/// `table` as a JSON object.
-fn as_json(table: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(table).unwrap()
-}
-
-/// Structures a parser may recurse into, `depth` levels deep, in TOML.
-fn deep_toml(depth: usize, kind: u8) -> String {
-    match kind {
-        0 => format!("a = {}1{}", "[".repeat(depth), "]".repeat(depth)),
-        1 => format!("a = {}{}", "{ b = ".repeat(depth), "}".repeat(depth)),
-        2 => format!("{} = \"1/second\"", vec!["a"; depth].join(".")),
-        3 => format!("[{}]\nx = \"1/second\"", vec!["a"; depth].join(".")),
-        _ => format!("{}a = 1", "[[a]]\n".repeat(depth)),
-    }
-}
-
-/// Structures a parser may recurse into, `depth` levels deep, in JSON.
-fn deep_json(depth: usize, kind: u8) -> String {
-    match kind {
-        0 => format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
-        1 => format!(
-            "{}\"1/second\"{}",
-            "{\"a\":".repeat(depth),
-            "}".repeat(depth)
-        ),
-        _ => format!("{{\"a\":{}\"x\"{}}}", "[".repeat(depth), "]".repeat(depth)),
-    }
-}
-
-/// File contents: a well-formed table, one edit away from it, deep nesting, huge numbers and
-/// strings, or raw bytes (most not UTF-8).
-fn file_contents(
-    well_formed: fn(&BTreeMap<String, String>) -> String,
-    deep: fn(usize, u8) -> String,
-) -> impl Strategy<Value = Vec<u8>> {
-    let well_formed = overrides_table().prop_map(move |t| well_formed(&t)).boxed();
-    // Far deeper than any parser's recursion limit, mostly not much deeper.
-    let depth = prop_oneof![1usize..200, 200usize..2_000];
-    let deep = (depth, 0..5u8).prop_map(move |(depth, kind)| deep(depth, kind));
-    let huge = (
-        prop::sample::select(vec!["9", "\"", "x", "["]),
-        1usize..30_000,
-    )
-        .prop_map(|(unit, n)| format!("a = {}", unit.repeat(n)));
-    let text = prop::string::string_regex("[a-z0-9 =\"'{}\\[\\],.:\n#-]{0,60}").unwrap();
-    prop_oneof![
-        3 => well_formed.clone().prop_map(String::into_bytes),
-        3 => mutated(well_formed).prop_map(String::into_bytes),
-        1 => deep.prop_map(String::into_bytes),
-        1 => huge.prop_map(String::into_bytes),
-        1 => text.prop_map(String::into_bytes),
-        2 => any::<Vec<u8>>(),
-    ]
-}
-
-// ---- Header keys ----
-
-#[get("/keyed")]
-#[ratelimit(limit = 2, per = 60, scope = "header:X-API-Key")]
-async fn keyed() -> &'static str {
-    "ok"
-}
-
 /// A value of `X-API-Key`: the bytes a header value may hold (any but controls other than tab,
 /// and DEL), of any length; a few fixed ones so that clients share keys.
 fn key_value() -> impl Strategy<Value = Vec<u8>> {
@@ -661,46 +534,12 @@ proptest! {
     }
 }
 
-// The overrides files: one limiter per format for all the cases, each case a new edit of its
-// file (building a limiter per case would start a file watcher per case).
+// ---- Header keys ----
 
-#[test]
-fn overrides_toml_files_give_a_table_or_an_error() {
-    overrides_file_property("toml", as_toml, deep_toml);
-}
-
-#[test]
-fn overrides_json_files_give_a_table_or_an_error() {
-    overrides_file_property("json", as_json, deep_json);
-}
-
-fn overrides_file_property(
-    extension: &str,
-    well_formed: fn(&BTreeMap<String, String>) -> String,
-    deep: fn(usize, u8) -> String,
-) {
-    let file = OverridesFile::new(extension);
-    proptest!(config(), |(contents in file_contents(well_formed, deep))| {
-        let (loaded, peak) = peak_during(|| file.load(&contents));
-        let bound = memory_bound(contents.len());
-        prop_assert!(peak <= bound, "{} bytes held for {} of input", peak, contents.len());
-        match loaded {
-            // At least `a="1/day"` and a line break for each: never more entries than the file
-            // has room for.
-            Ok(count) => prop_assert!(count * 9 <= contents.len()),
-            Err(error) => prop_assert!(matches!(error, OverrideError::File { .. }), "{:?}", error),
-        }
-    });
-    // Well-formed files: the table they hold when every rate parses, refused whole otherwise.
-    proptest!(config(), |(table in overrides_table())| {
-        let valid = table.values().all(|rate| Quota::parse_many(rate).is_ok());
-        let loaded = file.load(well_formed(&table).as_bytes());
-        if valid {
-            prop_assert_eq!(loaded, Ok(table.len()));
-        } else {
-            prop_assert!(matches!(loaded, Err(OverrideError::File { .. })), "{:?}", loaded);
-        }
-    });
+#[get("/keyed")]
+#[ratelimit(limit = 2, per = 60, scope = "header:X-API-Key")]
+async fn keyed() -> &'static str {
+    "ok"
 }
 
 #[test]
@@ -725,4 +564,175 @@ fn header_keys_never_escape_the_limit() {
         clock.advance(Duration::from_secs(3_600));
         system.block_on(check_keyed(&send, &requests))?;
     });
+}
+
+#[cfg(feature = "overrides-file")]
+mod overrides_files {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use ratelimit_runtime::OverrideError;
+
+    use super::*;
+
+    // ---- Overrides files ----
+
+    /// A limiter reading overrides from a file of its own, TOML or JSON by its extension.
+    struct OverridesFile {
+        path: PathBuf,
+        limiter: RateLimiter,
+    }
+
+    impl OverridesFile {
+        fn new(extension: &str) -> OverridesFile {
+            let dir =
+                std::env::temp_dir().join(format!("ratelimit-properties-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("overrides.{extension}"));
+            std::fs::write(&path, "").unwrap();
+            let limiter = RateLimiter::builder()
+                .overrides_file(&path)
+                .build()
+                .unwrap();
+            OverridesFile { path, limiter }
+        }
+
+        /// Writes `contents` and reads the file again, as an operator's edit would have it.
+        fn load(&self, contents: &[u8]) -> Result<usize, OverrideError> {
+            // A new file each time: truncating one that has data makes ext4 write it out first,
+            // which was most of the time of these tests.
+            std::fs::remove_file(&self.path).unwrap();
+            std::fs::write(&self.path, contents).unwrap();
+            self.limiter.reload_overrides()
+        }
+    }
+
+    impl Drop for OverridesFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+
+    /// Rule names no handler of this test has (those are checked against the rules as well).
+    fn rule_name() -> impl Strategy<Value = String> {
+        prop::string::string_regex("x-[a-z0-9_-]{1,12}").unwrap()
+    }
+
+    /// A table of overrides, each rate well-formed or not.
+    fn overrides_table() -> impl Strategy<Value = BTreeMap<String, String>> {
+        let rate = prop_oneof![
+            4 => rate_text(),
+            1 => rates_text(1..4),
+            1 => prop::string::string_regex("[0-9a-z /;]{0,20}").unwrap(),
+        ];
+        prop::collection::btree_map(rule_name(), rate, 0..8)
+    }
+
+    /// `table` as TOML: one `"rule" = "rate"` a line.
+    fn as_toml(table: &BTreeMap<String, String>) -> String {
+        table
+            .iter()
+            .map(|(rule, rate)| format!("\"{rule}\" = \"{rate}\"\n"))
+            .collect()
+    }
+
+    /// `table` as a JSON object.
+    fn as_json(table: &BTreeMap<String, String>) -> String {
+        serde_json::to_string(table).unwrap()
+    }
+
+    /// Structures a parser may recurse into, `depth` levels deep, in TOML.
+    fn deep_toml(depth: usize, kind: u8) -> String {
+        match kind {
+            0 => format!("a = {}1{}", "[".repeat(depth), "]".repeat(depth)),
+            1 => format!("a = {}{}", "{ b = ".repeat(depth), "}".repeat(depth)),
+            2 => format!("{} = \"1/second\"", vec!["a"; depth].join(".")),
+            3 => format!("[{}]\nx = \"1/second\"", vec!["a"; depth].join(".")),
+            _ => format!("{}a = 1", "[[a]]\n".repeat(depth)),
+        }
+    }
+
+    /// Structures a parser may recurse into, `depth` levels deep, in JSON.
+    fn deep_json(depth: usize, kind: u8) -> String {
+        match kind {
+            0 => format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+            1 => format!(
+                "{}\"1/second\"{}",
+                "{\"a\":".repeat(depth),
+                "}".repeat(depth)
+            ),
+            _ => format!("{{\"a\":{}\"x\"{}}}", "[".repeat(depth), "]".repeat(depth)),
+        }
+    }
+
+    /// File contents: a well-formed table, one edit away from it, deep nesting, huge numbers and
+    /// strings, or raw bytes (most not UTF-8).
+    fn file_contents(
+        well_formed: fn(&BTreeMap<String, String>) -> String,
+        deep: fn(usize, u8) -> String,
+    ) -> impl Strategy<Value = Vec<u8>> {
+        let well_formed = overrides_table().prop_map(move |t| well_formed(&t)).boxed();
+        // Far deeper than any parser's recursion limit, mostly not much deeper.
+        let depth = prop_oneof![1usize..200, 200usize..2_000];
+        let deep = (depth, 0..5u8).prop_map(move |(depth, kind)| deep(depth, kind));
+        let huge = (
+            prop::sample::select(vec!["9", "\"", "x", "["]),
+            1usize..30_000,
+        )
+            .prop_map(|(unit, n)| format!("a = {}", unit.repeat(n)));
+        let text = prop::string::string_regex("[a-z0-9 =\"'{}\\[\\],.:\n#-]{0,60}").unwrap();
+        prop_oneof![
+            3 => well_formed.clone().prop_map(String::into_bytes),
+            3 => mutated(well_formed).prop_map(String::into_bytes),
+            1 => deep.prop_map(String::into_bytes),
+            1 => huge.prop_map(String::into_bytes),
+            1 => text.prop_map(String::into_bytes),
+            2 => any::<Vec<u8>>(),
+        ]
+    }
+
+    // The overrides files: one limiter per format for all the cases, each case a new edit of its
+    // file (building a limiter per case would start a file watcher per case).
+
+    #[test]
+    fn overrides_toml_files_give_a_table_or_an_error() {
+        overrides_file_property("toml", as_toml, deep_toml);
+    }
+
+    #[test]
+    fn overrides_json_files_give_a_table_or_an_error() {
+        overrides_file_property("json", as_json, deep_json);
+    }
+
+    fn overrides_file_property(
+        extension: &str,
+        well_formed: fn(&BTreeMap<String, String>) -> String,
+        deep: fn(usize, u8) -> String,
+    ) {
+        let file = OverridesFile::new(extension);
+        proptest!(config(), |(contents in file_contents(well_formed, deep))| {
+            let (loaded, peak) = peak_during(|| file.load(&contents));
+            let bound = memory_bound(contents.len());
+            prop_assert!(peak <= bound, "{} bytes held for {} of input", peak, contents.len());
+            match loaded {
+                // At least `a="1/day"` and a line break for each: never more entries than the file
+                // has room for.
+                Ok(count) => prop_assert!(count * 9 <= contents.len()),
+                Err(error) => prop_assert!(matches!(error, OverrideError::File { .. }), "{:?}", error),
+            }
+        });
+        // Well-formed files: the table they hold when every rate parses, refused whole otherwise.
+        proptest!(config(), |(table in overrides_table())| {
+            let valid = table.values().all(|rate| Quota::parse_many(rate).is_ok());
+            let loaded = file.load(well_formed(&table).as_bytes());
+            if valid {
+                prop_assert_eq!(loaded, Ok(table.len()));
+            } else {
+                prop_assert!(matches!(loaded, Err(OverrideError::File { .. })), "{:?}", loaded);
+            }
+        });
+    }
 }

@@ -11,30 +11,7 @@ use std::hash::Hasher;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::net::IpAddr;
 
-use super::{Identity, Scope};
-use crate::algorithm::Limit;
-use crate::rule::Rule;
-
-/// Writes what identifies a rule's budget: its name, scope and algorithm, and the limit.
-pub(crate) fn write_rule(h: &mut impl Hasher, prefix: &str, rule: &Rule, limit: &Limit) {
-    write_str(h, prefix);
-    write_str(h, &rule.name);
-    match &rule.scope {
-        Scope::Ip => h.write_u8(1),
-        Scope::Global => h.write_u8(2),
-        Scope::Header(name) => {
-            h.write_u8(3);
-            write_str(h, name);
-        }
-        // A function's address differs between processes: the rule's name tells custom keys
-        // apart (the attribute appends the function's path to it).
-        Scope::Custom(_) => h.write_u8(4),
-    }
-    write_str(h, rule.algorithm.name());
-    h.write(&limit.quota.limit().to_le_bytes());
-    h.write(&limit.quota.period_secs().to_le_bytes());
-    h.write(&limit.capacity.get().to_le_bytes());
-}
+use super::Identity;
 
 /// Writes a client identity.
 pub(crate) fn write_identity(h: &mut impl Hasher, identity: &Identity<'_>) {
@@ -67,7 +44,7 @@ fn write_ip(h: &mut impl Hasher, ip: &IpAddr) {
     }
 }
 
-fn write_str(h: &mut impl Hasher, s: &str) {
+pub(crate) fn write_str(h: &mut impl Hasher, s: &str) {
     write_bytes(h, s.as_bytes());
 }
 
@@ -117,6 +94,7 @@ impl FleetKey {
 
     /// What tells this key from another without revealing it: the name of a fixed text, as
     /// hex. Processes that agree on the secret agree on it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn mark(&self) -> String {
         format!("{:032x}", self.name(|h| write_str(h, "fleet key mark")))
     }

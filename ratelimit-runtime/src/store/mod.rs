@@ -1,21 +1,20 @@
 //! Where limiter state lives: the [`Store`] trait, the embedded [`MemoryStore`] and the
-//! [`RedisStore`] a fleet shares.
+//! `RedisStore` a fleet shares (feature `redis`).
 
 mod blocked;
 mod check;
 mod exact;
-mod lane;
-mod lease;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
-mod reply;
-#[cfg(test)]
-mod reply_properties;
 mod table;
 
 pub use blocked::BlockedKeys;
 pub use check::{Check, Store, StoreError, Verdict};
 pub(crate) use exact::exact_in_redis;
-pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
 pub use memory::{MemoryStore, MemoryStoreStats};
-pub use redis::{RedisOptions, RedisStore, TimeSource};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{
+    can_lease, Grant, LeaseAnswer, LeaseAsk, RedisOptions, RedisStore, TimeSource, LEASE_SHARE,
+};

@@ -24,57 +24,31 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{FromRedisValue, RedisResult, Script};
-use smallvec::SmallVec;
+use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 
-use super::exact::{exact_in_redis, gcra_in_nanos};
-use super::lane::Lanes;
-use super::reply::{flag, integers};
-use super::{Check, Store, StoreError, Verdict};
-use crate::algorithm::AlgorithmKind;
+mod lane;
+mod lease;
+mod options;
+mod reply;
+#[cfg(test)]
+mod reply_properties;
+mod wire;
+
+pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
+pub use options::{RedisOptions, TimeSource};
+
 use crate::clock::UnixNanos;
-use crate::decision::Decision;
-
-/// Where a decision's instant comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TimeSource {
-    /// Redis's own clock (`TIME`): servers with skewed clocks still agree. The default.
-    #[default]
-    Server,
-    /// The instant the limiter passes in, from its [`Clock`](crate::Clock): for tests on a
-    /// manual clock.
-    Client,
-}
-
-/// Options of a [`RedisStore`].
-#[derive(Clone, Debug)]
-pub struct RedisOptions {
-    /// The longest a decision may wait for Redis (default 50 ms); a slower answer is a failure.
-    pub timeout: Duration,
-    /// Where the instant of a decision comes from.
-    pub time: TimeSource,
-    /// Prefix of every key (default `ratelimit`).
-    pub prefix: String,
-    /// How long a concurrency slot stays taken without renewal (default 5 s, at least 100 ms):
-    /// a process that dies or loses Redis holds its slots at most this long. A request in
-    /// flight renews its slot every third of it.
-    pub lease: Duration,
-}
-
-impl Default for RedisOptions {
-    fn default() -> RedisOptions {
-        RedisOptions {
-            timeout: Duration::from_millis(50),
-            time: TimeSource::Server,
-            prefix: "ratelimit".to_string(),
-            lease: Duration::from_secs(5),
-        }
-    }
-}
+use crate::store::{Check, Store, StoreError, Verdict};
+use lane::Lanes;
+use reply::{flag, integers};
+use wire::{
+    call, connect_manager, exact_check, key_of, query, redis_error, script, send_batch,
+    with_timeout, Decide, Job, MAX_BATCH,
+};
 
 /// Limiter state in Redis or Redis Cluster.
 #[derive(Clone)]
@@ -110,25 +84,6 @@ struct Command {
     /// The script an `EVALSHA` command runs, loaded again if Redis lost it.
     script: Option<&'static Script>,
     done: Option<oneshot::Sender<Result<redis::Value, StoreError>>>,
-}
-
-/// One decision waiting for a lane or the store's thread.
-pub(super) struct Job {
-    checks: SmallVec<[Check; 4]>,
-    now: UnixNanos,
-    /// False for a peek: decided, never written.
-    charge: bool,
-    pub(super) done: oneshot::Sender<Result<Verdict, StoreError>>,
-}
-
-/// The most decisions one script call carries.
-pub(super) const MAX_BATCH: usize = 64;
-
-pub(super) fn script() -> Script {
-    Script::new(concat!(
-        include_str!("common.lua"),
-        include_str!("decide.lua")
-    ))
 }
 
 impl RedisStore {
@@ -187,10 +142,6 @@ impl RedisStore {
     pub fn key_of(&self, check: &Check) -> String {
         key_of(&self.options.prefix, check)
     }
-}
-
-pub(crate) fn key_of(prefix: &str, check: &Check) -> String {
-    format!("{prefix}:{{{:016x}}}:{:032x}", check.group, check.key)
 }
 
 impl Store for RedisStore {
@@ -514,58 +465,6 @@ fn serve_decisions(
     });
 }
 
-pub(super) async fn connect_manager(
-    client: redis::Client,
-    options: &RedisOptions,
-    script: &Script,
-) -> Result<ConnectionManager, StoreError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(options.timeout.max(Duration::from_millis(200))))
-        .set_response_timeout(Some(options.timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let mut manager = ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(redis_error)?;
-    // Loaded now, so that the first decisions do not pay for it within their timeout.
-    script.load_async(&mut manager).await.map_err(redis_error)?;
-    Ok(manager)
-}
-
-pub(super) async fn send_batch(
-    mut manager: ConnectionManager,
-    script: Script,
-    options: Arc<RedisOptions>,
-    mut batch: Vec<Job>,
-) {
-    // A caller that gave up (timed out, its client gone) was answered by the failure policy:
-    // deciding it now would charge a request that may have been refused.
-    batch.retain(|job| !job.done.is_closed());
-    if batch.is_empty() {
-        return;
-    }
-    let decisions: Vec<Decide<'_>> = batch
-        .iter()
-        .map(|job| Decide {
-            checks: &job.checks,
-            now: job.now,
-            charge: job.charge,
-        })
-        .collect();
-    match call(&script, &mut manager, &options, &decisions).await {
-        Ok(answers) => {
-            for (job, answer) in batch.into_iter().zip(answers) {
-                let _ = job.done.send(answer);
-            }
-        }
-        Err(error) => {
-            for job in batch {
-                let _ = job.done.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
 async fn send_command(
     mut manager: ConnectionManager,
     Command {
@@ -582,246 +481,6 @@ async fn send_command(
     }
 }
 
-/// Sends `command`; when it is an `EVALSHA` of `script` that Redis no longer has (restarted,
-/// flushed), loads the script and sends it again, once.
-async fn query<T: FromRedisValue, C: ConnectionLike>(
-    command: &redis::Cmd,
-    script: Option<&Script>,
-    connection: &mut C,
-) -> RedisResult<T> {
-    match (command.query_async(connection).await, script) {
-        (Err(e), Some(script))
-            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-        {
-            script.load_async(connection).await?;
-            command.query_async(connection).await
-        }
-        (answer, _) => answer,
-    }
-}
-
-/// One decision of a script call.
-pub(super) struct Decide<'a> {
-    pub(super) checks: &'a [Check],
-    pub(super) now: UnixNanos,
-    pub(super) charge: bool,
-}
-
-/// One script call deciding `decisions` in order; one answer per decision.
-async fn call<C: ConnectionLike>(
-    script: &Script,
-    connection: &mut C,
-    options: &RedisOptions,
-    decisions: &[Decide<'_>],
-) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
-    // The command is written in one buffer (keys, then arguments), without a string per
-    // argument: this is the path every decision takes.
-    let server_time = options.time == TimeSource::Server;
-    let keys: usize = decisions.iter().map(|d| d.checks.len()).sum();
-    let mut command = redis::cmd("EVALSHA");
-    command.arg(script.get_hash()).arg(keys);
-    let mut key = Vec::with_capacity(options.prefix.len() + 56);
-    for check in decisions.iter().flat_map(|d| d.checks) {
-        key.clear();
-        write_key(&mut key, &options.prefix, check);
-        command.arg(&key[..]);
-    }
-    command
-        .arg(if server_time { "server" } else { "client" })
-        .arg(decisions.len());
-    for Decide {
-        checks,
-        now,
-        charge,
-    } in decisions
-    {
-        // A peek is told by a negative number of checks.
-        let count = checks.len() as i64;
-        command
-            .arg(if *charge { count } else { -count })
-            .arg(now / 1_000);
-        for check in *checks {
-            command
-                .arg(algorithm_code(check))
-                .arg(check.limit.quota.limit())
-                .arg(check.limit.quota.period_secs())
-                .arg(check.limit.capacity.get())
-                .arg(check.cost)
-                .arg(check.max_wait / 1_000);
-        }
-    }
-    let reply = query(&command, Some(script), connection)
-        .await
-        .map_err(redis_error)?;
-    read_reply(reply, decisions, server_time)
-}
-
-/// Writes `check`'s key, as [`key_of`] makes it, into `out`.
-fn write_key(out: &mut Vec<u8>, prefix: &str, check: &Check) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hex = |out: &mut Vec<u8>, value: u128, digits: u32| {
-        out.extend(
-            (0..digits)
-                .rev()
-                .map(|i| HEX[((value >> (4 * i)) & 0xf) as usize]),
-        );
-    };
-    out.extend_from_slice(prefix.as_bytes());
-    out.extend_from_slice(b":{");
-    hex(out, u128::from(check.group), 16);
-    out.extend_from_slice(b"}:");
-    hex(out, check.key, 32);
-}
-
-async fn with_timeout<T>(
-    limit: Duration,
-    work: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::timeout(format!(
-            "Redis did not answer within {limit:?}"
-        ))),
-    }
-}
-
-/// `t` on Redis's clock (`from`) as the same distance from `to`.
-pub(crate) fn shift(t: UnixNanos, from: UnixNanos, to: UnixNanos) -> UnixNanos {
-    to.saturating_add(t.saturating_sub(from))
-}
-
-fn redis_error(e: redis::RedisError) -> StoreError {
-    let message = format!("Redis: {e}");
-    if e.is_timeout() {
-        return StoreError::timeout(message);
-    }
-    // The script's own refusal of a key it does not recognise: that decision's fault, not Redis's.
-    if message.contains(CORRUPT) {
-        return StoreError::unsupported(message);
-    }
-    StoreError::new(message)
-}
-
-/// What the script raises for a key holding another type or a corrupt state.
-const CORRUPT: &str = "ratelimit: a key holds another type or a corrupt state";
-
-/// The script's number for `check`'s arithmetic: one per algorithm, and GCRA's second,
-/// nanosecond form above 10,000 per second.
-pub(crate) fn algorithm_code(check: &Check) -> u8 {
-    match check.algorithm {
-        AlgorithmKind::FixedWindow => 1,
-        AlgorithmKind::SlidingWindow => 2,
-        AlgorithmKind::SlidingLog => 3,
-        AlgorithmKind::TokenBucket => 4,
-        AlgorithmKind::LeakyBucket => 5,
-        AlgorithmKind::Gcra if gcra_in_nanos(&check.limit) => 7,
-        AlgorithmKind::Gcra => 6,
-    }
-}
-
-/// Refuses a check whose arithmetic would not be exact in the script's doubles. The limiter
-/// refuses such rules before they reach the store; this guards the store used on its own.
-pub(crate) fn exact_check(check: &Check) -> Result<(), StoreError> {
-    exact_in_redis(check.algorithm, &check.limit, check.cost).map_err(|why| {
-        StoreError::unsupported(format!(
-            "{} ({} per {} s, capacity {}) cannot be decided exactly: {why}",
-            check.algorithm,
-            check.limit.quota.limit(),
-            check.limit.quota.period_secs(),
-            check.limit.capacity
-        ))
-    })
-}
-
-/// The answers of a script call's `reply` to `decisions`, in order.
-pub(super) fn read_reply(
-    reply: redis::Value,
-    decisions: &[Decide<'_>],
-    server_time: bool,
-) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
-    parse_reply(&integers(&reply)?, decisions, server_time)
-}
-
-/// `[server now, per decision: outcome (1, 0, -1), (allowed, remaining, reset, retry) per
-/// check]`, times in µs. On server time, instants move by the difference between Redis's clock
-/// and the limiter's, so that Retry-After is right even on a server whose clock is skewed.
-fn parse_reply(
-    reply: &[i64],
-    decisions: &[Decide<'_>],
-    server_time: bool,
-) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
-    let garbage = || StoreError::new(format!("Redis answered an unexpected reply: {reply:?}"));
-    let expected = 1 + decisions
-        .iter()
-        .map(|d| 1 + 4 * d.checks.len())
-        .sum::<usize>();
-    let Some((server_now, mut rest)) = reply.split_first() else {
-        return Err(garbage());
-    };
-    if reply.len() != expected {
-        return Err(garbage());
-    }
-    let micros = |t: i64| {
-        u64::try_from(t)
-            .map(|t| t.saturating_mul(1_000))
-            .map_err(|_| garbage())
-    };
-    let server_now = micros(*server_now)?;
-    let mut answers = Vec::with_capacity(decisions.len());
-    for Decide { checks, now, .. } in decisions {
-        let (&outcome, values) = rest.split_first().ok_or_else(garbage)?;
-        let (values, more) = values.split_at(4 * checks.len());
-        rest = more;
-        if outcome == -1 {
-            answers.push(Err(StoreError::unsupported(format!(
-                "Redis refused the decision: {CORRUPT}"
-            ))));
-            continue;
-        }
-        if !matches!(outcome, 0 | 1) {
-            return Err(garbage());
-        }
-        let at = |t: i64| {
-            micros(t).map(|t| {
-                if server_time {
-                    shift(t, server_now, *now)
-                } else {
-                    t
-                }
-            })
-        };
-        let mut decisions: SmallVec<[Decision; 4]> = SmallVec::new();
-        for (v, check) in values.chunks_exact(4).zip(checks.iter()) {
-            decisions.push(Decision {
-                allowed: flag(v[0]).ok_or_else(garbage)?,
-                limit: reported_limit(check),
-                remaining: u32::try_from(v[1]).map_err(|_| garbage())?,
-                reset_at: at(v[2])?,
-                retry_at: at(v[3])?,
-            });
-        }
-        // The outcome is every check's flag together: an admission that a check refused (or a
-        // refusal that none did) is not the script's.
-        if decisions.iter().all(|d| d.allowed) != (outcome == 1) {
-            return Err(garbage());
-        }
-        answers.push(Ok(Verdict {
-            decisions,
-            allowed: outcome == 1,
-        }));
-    }
-    Ok(answers)
-}
-
-/// The limit the memory store reports for the same check.
-pub(crate) fn reported_limit(check: &Check) -> u32 {
-    if check.algorithm.reports_capacity() {
-        check.limit.capacity.get()
-    } else {
-        check.limit.quota.limit()
-    }
-}
-
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.connection {
@@ -832,103 +491,5 @@ impl fmt::Debug for RedisStore {
             .field("connection", &kind)
             .field("options", &self.options)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::algorithm::Limit;
-    use crate::quota::Quota;
-
-    fn check(algorithm: AlgorithmKind, limit: u32, per: u32) -> Check {
-        let limit = Limit::new(Quota::from_parts(limit, per).unwrap());
-        Check {
-            key: 1,
-            group: 2,
-            algorithm,
-            limit,
-            cost: 1,
-            max_wait: 0,
-        }
-    }
-
-    fn decide(checks: &[Check], now: UnixNanos) -> Decide<'_> {
-        Decide {
-            checks,
-            now,
-            charge: true,
-        }
-    }
-
-    #[test]
-    fn replies_are_split_per_decision_and_garbage_refused() {
-        let one = [check(AlgorithmKind::Gcra, 10, 1)];
-        let two = [
-            check(AlgorithmKind::Gcra, 10, 1),
-            check(AlgorithmKind::FixedWindow, 5, 1),
-        ];
-        let batch = [decide(&one, 0), decide(&two, 0)];
-        let reply = [7, 1, 1, 9, 5, 6, -1, 0, 0, 0, 0, 0, 0, 0, 0];
-        let answers = parse_reply(&reply, &batch, false).unwrap();
-        assert_eq!(answers[0].as_ref().unwrap().decisions[0].retry_at, 6_000);
-        assert!(answers[1].is_err(), "a failed decision fails alone");
-        assert!(parse_reply(&[], &batch, false).is_err());
-        assert!(
-            parse_reply(&reply[..10], &batch, false).is_err(),
-            "too short"
-        );
-        let mut bad = reply;
-        bad[1] = 7;
-        assert!(parse_reply(&bad, &batch, false).is_err(), "not an outcome");
-        let mut negative = reply;
-        negative[3] = -9;
-        assert!(
-            parse_reply(&negative, &batch, false).is_err(),
-            "negative remaining"
-        );
-    }
-
-    #[test]
-    fn keys_are_written_as_they_are_named() {
-        let check = Check {
-            key: 0xdead_beef,
-            group: u64::MAX - 1,
-            ..check(AlgorithmKind::Gcra, 10, 1)
-        };
-        let mut written = Vec::new();
-        write_key(&mut written, "app", &check);
-        assert_eq!(written, key_of("app", &check).into_bytes());
-    }
-
-    #[test]
-    fn server_time_is_reported_on_the_limiter_clock() {
-        let one = [check(AlgorithmKind::Gcra, 10, 1)];
-        // Redis's clock is 5 s ahead of ours; retry 2 s after its now.
-        let batch = [decide(&one, 100_000_000_000)];
-        let reply = [105_000_000, 0, 0, 0, 107_000_000, 107_000_000];
-        let verdict = parse_reply(&reply, &batch, true)
-            .unwrap()
-            .remove(0)
-            .unwrap();
-        assert_eq!(verdict.decisions[0].retry_at, 102_000_000_000);
-    }
-
-    #[test]
-    fn quotas_beyond_exact_doubles_are_refused_before_a_round_trip() {
-        assert!(exact_check(&check(AlgorithmKind::TokenBucket, 100_000, 86_400)).is_ok());
-        let too_large = exact_check(&check(AlgorithmKind::TokenBucket, 2_000_000, 86_400 * 30));
-        assert!(too_large.is_err_and(|e| e.is_unsupported() && e.to_string().contains("2^53")));
-        assert!(exact_check(&check(AlgorithmKind::Gcra, 50_000, 1)).is_ok());
-    }
-
-    #[test]
-    fn gcra_above_ten_thousand_per_second_takes_its_nanosecond_form() {
-        assert_eq!(algorithm_code(&check(AlgorithmKind::Gcra, 10_000, 1)), 6);
-        assert_eq!(algorithm_code(&check(AlgorithmKind::Gcra, 50_000, 1)), 7);
-        assert_eq!(
-            algorithm_code(&check(AlgorithmKind::TokenBucket, 50_000, 1)),
-            4
-        );
     }
 }

@@ -1,13 +1,14 @@
-//! Where a limiter decides: in process memory, or on Redis with a plan for when Redis fails.
+//! A limiter on Redis: the store a fleet shares, its leases and local cache of denials, and
+//! the failure policy that answers while Redis fails (feature `redis`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
+use super::{take_in_memory, Outcome};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
 use crate::metrics::StoreLabel;
@@ -134,27 +135,6 @@ const MIN_LEASE: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_AFTER_FAILURE: u64 = NANOS_PER_SEC;
 const BLOCKED_KEYS: usize = 100_000;
 
-pub(crate) enum Backend {
-    Memory,
-    Redis(Arc<RedisBackend>),
-}
-
-/// What the backend answered.
-pub(crate) enum Outcome {
-    Decided(Verdict),
-    /// Fail-open: allowed, state unknown.
-    Unlimited,
-    /// Fail-closed: refused for this many seconds.
-    Unavailable(u64),
-}
-
-fn take_in_memory(memory: &MemoryStore, key: u64, limit: u32) -> SlotAnswer {
-    match memory.take_slot(key, limit) {
-        Ok(held) => SlotAnswer::Taken(Held::Memory(key), held),
-        Err(held) => SlotAnswer::Full(held),
-    }
-}
-
 pub(crate) struct RedisBackend {
     target: RedisTarget,
     options: RedisOptions,
@@ -180,15 +160,15 @@ pub(crate) struct RedisBackend {
     degraded_decisions: AtomicU64,
 }
 
-impl Backend {
-    pub(crate) fn redis(
+impl RedisBackend {
+    pub(crate) fn new(
         target: RedisTarget,
         options: RedisOptions,
         policy: FailurePolicy,
         leases: Option<Leases>,
         fleet_mark: String,
-    ) -> Backend {
-        Backend::Redis(Arc::new(RedisBackend {
+    ) -> RedisBackend {
+        RedisBackend {
             target,
             options,
             fleet_mark,
@@ -205,137 +185,75 @@ impl Backend {
             timeouts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
-        }))
+        }
     }
 
-    /// Where limits are kept and what happens when that fails, in words for a log line
-    /// (passwords redacted).
+    /// Where limits are kept and what happens when Redis fails, in words for a log line.
     pub(crate) fn describe(&self) -> String {
-        match self {
-            Backend::Memory => "in process memory".to_string(),
-            Backend::Redis(redis) => format!(
-                "on {}; when it fails: {}; leases {}",
-                redis.target,
-                match redis.policy {
-                    FailurePolicy::Fallback => "fall back to process memory",
-                    FailurePolicy::FailOpen => "let requests through (fail open)",
-                    FailurePolicy::FailClosed => "refuse with 503 (fail closed)",
-                },
-                if redis.leases.is_some() { "on" } else { "off" },
-            ),
-        }
+        format!(
+            "on {}; when it fails: {}; leases {}",
+            self.target,
+            match self.policy {
+                FailurePolicy::Fallback => "fall back to process memory",
+                FailurePolicy::FailOpen => "let requests through (fail open)",
+                FailurePolicy::FailClosed => "refuse with 503 (fail closed)",
+            },
+            if self.leases.is_some() { "on" } else { "off" },
+        )
     }
 
-    /// Whether keys must be the same in every process (a shared store).
-    pub(crate) fn is_shared(&self) -> bool {
-        matches!(self, Backend::Redis(_))
-    }
-
-    /// Decides `checks`, and says which store did. `leasable`: the rules allow leases (no
-    /// soft limit reads the remaining count).
-    pub(crate) async fn decide(
-        &self,
-        memory: &MemoryStore,
-        checks: &[Check],
-        now: UnixNanos,
-        leasable: bool,
-    ) -> (Outcome, StoreLabel) {
-        match self {
-            Backend::Memory => (
-                Outcome::Decided(memory.decide_now(checks, now)),
-                StoreLabel::Memory,
-            ),
-            Backend::Redis(redis) => redis.decide(memory, checks, now, leasable).await,
-        }
-    }
-
-    /// Takes one of `limit` slots of `check`'s key (a concurrency limit).
-    pub(crate) async fn take_slot(
-        &self,
-        memory: &MemoryStore,
-        check: &Check,
-        limit: u32,
-        now: UnixNanos,
-    ) -> (SlotAnswer, StoreLabel) {
-        match self {
-            Backend::Memory => (
-                take_in_memory(memory, check.fingerprint(), limit),
-                StoreLabel::Memory,
-            ),
-            Backend::Redis(redis) => redis.take_slot(memory, check, limit, now).await,
-        }
-    }
-
-    /// Decides `checks` without charging them. On Redis, a failure is the caller's to see: an
-    /// operator asking about one client wants Redis's answer or an error, not a guess.
+    /// Decides `checks` on Redis without charging them; a failure is the caller's to see.
     pub(crate) async fn peek(
-        &self,
-        memory: &MemoryStore,
+        self: &Arc<Self>,
         checks: &[Check],
         now: UnixNanos,
     ) -> Result<Verdict, StoreError> {
-        match self {
-            Backend::Memory => Ok(memory.peek_now(checks, now)),
-            Backend::Redis(redis) => redis.store().await?.peek(checks, now).await,
-        }
+        self.store().await?.peek(checks, now).await
     }
 
-    /// Forgets the state of `checks`: on Redis, its keys, the local cache of their denials and
-    /// their state in the fallback store.
+    /// Forgets the state of `checks`: their keys, the local cache of their denials, their
+    /// leases and their state in the fallback store.
     pub(crate) async fn reset(
-        &self,
+        self: &Arc<Self>,
         memory: &MemoryStore,
         checks: &[Check],
     ) -> Result<(), StoreError> {
-        match self {
-            Backend::Memory => {
-                memory.reset_now(checks);
-                Ok(())
-            }
-            Backend::Redis(redis) => {
-                // Redis first: a denial decided before the reset and cached after the cache was
-                // cleared would keep the client blocked here.
-                redis.store().await?.reset(checks).await?;
-                redis.blocked.forget(checks);
-                if let Some(leases) = &redis.leases {
-                    leases.forget(checks);
-                }
-                memory.reset_now(&redis.local(checks));
-                Ok(())
-            }
+        // Redis first: a denial decided before the reset and cached after the cache was
+        // cleared would keep the client blocked here.
+        self.store().await?.reset(checks).await?;
+        self.blocked.forget(checks);
+        if let Some(leases) = &self.leases {
+            leases.forget(checks);
         }
+        memory.reset_now(&self.local(checks));
+        Ok(())
     }
 
     /// Counts a decision refused before it reached Redis: a limit Redis cannot decide exactly.
     pub(crate) fn count_refused(&self) {
-        if let Backend::Redis(redis) = self {
-            redis.refused.fetch_add(1, Ordering::Relaxed);
-        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn redis_stats(&self) -> Option<RedisStats> {
-        let Backend::Redis(redis) = self else {
-            return None;
-        };
+    pub(crate) fn stats(&self) -> RedisStats {
         let (failures, timeouts, refused) = (
-            redis.failures.load(Ordering::Relaxed),
-            redis.timeouts.load(Ordering::Relaxed),
-            redis.refused.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+            self.timeouts.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
         );
-        Some(RedisStats {
+        RedisStats {
             errors: failures + timeouts + refused,
             timeouts,
             refused,
-            degraded_decisions: redis.degraded_decisions.load(Ordering::Relaxed),
-            blocked_cache_hits: redis.blocked.hits(),
-            degraded: redis.degraded.load(Ordering::Relaxed),
-            leases: redis.leases.as_ref().map(LeaseTable::stats),
-        })
+            degraded_decisions: self.degraded_decisions.load(Ordering::Relaxed),
+            blocked_cache_hits: self.blocked.hits(),
+            degraded: self.degraded.load(Ordering::Relaxed),
+            leases: self.leases.as_ref().map(LeaseTable::stats),
+        }
     }
 }
 
 impl RedisBackend {
-    async fn decide(
+    pub(crate) async fn decide(
         self: &Arc<Self>,
         memory: &MemoryStore,
         checks: &[Check],
@@ -448,7 +366,7 @@ impl RedisBackend {
     }
 
     /// Takes a slot of a concurrency limit on Redis, or as the failure policy says.
-    async fn take_slot(
+    pub(crate) async fn take_slot(
         self: &Arc<Self>,
         memory: &MemoryStore,
         check: &Check,
@@ -672,17 +590,13 @@ fn repeats_a_key(checks: &[Check]) -> bool {
         .any(|(i, c)| checks[..i].iter().any(|d| d.key == c.key))
 }
 
-impl fmt::Debug for Backend {
+impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Backend::Memory => f.write_str("Memory"),
-            Backend::Redis(redis) => f
-                .debug_struct("Redis")
-                .field("target", &redis.target)
-                .field("policy", &redis.policy)
-                .field("options", &redis.options)
-                .finish(),
-        }
+        f.debug_struct("Redis")
+            .field("target", &self.target)
+            .field("policy", &self.policy)
+            .field("options", &self.options)
+            .finish()
     }
 }
 

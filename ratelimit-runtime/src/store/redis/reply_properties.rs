@@ -17,12 +17,14 @@ use redis::{PushKind, Value, VerbatimFormat};
 use smallvec::SmallVec;
 
 use super::lease::read as read_lease;
-use super::redis::{read_reply, read_slot, reported_limit, shift, Decide};
-use super::{Check, Grant, LeaseAnswer, LeaseAsk, StoreError, Verdict};
+use super::read_slot;
+use super::wire::{read_reply, reported_limit, shift, Decide};
+use super::{Grant, LeaseAnswer, LeaseAsk};
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
 use crate::quota::Quota;
+use crate::store::{Check, StoreError, Verdict};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

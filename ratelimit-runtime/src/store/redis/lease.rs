@@ -9,12 +9,13 @@ use std::sync::LazyLock;
 use redis::Script;
 use smallvec::SmallVec;
 
-use super::exact::gcra_in_nanos;
-use super::redis::{algorithm_code, exact_check, key_of, reported_limit, shift};
 use super::reply::{flag, integers};
-use super::{Check, RedisStore, StoreError, TimeSource, Verdict};
+use super::wire::{algorithm_code, exact_check, key_of, reported_limit, shift};
+use super::{RedisStore, TimeSource};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
+use crate::store::exact::gcra_in_nanos;
+use crate::store::{Check, StoreError, Verdict};
 
 static LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

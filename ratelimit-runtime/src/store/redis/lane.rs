@@ -18,8 +18,8 @@ use std::thread::ThreadId;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::redis::{connect_manager, script, send_batch, Job, MAX_BATCH};
-use super::RedisOptions;
+use super::options::RedisOptions;
+use super::wire::{connect_manager, script, send_batch, Job, MAX_BATCH};
 
 /// The lanes of one store.
 pub(super) struct Lanes {

@@ -10,32 +10,27 @@ use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hashbrown::{Equivalent, HashMap};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
-use crate::limiter::RateLimiter;
 use crate::rule::Rule;
+
+#[cfg(feature = "metrics")]
+pub(crate) mod encode;
 
 /// Which store decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum StoreLabel {
     Memory = 0,
     Redis = 1,
     /// The failure policy while Redis fails: the in-memory fallback, fail-open or fail-closed.
     Fallback = 2,
 }
-
-const STORES: [&str; 3] = ["memory", "redis", "fallback"];
 
 /// What a decision meant for one rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +42,6 @@ pub(crate) enum Outcome {
     /// Allowed above the rule's soft limit.
     Degraded = 3,
 }
-
-const OUTCOMES: [&str; 4] = ["allowed", "denied", "shadow_denied", "degraded"];
 
 /// Upper bounds of the decision-latency buckets, in nanoseconds (1 µs to 250 ms: memory
 /// decisions fall in the first, Redis round trips in the middle, timeouts at the top).
@@ -130,6 +123,7 @@ pub(crate) struct RuleCounters {
 
 impl RuleCounters {
     /// Units spent with `store`: one per passed decision, and the extra.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn units(&self, store: StoreLabel) -> u64 {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let passed = load(&self.decisions[Outcome::Allowed as usize][store as usize])
@@ -165,32 +159,6 @@ impl RuleCounters {
     }
 }
 
-/// Where a rule keeps its counters for the first limiter that counts it, so that its decisions
-/// find them without a lookup (most programs have one limiter). Not a stable API.
-#[doc(hidden)]
-#[derive(Default)]
-pub struct RuleMetricsCache(OnceLock<(u64, Arc<RuleCounters>)>);
-
-impl RuleMetricsCache {
-    /// An empty cache.
-    pub const fn new() -> RuleMetricsCache {
-        RuleMetricsCache(OnceLock::new())
-    }
-}
-
-impl Clone for RuleMetricsCache {
-    /// Empty: a copy of a rule may be renamed.
-    fn clone(&self) -> RuleMetricsCache {
-        RuleMetricsCache::new()
-    }
-}
-
-impl fmt::Debug for RuleMetricsCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RuleMetricsCache")
-    }
-}
-
 /// A histogram of atomics: one counter per bucket and the sum in nanoseconds.
 #[derive(Debug, Default)]
 struct Latency {
@@ -207,6 +175,7 @@ impl Latency {
     }
 
     /// `(sum in seconds, count, per-bucket counts)` as the encoder takes them.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
         let counts: Vec<u64> = self
             .buckets
@@ -266,16 +235,15 @@ impl Metrics {
         };
         // A rule without tiers keeps its counters at hand for the limiter that uses it.
         if tier.is_empty() {
-            let cache = &rule.metrics_cache.0;
-            match cache.get() {
-                Some((id, counters)) if *id == self.id => return bump(counters),
-                Some(_) => {}
-                None => {
-                    let counters = self.counters(&rule.name, "");
-                    bump(&counters);
-                    let _ = cache.set((self.id, counters));
-                    return;
-                }
+            let cache = &rule.limiter_cache;
+            if let Some(counters) = cache.get::<RuleCounters>(self.id) {
+                return bump(counters);
+            }
+            if cache.is_empty() {
+                let counters = self.counters(&rule.name, "");
+                bump(&counters);
+                cache.keep(self.id, counters);
+                return;
             }
         }
         self.with_rule(&rule.name, tier, bump);
@@ -329,274 +297,6 @@ impl fmt::Debug for Metrics {
             .field("rules", &self.rules.load().len())
             .finish_non_exhaustive()
     }
-}
-
-/// A limiter's metrics as a `prometheus-client` [`Collector`]: register it in an application's
-/// own [`Registry`] with [`RateLimiter::register_metrics`].
-#[derive(Debug)]
-pub struct LimiterCollector {
-    limiter: RateLimiter,
-}
-
-impl RateLimiter {
-    /// The limiter's metrics in the OpenMetrics text format (what Prometheus scrapes): decisions
-    /// per rule, outcome and store, units spent, decision latency, and the store's health. See
-    /// [`metrics_endpoint`](crate::metrics_endpoint) to serve them.
-    pub fn metrics(&self) -> String {
-        let mut registry = Registry::default();
-        self.register_metrics(&mut registry);
-        let mut text = String::new();
-        // Writing into a `String` cannot fail, and our collector reports no errors of its own.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        text
-    }
-
-    /// Registers the limiter's metrics in an application's own registry.
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        registry.register_collector(Box::new(LimiterCollector {
-            limiter: self.clone(),
-        }));
-    }
-}
-
-impl Collector for LimiterCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let inner = self.limiter.inner();
-        let redis = inner.backend.redis_stats();
-        let stores: &[StoreLabel] = match redis {
-            None => &[StoreLabel::Memory],
-            Some(_) => &[StoreLabel::Redis, StoreLabel::Fallback],
-        };
-        encode_rules(&mut encoder, &inner.metrics, stores)?;
-        encode_latency(&mut encoder, &inner.metrics, stores)?;
-        let memory = inner.store.stats();
-        let keys = i64::try_from(memory.keys).unwrap_or(i64::MAX);
-        single(
-            &mut encoder,
-            "ratelimit_tracked_keys",
-            "Keys the in-memory store (or the Redis fallback) tracks",
-            &ConstGauge::new(keys),
-        )?;
-        single(
-            &mut encoder,
-            "ratelimit_evictions",
-            "Live keys dropped to keep the in-memory store under its cap",
-            &ConstCounter::new(memory.evictions),
-        )?;
-        single(
-            &mut encoder,
-            "ratelimit_log_bytes",
-            "Bytes the in-memory store's sliding logs hold (capped by max_log_bytes)",
-            &ConstGauge::new(i64::try_from(memory.log_bytes).unwrap_or(i64::MAX)),
-        )?;
-        if inner.overrides.has_file() {
-            let mut reloads = encoder.encode_descriptor(
-                "ratelimit_override_reloads",
-                "Reads of the overrides file, by result (ok, error: the overrides in force stay)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (result, count) in [
-                ("ok", &inner.overrides.reloads),
-                ("error", &inner.overrides.failed_reloads),
-            ] {
-                let count = ConstCounter::new(count.load(std::sync::atomic::Ordering::Relaxed));
-                count.encode(reloads.encode_family(&[("result", result)])?)?;
-            }
-        }
-        let Some(redis) = redis else {
-            return Ok(());
-        };
-        let mut errors = encoder.encode_descriptor(
-            "ratelimit_redis_errors",
-            "Failed Redis decisions, by kind (error, timeout, refused: a rule Redis cannot decide)",
-            None,
-            MetricType::Counter,
-        )?;
-        for (kind, count) in [
-            (
-                "error",
-                redis.errors.saturating_sub(redis.timeouts + redis.refused),
-            ),
-            ("timeout", redis.timeouts),
-            ("refused", redis.refused),
-        ] {
-            ConstCounter::new(count).encode(errors.encode_family(&[("kind", kind)])?)?;
-        }
-        single(
-            &mut encoder,
-            "ratelimit_redis_fallback",
-            "1 while Redis is considered down and the failure policy decides",
-            &ConstGauge::new(i64::from(redis.degraded)),
-        )?;
-        single(
-            &mut encoder,
-            "ratelimit_blocked_cache_hits",
-            "Denials answered from the local cache of blocked keys, without Redis",
-            &ConstCounter::new(redis.blocked_cache_hits),
-        )?;
-        let Some(leases) = redis.leases else {
-            return Ok(());
-        };
-        for (name, help, value) in [
-            (
-                "ratelimit_lease_calls",
-                "Redis calls that took or handed back leased units",
-                leases.calls,
-            ),
-            (
-                "ratelimit_leased_units",
-                "Units of Redis budgets leased beyond the cost of the requests that asked",
-                leases.leased,
-            ),
-            (
-                "ratelimit_lease_returned_units",
-                "Leased units handed back unspent",
-                leases.returned,
-            ),
-            (
-                "ratelimit_lease_decisions",
-                "Decisions made from leased units, without Redis",
-                leases.local_decisions,
-            ),
-        ] {
-            single(&mut encoder, name, help, &ConstCounter::new(value))?;
-        }
-        Ok(())
-    }
-}
-
-/// A resource serving the limiter's [metrics](RateLimiter::metrics) at `path`, for
-/// Prometheus to scrape (the limiter of the app, or the process-wide one):
-///
-/// ```
-/// use actix_web::App;
-///
-/// let app = App::new().service(ratelimit_runtime::metrics_endpoint("/metrics"));
-/// ```
-///
-/// [`DefaultLimits`](crate::DefaultLimits) never limit this path: a Prometheus scraping every
-/// 15 s would otherwise spend an app-wide `50/hour` in 13 minutes and then see only 429s.
-pub fn metrics_endpoint(path: &str) -> actix_web::Resource {
-    let paths = METRICS_PATHS.get_or_init(Default::default);
-    paths.rcu(|known| {
-        let mut known = Vec::clone(known);
-        if !known.iter().any(|p| p == path) {
-            known.push(path.to_owned());
-        }
-        known
-    });
-    actix_web::web::resource(path).route(actix_web::web::get().to(serve_metrics))
-}
-
-/// The paths of every [`metrics_endpoint`] made, which app-wide default limits leave alone.
-static METRICS_PATHS: std::sync::OnceLock<arc_swap::ArcSwap<Vec<String>>> =
-    std::sync::OnceLock::new();
-
-/// Whether `path` is one a [`metrics_endpoint`] serves.
-pub(crate) fn is_metrics_path(path: &str) -> bool {
-    METRICS_PATHS
-        .get()
-        .is_some_and(|paths| paths.load().iter().any(|p| p == path))
-}
-
-async fn serve_metrics(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(RateLimiter::for_request(&req).metrics())
-}
-
-fn single(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &(impl EncodeMetric + prometheus_client::metrics::TypedMetric),
-) -> fmt::Result {
-    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(metric_encoder)
-}
-
-fn encode_rules(
-    encoder: &mut DescriptorEncoder,
-    metrics: &Metrics,
-    stores: &[StoreLabel],
-) -> fmt::Result {
-    let table = metrics.rules.load();
-    let mut rules: Vec<(&RuleLabel, &Arc<RuleCounters>)> = table.iter().collect();
-    rules.sort_by(|a, b| (&a.0.name, a.0.tier).cmp(&(&b.0.name, b.0.tier)));
-    let labels = |label: &RuleLabel| {
-        let mut labels = vec![("rule", label.name.to_string())];
-        if !label.tier.is_empty() {
-            labels.push(("tier", label.tier.to_string()));
-        }
-        labels
-    };
-    let mut decisions = encoder.encode_descriptor(
-        "ratelimit_decisions",
-        "Decisions per rule, by outcome (allowed, denied, shadow_denied, degraded) and store",
-        None,
-        MetricType::Counter,
-    )?;
-    for (label, counters) in &rules {
-        for &store in stores {
-            for (outcome, name) in OUTCOMES.iter().enumerate() {
-                let mut series = labels(label);
-                series.push(("outcome", name.to_string()));
-                series.push(("store", STORES[store as usize].to_string()));
-                let count = counters.decisions[outcome][store as usize].load(Ordering::Relaxed);
-                ConstCounter::new(count).encode(decisions.encode_family(&series)?)?;
-            }
-        }
-    }
-    let mut units = encoder.encode_descriptor(
-        "ratelimit_units_spent",
-        "Units charged per rule (a request spends its `cost`), by store",
-        None,
-        MetricType::Counter,
-    )?;
-    for (label, counters) in &rules {
-        for &store in stores {
-            let mut series = labels(label);
-            series.push(("store", STORES[store as usize].to_string()));
-            ConstCounter::new(counters.units(store)).encode(units.encode_family(&series)?)?;
-        }
-    }
-    let mut in_flight = encoder.encode_descriptor(
-        "ratelimit_in_flight",
-        "Requests holding a slot of a concurrency limit, in this process",
-        None,
-        MetricType::Gauge,
-    )?;
-    for (label, counters) in rules
-        .iter()
-        .filter(|(_, c)| c.concurrent.load(Ordering::Relaxed))
-    {
-        let held = counters.in_flight.load(Ordering::Relaxed);
-        ConstGauge::new(held).encode(in_flight.encode_family(&labels(label))?)?;
-    }
-    Ok(())
-}
-
-fn encode_latency(
-    encoder: &mut DescriptorEncoder,
-    metrics: &Metrics,
-    stores: &[StoreLabel],
-) -> fmt::Result {
-    let mut histogram = encoder.encode_descriptor(
-        "ratelimit_decision_duration_seconds",
-        "Time to decide a request's limits, by store",
-        None,
-        MetricType::Histogram,
-    )?;
-    for &store in stores {
-        let (sum, count, buckets) = metrics.latency[store as usize].snapshot();
-        histogram
-            .encode_family(&[("store", STORES[store as usize])])?
-            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sum, count, &buckets, None,
-            )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

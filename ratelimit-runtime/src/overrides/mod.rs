@@ -1,0 +1,315 @@
+//! Runtime overrides: an operator changes a rule's limit without a rebuild, through the API or
+//! a file (`RATELIMIT_OVERRIDES`) that is watched and reloaded when it changes.
+//!
+//! An override replaces every quota of the rule it names (a handler with `"100/hour;10/second"`
+//! given `"20/minute"` then has that one limit); algorithm, scope, cost and the other options
+//! stay. Overrides set through the API take precedence over the file's.
+//!
+//! An override the limiter cannot decide (a `sliding_log` above its maximum, or on Redis a
+//! limit its script cannot keep exact) is refused like a bad rate: the limit in force stays.
+//!
+//! **State already counted.** A quota is part of the key its state is kept under, so an
+//! override counts in a budget of its own: clients start under the new limit with a whole
+//! budget, and what they spent under the old one is left to expire. Clearing the override
+//! before that brings the old state back. (Reading old state under a new quota would be wrong
+//! for the buckets, whose state is scaled by the quota.)
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::catalogue;
+use crate::quota::Quota;
+use crate::rate::RateError;
+use crate::rule::{QuotaSource, Rule};
+use crate::unsupported::{self, UnsupportedLimit};
+
+#[cfg(feature = "overrides-file")]
+pub(crate) mod file;
+
+/// An override refused; the rule keeps the limit it had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverrideError {
+    /// No rule has this name.
+    UnknownRule {
+        /// The name given.
+        rule: String,
+        /// The names of every known rule.
+        known: Vec<String>,
+    },
+    /// A request of the rule costs more than the new limit can ever hold: it would refuse
+    /// every request.
+    CostTooHigh {
+        /// The rule.
+        rule: String,
+        /// What one of its requests costs.
+        cost: u32,
+        /// The most the new limit holds at once.
+        capacity: u32,
+    },
+    /// The rate string does not parse.
+    InvalidRate {
+        /// The rule it was for.
+        rule: String,
+        /// Why.
+        error: RateError,
+    },
+    /// The new limit is one the limiter cannot decide (a `sliding_log` above its maximum, or on
+    /// Redis a limit its script cannot keep exact); the error says why and what to do instead.
+    UnsupportedLimit(UnsupportedLimit),
+    /// The overrides file cannot be read or parsed, or the limiter has none.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl fmt::Display for OverrideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OverrideError::UnknownRule { rule, known } => write!(
+                f,
+                "no rate-limit rule is called `{rule}`; known rules: {}",
+                known.join(", ")
+            ),
+            OverrideError::CostTooHigh {
+                rule,
+                cost,
+                capacity,
+            } => write!(
+                f,
+                "a request of rule `{rule}` costs {cost}, more than the override's limit can ever hold ({capacity}): it would refuse every request"
+            ),
+            OverrideError::InvalidRate { rule, error } => {
+                write!(f, "invalid rate for rule `{rule}`: {error}")
+            }
+            OverrideError::UnsupportedLimit(e) => e.fmt(f),
+            OverrideError::File { path, message } => {
+                write!(f, "rate-limit overrides file {}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OverrideError {}
+
+pub(crate) type Table = HashMap<String, Vec<Quota>>;
+
+/// The overrides in force: the API's, then the file's; and the file's entries for rules not
+/// known when it was read, checked against their rule when it first decides a request.
+#[derive(Clone, Default)]
+pub(crate) struct Tables {
+    api: Table,
+    pub(crate) file: Table,
+    pub(crate) pending: Table,
+}
+
+impl Tables {
+    fn is_empty(&self) -> bool {
+        self.api.is_empty() && self.file.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// The overrides of one limiter.
+#[derive(Default)]
+pub(crate) struct Overrides {
+    /// False until a first override: the hot path then reads one flag.
+    active: AtomicBool,
+    tables: ArcSwap<Tables>,
+    writing: Mutex<()>,
+    /// The overrides file, watched.
+    #[cfg(feature = "overrides-file")]
+    pub(crate) file: Option<file::File>,
+    /// Whether the limiter is on Redis: overrides must then be limits Redis decides exactly.
+    on_redis: bool,
+}
+
+impl Overrides {
+    pub(crate) fn new(on_redis: bool) -> Overrides {
+        Overrides {
+            on_redis,
+            ..Overrides::default()
+        }
+    }
+
+    /// The overrides file's path, if there is one.
+    pub(crate) fn file_path(&self) -> Option<&Path> {
+        #[cfg(feature = "overrides-file")]
+        if let Some(file) = &self.file {
+            return Some(&file.path);
+        }
+        None
+    }
+
+    /// `rules` with their overrides applied; borrowed as they are when none applies.
+    pub(crate) fn apply<'r>(&self, rules: &'r [Rule]) -> Cow<'r, [Rule]> {
+        if !self.active.load(Ordering::Relaxed) {
+            return Cow::Borrowed(rules);
+        }
+        let mut tables = self.tables.load();
+        // Rates only: a concurrency limit of the same handler stays as it is.
+        if rules
+            .iter()
+            .any(|r| is_rate(r) && tables.pending.contains_key(r.name.as_ref()))
+        {
+            self.adopt_pending(rules);
+            tables = self.tables.load();
+        }
+        let lookup = |r: &Rule| {
+            let name = r.name.as_ref();
+            is_rate(r)
+                .then(|| tables.api.get(name).or_else(|| tables.file.get(name)))
+                .flatten()
+        };
+        if !rules.iter().any(|r| lookup(r).is_some()) {
+            return Cow::Borrowed(rules);
+        }
+        let mut applied: Vec<Rule> = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let Some(quotas) = lookup(rule) else {
+                applied.push(rule.clone());
+                continue;
+            };
+            // The first rate rule of a name stands for all of them.
+            if rules[..i]
+                .iter()
+                .all(|r| r.name != rule.name || !is_rate(r))
+            {
+                applied.extend(quotas.iter().map(|&quota| Rule {
+                    quota: QuotaSource::Fixed(quota),
+                    ..rule.clone()
+                }));
+            }
+        }
+        Cow::Owned(applied)
+    }
+
+    /// The file's entries for `rules`, which were not known when the file was read: checked
+    /// now that a request decides under them. One the rule cannot take (a log above its
+    /// maximum, a limit Redis cannot keep exact, a cost above its capacity) is refused with an
+    /// error naming it, and the rule's own limit stays in force.
+    #[cold]
+    fn adopt_pending(&self, rules: &[Rule]) {
+        self.update(|tables| {
+            for rule in rules {
+                let name = rule.name.as_ref();
+                let Some(quotas) = tables.pending.remove(name) else {
+                    continue;
+                };
+                // The rules of that name at hand (those of `RateLimiter::check` need not be in
+                // the catalogue) and the program's.
+                let at_hand = rules.iter().filter(|r| r.name == rule.name).cloned();
+                let named = rate_rules_named(name, at_hand);
+                match check_rules(name, &named, &quotas, self.on_redis) {
+                    Ok(()) => {
+                        tracing::info!(rule = name, "rate limiter: overrides file entry in force");
+                        tables.file.insert(name.to_owned(), quotas);
+                    }
+                    Err(e) => tracing::error!(
+                        file = %self.file_path().unwrap_or(Path::new("")).display(),
+                        "rate limiter: the overrides file's entry is refused: {e}; the rule's own limit stays"
+                    ),
+                }
+            }
+        });
+    }
+
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Tables)) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tables = (**self.tables.load()).clone();
+        change(&mut tables);
+        let active = !tables.is_empty();
+        self.tables.store(Arc::new(tables));
+        self.active.store(active, Ordering::Relaxed);
+    }
+}
+
+/// The quotas of `rate` for a known `rule`, each able to hold one of its requests and each one
+/// the limiter (on Redis when `on_redis`) decides.
+pub(crate) fn validate(
+    rule: &str,
+    rate: &str,
+    on_redis: bool,
+) -> Result<Vec<Quota>, OverrideError> {
+    let rules = rate_rules_named(rule, std::iter::empty());
+    if rules.is_empty() {
+        return Err(OverrideError::UnknownRule {
+            rule: rule.to_owned(),
+            known: catalogue::names().into_iter().collect(),
+        });
+    }
+    let quotas = Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+        rule: rule.to_owned(),
+        error,
+    })?;
+    check_rules(rule, &rules, &quotas, on_redis)?;
+    Ok(quotas)
+}
+
+/// Whether an override applies to `rule`: overrides change rates, and a concurrency limit is
+/// not one.
+fn is_rate(rule: &Rule) -> bool {
+    !matches!(rule.quota, QuotaSource::InFlight(_))
+}
+
+/// The rate rules named `name`: `extra` (rules at hand) and the program's.
+fn rate_rules_named(name: &str, extra: impl Iterator<Item = Rule>) -> Vec<Rule> {
+    extra
+        .chain(catalogue::rules_named(name))
+        .filter(is_rate)
+        .collect()
+}
+
+/// Whether each of `quotas` can hold one request of each of `rules` and is a limit the limiter
+/// (on Redis when `on_redis`) decides.
+fn check_rules(
+    rule: &str,
+    rules: &[Rule],
+    quotas: &[Quota],
+    on_redis: bool,
+) -> Result<(), OverrideError> {
+    for (known, quota) in rules
+        .iter()
+        .flat_map(|r| quotas.iter().map(move |q| (r, q)))
+    {
+        let limit = known.limit_of(*quota);
+        let capacity = limit.capacity.get();
+        if known.cost.get() > capacity {
+            return Err(OverrideError::CostTooHigh {
+                rule: rule.to_owned(),
+                cost: known.cost.get(),
+                capacity,
+            });
+        }
+        unsupported::check(known, &limit, on_redis).map_err(OverrideError::UnsupportedLimit)?;
+    }
+    Ok(())
+}
+
+impl Overrides {
+    /// See [`RateLimiter::set_override`](crate::RateLimiter::set_override).
+    pub(crate) fn set(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
+        let quotas = validate(rule, rate, self.on_redis)?;
+        tracing::info!(rule, rate, "rate limiter: override set");
+        self.update(|tables| drop(tables.api.insert(rule.to_owned(), quotas)));
+        Ok(())
+    }
+
+    /// See [`RateLimiter::clear_override`](crate::RateLimiter::clear_override).
+    pub(crate) fn clear(&self, rule: &str) -> bool {
+        let mut had = false;
+        self.update(|tables| had = tables.api.remove(rule).is_some());
+        if had {
+            tracing::info!(rule, "rate limiter: override cleared");
+        }
+        had
+    }
+}
