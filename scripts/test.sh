@@ -41,8 +41,9 @@ cargo test --workspace --doc
 
 # The runtime's optional parts are Cargo features. Without any, it builds, its own tests pass
 # (including the compile errors that name a feature that is off), and its dependency tree holds
-# neither the Redis client nor the file watcher; each feature also builds alone.
-step "ratelimit-runtime without default features, and each feature alone"
+# neither the Redis client nor the file watcher; each feature builds alone, and so do all but
+# each one.
+step "ratelimit-runtime without default features, each feature alone, all but each one"
 cargo clippy -p ratelimit-runtime --no-default-features --all-targets -- -D warnings
 cargo test -p ratelimit-runtime --no-default-features --all-targets
 cargo test -p ratelimit-runtime --no-default-features --doc
@@ -50,9 +51,16 @@ if cargo tree -p ratelimit-runtime --no-default-features -e normal --prefix none
     echo "ratelimit-runtime --no-default-features depends on the crates above" >&2
     exit 1
 fi
-for feature in redis metrics overrides-file ietf-headers; do
-    cargo clippy -p ratelimit-runtime --no-default-features --features "$feature" --all-targets -- -D warnings
+features=(redis metrics overrides-file ietf-headers)
+for feature in "${features[@]}"; do
+    all_but_one=$(printf '%s\n' "${features[@]}" | grep -vx "$feature" | paste -sd, -)
+    for set in "$feature" "$all_but_one"; do
+        cargo clippy -p ratelimit-runtime --no-default-features --features "$set" --all-targets -- -D warnings
+    done
 done
+
+step "API documentation (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratelimit-runtime -p ratelimit-client --all-features
 
 # Each crate builds from its own packaged form (versions pinned between them, nothing read from
 # outside its directory). `--allow-dirty`: the script also runs on work not committed yet.

@@ -46,6 +46,7 @@ const FEATURE_VARIABLES: [(&str, bool, &[&str]); 2] = [
             "REDIS_URL",
             "REDIS_CLUSTER_URLS",
             "RATELIMIT_LEASES",
+            "RATELIMIT_LEASE_MS",
             "RATELIMIT_REDIS_TIMEOUT_MS",
             "RATELIMIT_REDIS_LEASE_MS",
         ],

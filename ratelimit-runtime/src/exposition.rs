@@ -19,13 +19,14 @@ use crate::metrics::StoreLabel;
 use crate::state::State;
 
 /// A limiter's metrics as a `prometheus-client` [`Collector`]: register it in an application's
-/// own [`Registry`] with [`RateLimiter::register_metrics`].
+/// own [`Registry`] with
+/// [`RateLimiter::register_metrics`](crate::RateLimiter::register_metrics).
 #[derive(Debug)]
 pub struct LimiterCollector {
     state: Arc<State>,
 }
 
-/// The metrics of the limiter of `state`, rendered (see [`RateLimiter::metrics`]).
+/// The metrics of the limiter of `state`, rendered (see [`RateLimiter::metrics`](crate::RateLimiter::metrics)).
 pub(crate) fn render(state: &Arc<State>) -> String {
     let mut registry = Registry::default();
     register(state, &mut registry);

@@ -30,6 +30,7 @@ pub trait MetricsFeature: sealed::Sealed {}
 )]
 pub trait OverridesFileFeature: sealed::Sealed {}
 
+#[cfg(not(all(feature = "redis", feature = "metrics", feature = "overrides-file")))]
 mod sealed {
     /// Implemented by nothing.
     pub trait Sealed {}

@@ -9,12 +9,14 @@ use actix_web::test::TestRequest;
 use actix_web::HttpRequest;
 use smallvec::SmallVec;
 
+use crate::algorithm::Limit;
+use crate::backend::Backend;
 use crate::catalogue;
+use crate::clock::UnixNanos;
 use crate::info::RateLimitInfo;
-use crate::key::{Identity, Scope};
+use crate::key::{ClientIp, Identity, Scope};
 use crate::rule::{QuotaSource, Rule};
-use crate::state::State;
-use crate::store::{Check, StoreError};
+use crate::store::{Check, MemoryStore, StoreError};
 
 /// Why a peek or a reset could not be done.
 #[derive(Clone, Debug)]
@@ -53,91 +55,95 @@ impl fmt::Display for InspectError {
 
 impl std::error::Error for InspectError {}
 
-impl State {
-    /// See [`RateLimiter::peek`](crate::RateLimiter::peek).
-    pub(crate) async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
-        let checks = self.checks_of(rule, key, true)?;
-        let now = self.clock.now();
-        let verdict = self
-            .backend
-            .peek(&self.store, &checks, now)
-            .await
-            .map_err(InspectError::Store)?;
-        let now_left = checks.iter().zip(&verdict.decisions).map(|(check, d)| {
-            // A passing evaluation reports what would remain after the request: add it back.
-            let mut left = *d;
-            if d.allowed {
-                left.remaining = left.remaining.saturating_add(check.cost).min(left.limit);
-            }
-            left
+/// The program's rules named `rule`: every limit of one handler, shared budget or default.
+pub(crate) fn rules_named(rule: &str) -> Result<Vec<Rule>, InspectError> {
+    let rules = catalogue::rules_named(rule);
+    if rules.is_empty() {
+        return Err(InspectError::UnknownRule {
+            rule: rule.to_owned(),
         });
-        let decision = now_left
-            .reduce(|a, b| if b.is_more_restrictive_than(&a) { b } else { a })
-            .ok_or_else(|| InspectError::UnknownRule {
-                rule: rule.to_owned(),
-            })?;
-        Ok(RateLimitInfo::new(decision, now))
     }
+    Ok(rules)
+}
 
-    /// See [`RateLimiter::reset`](crate::RateLimiter::reset).
-    pub(crate) async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
-        // Under an override too: clearing it later must not bring back a blocked state.
-        let mut checks = self.checks_of(rule, key, false)?;
-        checks.extend(self.checks_of(rule, key, true)?);
-        self.backend
-            .reset(&self.store, &checks)
-            .await
-            .map_err(InspectError::Store)?;
-        tracing::info!(rule, "rate limiter: a client's state was reset");
-        Ok(())
-    }
+/// The checks of `key` under `rules` (the limits of the rule `rule`): the key is what each
+/// scope counts, an address grouped by `client_ip`, and `key_of` names each check's key as the
+/// limiter does.
+pub(crate) fn checks_of(
+    rules: &[Rule],
+    rule: &str,
+    key: &str,
+    client_ip: &ClientIp,
+    key_of: impl Fn(&Rule, Limit, &Identity<'_>) -> Check,
+) -> Result<SmallVec<[Check; 4]>, InspectError> {
+    let ip = key.parse::<IpAddr>().ok();
+    rules
+        .iter()
+        // A concurrency limit has no state to read or clear: its slots are requests.
+        .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_)))
+        .map(|r| {
+            let identity = match &r.scope {
+                Scope::Ip => match ip {
+                    Some(ip) => Identity::Ip(client_ip.group(ip.to_canonical())),
+                    None => {
+                        return Err(InspectError::InvalidKey {
+                            rule: rule.to_owned(),
+                            key: key.to_owned(),
+                        })
+                    }
+                },
+                Scope::Global => Identity::Global,
+                Scope::Header(_) => Identity::Header(key.as_bytes()),
+                Scope::Custom(_) => Identity::Custom(key.to_owned()),
+            };
+            let limit = match r.quota.fixed() {
+                Ok(quota) => r.limit_of(quota),
+                Err(_) => r.limit_for(&stand_in(r, key, ip)),
+            };
+            Ok(key_of(r, limit, &identity))
+        })
+        .collect()
+}
 
-    /// The checks of `key` under every limit of `rule`, with its overrides applied or not.
-    fn checks_of(
-        &self,
-        rule: &str,
-        key: &str,
-        overridden: bool,
-    ) -> Result<SmallVec<[Check; 4]>, InspectError> {
-        let rules = catalogue::rules_named(rule);
-        if rules.is_empty() {
-            return Err(InspectError::UnknownRule {
-                rule: rule.to_owned(),
-            });
+/// What `checks` (the limits of the rule `rule`) have left at `now`, without spending: the
+/// most restrictive of them.
+pub(crate) async fn peek(
+    backend: &Backend,
+    memory: &MemoryStore,
+    checks: &[Check],
+    now: UnixNanos,
+    rule: &str,
+) -> Result<RateLimitInfo, InspectError> {
+    let verdict = backend
+        .peek(memory, checks, now)
+        .await
+        .map_err(InspectError::Store)?;
+    let now_left = checks.iter().zip(&verdict.decisions).map(|(check, d)| {
+        // A passing evaluation reports what would remain after the request: add it back.
+        let mut left = *d;
+        if d.allowed {
+            left.remaining = left.remaining.saturating_add(check.cost).min(left.limit);
         }
-        let rules = if overridden {
-            self.overrides.apply(&rules)
-        } else {
-            std::borrow::Cow::Borrowed(&rules[..])
-        };
-        let ip = key.parse::<IpAddr>().ok();
-        rules
-            .iter()
-            // A concurrency limit has no state to read or clear: its slots are requests.
-            .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_)))
-            .map(|r| {
-                let identity = match &r.scope {
-                    Scope::Ip => match ip {
-                        Some(ip) => Identity::Ip(self.client_ip.group(ip.to_canonical())),
-                        None => {
-                            return Err(InspectError::InvalidKey {
-                                rule: rule.to_owned(),
-                                key: key.to_owned(),
-                            })
-                        }
-                    },
-                    Scope::Global => Identity::Global,
-                    Scope::Header(_) => Identity::Header(key.as_bytes()),
-                    Scope::Custom(_) => Identity::Custom(key.to_owned()),
-                };
-                let limit = match r.quota.fixed() {
-                    Ok(quota) => r.limit_of(quota),
-                    Err(_) => r.limit_for(&stand_in(r, key, ip)),
-                };
-                Ok(self.check_for(r, limit, &identity))
-            })
-            .collect()
-    }
+        left
+    });
+    let decision = now_left
+        .reduce(|a, b| if b.is_more_restrictive_than(&a) { b } else { a })
+        .ok_or_else(|| InspectError::UnknownRule {
+            rule: rule.to_owned(),
+        })?;
+    Ok(RateLimitInfo::new(decision, now))
+}
+
+/// Clears the state of `checks` on `backend`.
+pub(crate) async fn reset(
+    backend: &Backend,
+    memory: &MemoryStore,
+    checks: &[Check],
+) -> Result<(), InspectError> {
+    backend
+        .reset(memory, checks)
+        .await
+        .map_err(InspectError::Store)
 }
 
 /// A request carrying `key` where `rule`'s scope reads it, for its tier function.

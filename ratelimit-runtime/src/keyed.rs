@@ -6,16 +6,18 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::clock::NANOS_PER_SEC;
+use crate::algorithm::Limit;
+use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
 use crate::engine::{Batch, Decided};
 use crate::info::RateLimitInfo;
 use crate::key::Identity;
+use crate::overrides::Overrides;
 use crate::quota::Quota;
-use crate::rule::{Mode, QuotaSource, Rule};
-use crate::state::State;
+use crate::rule::{QuotaSource, Rule};
+use crate::store::Check;
 
-/// A limit [`check_key`](RateLimiter::check_key) can decide: a [`Rule`] (its name keeps its
+/// A limit [`check_key`](crate::RateLimiter::check_key) can decide: a [`Rule`] (its name keeps its
 /// budgets apart from other rules'), or a bare [`Quota`] (named after itself: two uses of the
 /// same quota with the same keys share budgets).
 pub trait KeyedLimit {
@@ -37,7 +39,7 @@ impl KeyedLimit for Quota {
     }
 }
 
-/// [`until_ready`](RateLimiter::until_ready) cannot succeed: the cost is more than the limit
+/// [`until_ready`](crate::RateLimiter::until_ready) cannot succeed: the cost is more than the limit
 /// can ever hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InsufficientCapacity {
@@ -59,88 +61,72 @@ impl fmt::Display for InsufficientCapacity {
 
 impl std::error::Error for InsufficientCapacity {}
 
-impl State {
-    /// See [`RateLimiter::check_key`](crate::RateLimiter::check_key).
-    pub(crate) async fn check_key(
-        &self,
-        limit: &impl KeyedLimit,
-        key: &str,
-        cost: u32,
-    ) -> RateLimitInfo {
-        let now = self.clock.now();
-        let rule = limit.rule();
-        let mut rule = self
-            .overrides
-            .apply(std::slice::from_ref(&*rule))
-            .into_owned();
-        // A concurrency limit counts requests in flight; outside a request it has none.
-        rule.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
-        let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
-        rule.iter_mut().for_each(|r| r.cost = cost);
-        let mut batch = Batch::default();
-        for rule in &rule {
-            let (limit, tier) = match rule.quota.fixed() {
-                Ok(quota) => (rule.limit_of(quota), ""),
-                // A tier function is asked with a request that carries nothing.
-                Err(_) => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
-            };
-            let identity = Identity::Header(key.as_bytes());
-            batch.checks.push(self.check_for(rule, limit, &identity));
-            batch.rules.push((rule, tier));
-        }
-        if batch.checks.is_empty() {
-            return unlimited(&batch, now);
-        }
-        let decided = self.decide(&batch, now, now, Mode::Enforce).await;
-        let verdict = match decided {
-            Decided::Verdict(verdict) => verdict,
-            Decided::Unlimited => return unlimited(&batch, now),
-            Decided::Unavailable(secs) => return unavailable(&batch, now, secs),
-            Decided::Refused(_) => return undecidable(now),
-        };
-        let pick = if verdict.allowed {
-            verdict.decisions.iter().max_by_key(|d| d.retry_at)
-        } else {
-            verdict
-                .decisions
-                .iter()
-                .filter(|d| !d.allowed)
-                .max_by_key(|d| d.retry_at)
-        };
-        let decision = *pick.unwrap_or(&verdict.decisions[0]);
-        let turn = if verdict.allowed {
-            decision.retry_at.max(now)
-        } else {
-            now
-        };
-        let waited = Duration::from_nanos(turn - now);
-        if !waited.is_zero() {
-            tokio::time::sleep(waited).await;
-        }
-        RateLimitInfo::new(decision, turn).waited_for(waited)
-    }
+/// The rules `limit` decides outside a request, its overrides applied and each at `cost` (0
+/// counts as 1); a concurrency limit, which counts requests in flight, is left out.
+pub(crate) fn rules_of(limit: &impl KeyedLimit, cost: u32, overrides: &Overrides) -> Vec<Rule> {
+    let rule = limit.rule();
+    let mut rules = overrides.apply(std::slice::from_ref(&*rule)).into_owned();
+    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
+    let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
+    rules.iter_mut().for_each(|r| r.cost = cost);
+    rules
+}
 
-    /// See [`RateLimiter::until_ready`](crate::RateLimiter::until_ready).
-    pub(crate) async fn until_ready(
-        &self,
-        limit: &impl KeyedLimit,
-        key: &str,
-        cost: u32,
-    ) -> Result<RateLimitInfo, InsufficientCapacity> {
-        loop {
-            let info = self.check_key(limit, key, cost).await;
-            if info.is_allowed() {
-                return Ok(info);
-            }
-            if cost > info.limit() {
-                return Err(InsufficientCapacity {
-                    cost,
-                    capacity: info.limit(),
-                });
-            }
-            tokio::time::sleep(info.retry_after().max(Duration::from_millis(1))).await;
-        }
+/// The checks of `rules` for `key`, each named by `key_of` as the limiter names keys. A tier
+/// function is asked with a request that carries nothing.
+pub(crate) fn batch<'r>(
+    rules: &'r [Rule],
+    key: &str,
+    key_of: impl Fn(&Rule, Limit, &Identity<'_>) -> Check,
+) -> Batch<'r> {
+    let mut batch = Batch::default();
+    for rule in rules {
+        let (limit, tier) = match rule.quota.fixed() {
+            Ok(quota) => (rule.limit_of(quota), ""),
+            Err(_) => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
+        };
+        batch
+            .checks
+            .push(key_of(rule, limit, &Identity::Header(key.as_bytes())));
+        batch.rules.push((rule, tier));
     }
+    batch
+}
+
+/// What the decision of `batch` at `now` tells the caller of
+/// [`check_key`](crate::RateLimiter::check_key) (`None`: nothing to decide); a turn reserved
+/// later than `now` is waited for here.
+pub(crate) async fn answer(
+    decided: Option<Decided>,
+    batch: &Batch<'_>,
+    now: UnixNanos,
+) -> RateLimitInfo {
+    let verdict = match decided {
+        Some(Decided::Verdict(verdict)) => verdict,
+        None | Some(Decided::Unlimited) => return unlimited(batch, now),
+        Some(Decided::Unavailable(secs)) => return unavailable(batch, now, secs),
+        Some(Decided::Refused(_)) => return undecidable(now),
+    };
+    let pick = if verdict.allowed {
+        verdict.decisions.iter().max_by_key(|d| d.retry_at)
+    } else {
+        verdict
+            .decisions
+            .iter()
+            .filter(|d| !d.allowed)
+            .max_by_key(|d| d.retry_at)
+    };
+    let decision = *pick.unwrap_or(&verdict.decisions[0]);
+    let turn = if verdict.allowed {
+        decision.retry_at.max(now)
+    } else {
+        now
+    };
+    let waited = Duration::from_nanos(turn - now);
+    if !waited.is_zero() {
+        tokio::time::sleep(waited).await;
+    }
+    RateLimitInfo::new(decision, turn).waited_for(waited)
 }
 
 /// Fail-open: allowed, nothing known.

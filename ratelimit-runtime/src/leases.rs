@@ -1,31 +1,4 @@
-//! Leases: a fleet-wide limit on Redis, spent at in-memory speed.
-//!
-//! A process takes a batch of units of a key's Redis budget in the call that decides a
-//! request, and spends them locally, under a shard lock, without Redis. When a lease runs low
-//! it asks for the next one in the background; the units left of the old one go back in that
-//! same call. How much it asks for follows what this process spent on the key lately (about
-//! one lifetime's worth); Redis grants at most 1/32 of what the budget has left after the
-//! request ([`LEASE_SHARE`](crate::store::LEASE_SHARE)), so leases shrink to nothing, which is
-//! the exact per-request path, as the budget runs out. A process holds one lease per key: the
-//! leases of P processes hold at most 1 - (31/32)^P of what was left before they were taken.
-//!
-//! What the fleet-wide limit becomes:
-//! - **fixed window**: leased units are counted in their window when they are taken and die
-//!   with it: never more than `limit` per window across the fleet;
-//! - **token bucket, leaky bucket, GCRA**: a unit is charged when leased and may be spent up to
-//!   one lifetime later, so in any interval the fleet admits at most what the bucket allows
-//!   plus `rate × lifetime`. Units handed back come out of the bucket less what has drained
-//!   since they were taken, so a hand-back never leaves the bucket emptier than it would be had
-//!   they never been taken;
-//! - **sliding window counter, sliding log**: no leases (they weigh each unit by the instant it
-//!   was admitted, which a lease would hide); decided per request as without leases.
-//!
-//! Units a process holds when it dies are lost until their window ends (fixed window) or the
-//! bucket drains them: at most one lease per key and process, each at most 1/32 of what was
-//! left. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
-//! holds (never more than the fleet has left; a lease is never spent to its last unit here, so
-//! a zero only ever comes from Redis), and on a decision made on Redis, what Redis had left
-//! plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
+//! Leases: a fleet-wide limit on Redis, spent at in-memory speed (see [`Leases`]).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -40,8 +13,34 @@ use crate::clock::UnixNanos;
 use crate::decision::Decision;
 use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 
-/// Leases of Redis budgets, for [`RateLimiterBuilder::redis_leases`](crate::RateLimiterBuilder::redis_leases):
-/// see the [module documentation](self) for what they do to each algorithm's limit.
+/// Leases of Redis budgets, for [`RateLimiterBuilder::redis_leases`](crate::RateLimiterBuilder::redis_leases).
+///
+/// A process takes a batch of units of a key's Redis budget in the call that decides a
+/// request, and spends them locally, under a shard lock, without Redis. When a lease runs low
+/// it asks for the next one in the background; the units left of the old one go back in that
+/// same call. How much it asks for follows what this process spent on the key lately (about
+/// one lifetime's worth); Redis grants at most 1/32 of what the budget has left after the
+/// request ([`LEASE_SHARE`](crate::store::LEASE_SHARE)), so leases shrink to nothing, which is
+/// the exact per-request path, as the budget runs out. A process holds one lease per key: the
+/// leases of P processes hold at most 1 - (31/32)^P of what was left before they were taken.
+///
+/// What the fleet-wide limit becomes:
+/// - **fixed window**: leased units are counted in their window when they are taken and die
+///   with it: never more than `limit` per window across the fleet;
+/// - **token bucket, leaky bucket, GCRA**: a unit is charged when leased and may be spent up to
+///   one lifetime later, so in any interval the fleet admits at most what the bucket allows
+///   plus `rate × lifetime`. Units handed back come out of the bucket less what has drained
+///   since they were taken, so a hand-back never leaves the bucket emptier than it would be had
+///   they never been taken;
+/// - **sliding window counter, sliding log**: no leases (they weigh each unit by the instant it
+///   was admitted, which a lease would hide); decided per request as without leases.
+///
+/// Units a process holds when it dies are lost until their window ends (fixed window) or the
+/// bucket drains them: at most one lease per key and process, each at most 1/32 of what was
+/// left. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
+/// holds (never more than the fleet has left; a lease is never spent to its last unit here, so
+/// a zero only ever comes from Redis), and on a decision made on Redis, what Redis had left
+/// plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
 ///
 /// ```
 /// use std::time::Duration;

@@ -4,10 +4,12 @@ use std::fmt;
 #[cfg(feature = "overrides-file")]
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 #[cfg(feature = "metrics")]
 use prometheus_client::registry::Registry;
+use smallvec::SmallVec;
 
 use crate::backend::Backend;
 #[cfg(feature = "redis")]
@@ -20,20 +22,20 @@ use crate::environment::{Environment, FeatureOff};
 use crate::exposition;
 use crate::headers::HeaderStyle;
 use crate::info::RateLimitInfo;
-use crate::inspect::InspectError;
+use crate::inspect::{self, InspectError};
 use crate::key::fingerprint::FleetKey;
 use crate::key::{ClientIp, InvalidProxy, ProxyHeader};
-use crate::keyed::{InsufficientCapacity, KeyedLimit};
+use crate::keyed::{self, InsufficientCapacity, KeyedLimit};
 #[cfg(feature = "redis")]
 use crate::leases::Leases;
 use crate::metrics::Metrics;
 use crate::overrides::{OverrideError, Overrides};
 use crate::response::DeniedBody;
-use crate::rule::Rule;
+use crate::rule::{Mode, Rule};
 use crate::state::State;
-use crate::store::MemoryStore;
 #[cfg(feature = "redis")]
 use crate::store::RedisOptions;
+use crate::store::{Check, MemoryStore};
 use crate::unsupported::UnsupportedLimit;
 
 /// The limiter: a store, a clock, the client-address rules and the header style.
@@ -68,6 +70,10 @@ pub struct RateLimiter {
 
 static GLOBAL: OnceLock<RateLimiter> = OnceLock::new();
 
+// Every public method of the limiter is here. Each hands its work to the room that does it:
+// `engine.rs` decides a request (on `State`, the parts this limiter owns, in `state.rs`);
+// `keyed.rs` and `inspect.rs` hold what `check_key`, `peek` and `reset` add around a
+// decision; `overrides/` keeps the overrides; `exposition.rs` renders the metrics.
 impl RateLimiter {
     /// A builder with the defaults: memory store of at most 1,000,000 keys, system clock, no
     /// trusted proxies, IPv6 grouped by /64, `X-RateLimit-*` headers, key prefix `ratelimit`.
@@ -81,7 +87,10 @@ impl RateLimiter {
     ///
     /// Built on first use, so a rule it cannot decide (see
     /// [`RateLimiterBuilder::build`]) is not refused up front: it is logged at error level, and
-    /// requests under that rule are answered `500` naming it.
+    /// requests under that rule are answered `500` naming it. An environment variable whose
+    /// feature is off ([`ConfigError::FeatureOff`]) is logged at error level and ignored: limits
+    /// stay in process memory, as under [`FailurePolicy::Fallback`](crate::FailurePolicy) while
+    /// Redis is away.
     pub fn global() -> &'static RateLimiter {
         GLOBAL.get_or_init(|| RateLimiterBuilder::default().build_global())
     }
@@ -122,7 +131,7 @@ impl RateLimiter {
         self.state.check(req, rules).await
     }
 
-    /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`]), charging them
+    /// Decides `cost` units for `key` under `limit` (a [`Rule`] or a [`Quota`](crate::Quota)), charging them
     /// if allowed: `is_allowed()` says whether to go on, `retry_after()` when to try again.
     /// The rule's algorithm, `max_wait` (a turn within it is waited for here) and overrides
     /// apply; its scope and mode do not (`key` is the client, and the answer is the decision).
@@ -146,7 +155,15 @@ impl RateLimiter {
     /// # }
     /// ```
     pub async fn check_key(&self, limit: &impl KeyedLimit, key: &str, cost: u32) -> RateLimitInfo {
-        self.state.check_key(limit, key, cost).await
+        let state = &self.state;
+        let now = state.clock.now();
+        let rules = keyed::rules_of(limit, cost, &state.overrides);
+        let batch = keyed::batch(&rules, key, |r, l, id| state.check_for(r, l, id));
+        let decided = match batch.checks.is_empty() {
+            true => None,
+            false => Some(state.decide(&batch, now, now, Mode::Enforce).await),
+        };
+        keyed::answer(decided, &batch, now).await
     }
 
     /// Waits (asynchronously) until `cost` units for `key` pass under `limit`, and spends them:
@@ -159,10 +176,22 @@ impl RateLimiter {
         key: &str,
         cost: u32,
     ) -> Result<RateLimitInfo, InsufficientCapacity> {
-        self.state.until_ready(limit, key, cost).await
+        loop {
+            let info = self.check_key(limit, key, cost).await;
+            if info.is_allowed() {
+                return Ok(info);
+            }
+            if cost > info.limit() {
+                return Err(InsufficientCapacity {
+                    cost,
+                    capacity: info.limit(),
+                });
+            }
+            tokio::time::sleep(info.retry_after().max(Duration::from_millis(1))).await;
+        }
     }
 
-    // Operations: `inspect.rs` reads and clears a client's state, `overrides.rs` changes limits.
+    // Operations: `inspect.rs` reads and clears a client's state, `overrides/` changes limits.
 
     /// The state of `key` under the rule `rule`, without spending anything: what the headers
     /// of its next request would start from. `remaining()` is what is left now, `is_allowed()`
@@ -175,7 +204,20 @@ impl RateLimiter {
     /// tier function sees a request without it). With several limits, the most restrictive
     /// is returned. Works on memory and on Redis (one round trip, nothing written).
     pub async fn peek(&self, rule: &str, key: &str) -> Result<RateLimitInfo, InspectError> {
-        self.state.peek(rule, key).await
+        let state = &self.state;
+        let rules = state
+            .overrides
+            .apply(&inspect::rules_named(rule)?)
+            .into_owned();
+        let checks = self.checks_of(&rules, rule, key)?;
+        inspect::peek(
+            &state.backend,
+            &state.store,
+            &checks,
+            state.clock.now(),
+            rule,
+        )
+        .await
     }
 
     /// Clears the state of `key` under the rule `rule` (every limit of it): the client starts
@@ -183,7 +225,14 @@ impl RateLimiter {
     /// process may still answer from its local cache of blocked keys until the denial it cached
     /// ends.
     pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
-        self.state.reset(rule, key).await
+        let state = &self.state;
+        let rules = inspect::rules_named(rule)?;
+        // Under an override too: clearing it later must not bring back a blocked state.
+        let mut checks = self.checks_of(&rules, rule, key)?;
+        checks.extend(self.checks_of(&state.overrides.apply(&rules), rule, key)?);
+        inspect::reset(&state.backend, &state.store, &checks).await?;
+        tracing::info!(rule, "rate limiter: a client's state was reset");
+        Ok(())
     }
 
     /// Overrides the limit of the rule `rule` (a handler's rule name, as
@@ -217,6 +266,19 @@ impl RateLimiter {
     /// The names of every rule the program has: `#[ratelimit]` handlers and default limits.
     pub fn rules(&self) -> Vec<String> {
         catalogue::names().into_iter().collect()
+    }
+
+    /// The checks of `key` under `rules`, the limits of the rule `rule` (for peek and reset).
+    fn checks_of(
+        &self,
+        rules: &[Rule],
+        rule: &str,
+        key: &str,
+    ) -> Result<SmallVec<[Check; 4]>, InspectError> {
+        let state = &self.state;
+        inspect::checks_of(rules, rule, key, &state.client_ip, |r, l, id| {
+            state.check_for(r, l, id)
+        })
     }
 
     // Observability: `metrics/` counts, `exposition.rs` renders (feature `metrics`).
@@ -794,7 +856,6 @@ impl RateLimiterBuilder {
 mod tests {
     use super::*;
     use crate::key::Identity;
-    use crate::store::Check;
 
     #[test]
     fn invalid_configuration_is_refused() {

@@ -50,9 +50,6 @@ pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
     }
 }
 
-/// The public name of the `i`-th policy: its rule's name without the module path (a handler)
-/// or the `shared:` mark (a shared budget), and with the window when two policies of the
-/// response would otherwise share a name (stacked limits of one handler).
 /// A rule's name without the module path or the `shared:` mark.
 fn short(policy: &Policy) -> &str {
     let name = policy.rule.split('#').next().unwrap_or_default();
@@ -60,6 +57,9 @@ fn short(policy: &Policy) -> &str {
     name.rsplit("::").next().unwrap_or(name)
 }
 
+/// The public name of the `i`-th policy: its rule's name without the module path (a handler)
+/// or the `shared:` mark (a shared budget), and with the window when two policies of the
+/// response would otherwise share a name (stacked limits of one handler).
 fn policy_name(policies: &[Policy], i: usize) -> Cow<'_, str> {
     let name = short(&policies[i]);
     let clash = policies

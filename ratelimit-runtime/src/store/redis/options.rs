@@ -13,7 +13,7 @@ pub enum TimeSource {
     Client,
 }
 
-/// Options of a [`RedisStore`].
+/// Options of a [`RedisStore`](super::RedisStore).
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
     /// The longest a decision may wait for Redis (default 50 ms); a slower answer is a failure.
