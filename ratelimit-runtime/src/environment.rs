@@ -10,6 +10,8 @@ use crate::backend::RedisTarget;
 use crate::key::fingerprint::FleetKey;
 #[cfg(feature = "redis")]
 use crate::leases::Leases;
+#[cfg(feature = "redis")]
+use crate::store::RedisTls;
 
 /// A variable that asks for a Cargo feature this build leaves out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub(crate) struct Environment {
     pub(crate) slot_lease_ms: Option<u64>,
     #[cfg(feature = "redis")]
     pub(crate) leases: Option<Leases>,
+    /// TLS files, read; or why they cannot be.
+    #[cfg(feature = "redis")]
+    pub(crate) tls: Option<Result<RedisTls, String>>,
     #[cfg(feature = "overrides-file")]
     pub(crate) overrides: Option<PathBuf>,
     pub(crate) proxies: Option<Vec<String>>,
@@ -49,6 +54,9 @@ const FEATURE_VARIABLES: [(&str, bool, &[&str]); 2] = [
             "RATELIMIT_LEASE_MS",
             "RATELIMIT_REDIS_TIMEOUT_MS",
             "RATELIMIT_REDIS_LEASE_MS",
+            "RATELIMIT_REDIS_TLS_CA",
+            "RATELIMIT_REDIS_TLS_CERT",
+            "RATELIMIT_REDIS_TLS_KEY",
         ],
     ),
     (
@@ -101,6 +109,17 @@ impl Environment {
                     None => Leases::new(),
                 }
             }),
+            #[cfg(feature = "redis")]
+            tls: {
+                let path = |name| var(name).map(std::path::PathBuf::from);
+                let (ca, cert, key) = (
+                    path("RATELIMIT_REDIS_TLS_CA"),
+                    path("RATELIMIT_REDIS_TLS_CERT"),
+                    path("RATELIMIT_REDIS_TLS_KEY"),
+                );
+                (ca.is_some() || cert.is_some() || key.is_some())
+                    .then(|| RedisTls::from_files(ca.as_deref(), cert.as_deref(), key.as_deref()))
+            },
             #[cfg(feature = "overrides-file")]
             overrides: var("RATELIMIT_OVERRIDES").map(PathBuf::from),
             proxies: var("RATELIMIT_TRUSTED_PROXIES").map(list),

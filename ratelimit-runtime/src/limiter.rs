@@ -401,6 +401,9 @@ pub struct RateLimiterBuilder {
     redis: RedisChoice,
     /// A setting of the environment whose feature is off: `build()` refuses it.
     feature_off: Option<FeatureOff>,
+    /// Why the environment's Redis TLS files cannot be read: `build()` refuses it.
+    #[cfg(feature = "redis")]
+    redis_tls_error: Option<String>,
     /// Whether trusted proxies were given in code (the environment then adds none).
     proxies_given: bool,
     /// Whether `build()` reads the environment for what code left unset.
@@ -427,6 +430,8 @@ impl Default for RateLimiterBuilder {
             #[cfg(feature = "redis")]
             redis: RedisChoice::default(),
             feature_off: None,
+            #[cfg(feature = "redis")]
+            redis_tls_error: None,
             proxies_given: false,
             read_env: true,
         }
@@ -464,6 +469,9 @@ pub enum ConfigError {
         /// The feature it needs.
         feature: &'static str,
     },
+    /// A Redis TLS file (`RATELIMIT_REDIS_TLS_CA`, `_CERT`, `_KEY`) cannot be read, or a client
+    /// certificate comes without its key.
+    RedisTls(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -472,6 +480,7 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidProxy(e) => write!(f, "invalid trusted proxy: {e}"),
             ConfigError::ZeroMaxKeys => write!(f, "`max_keys` must be at least 1"),
             ConfigError::UnsupportedLimit(e) => e.fmt(f),
+            ConfigError::RedisTls(message) => f.write_str(message),
             ConfigError::FeatureOff { variable, feature } => write!(
                 f,
                 "`{variable}` is set, but ratelimit-runtime was built without its `{feature}` \
@@ -657,6 +666,9 @@ impl RateLimiterBuilder {
     ///   URLs) on a Redis Cluster; without either, limits stay in memory;
     /// - `RATELIMIT_REDIS_TIMEOUT_MS` sets the per-call timeout, `RATELIMIT_REDIS_LEASE_MS` the
     ///   lease of concurrency slots;
+    /// - `RATELIMIT_REDIS_TLS_CA` names a PEM file of a CA to trust for `rediss://` URLs (besides
+    ///   the system's roots), `RATELIMIT_REDIS_TLS_CERT` and `RATELIMIT_REDIS_TLS_KEY` a client
+    ///   certificate and its key (see [`RedisTls`](crate::store::RedisTls));
     /// - `RATELIMIT_OVERRIDES` names an [overrides file](Self::overrides_file);
     /// - `RATELIMIT_LEASES=1` turns [leases](Self::redis_leases) on (`RATELIMIT_LEASE_MS` sets
     ///   their lifetime);
@@ -691,6 +703,10 @@ impl RateLimiterBuilder {
         if let Some(FeatureOff { variable, feature }) = builder.feature_off {
             return Err(ConfigError::FeatureOff { variable, feature });
         }
+        #[cfg(feature = "redis")]
+        if let Some(message) = builder.redis_tls_error.clone() {
+            return Err(ConfigError::RedisTls(message));
+        }
         let limiter = builder.assemble()?;
         if limiter.state.backend.is_shared() {
             catalogue::adopt_redis().map_err(ConfigError::UnsupportedLimit)?;
@@ -713,6 +729,10 @@ impl RateLimiterBuilder {
                     feature: off.feature
                 }
             );
+        }
+        #[cfg(feature = "redis")]
+        if let Some(message) = builder.redis_tls_error.take() {
+            tracing::error!("rate limiter: {message}; connecting without it");
         }
         // Only the environment can be wrong here (a trusted proxy that is no address): trusting
         // no proxy is the strict reading, never a fresh budget for a forger.
@@ -767,6 +787,13 @@ impl RateLimiterBuilder {
         #[cfg(feature = "redis")]
         let backend = match self.redis.target {
             Some(target) => {
+                if target.urls().any(crate::store::is_insecure) {
+                    tracing::warn!(
+                        "rate limiter: a Redis URL ends in #insecure: its TLS certificate and \
+                         server name are not checked, so anyone on the path can read and change \
+                         every limit; never in production"
+                    );
+                }
                 let options = RedisOptions {
                     prefix: self.key_prefix.clone(),
                     ..self.redis.options.unwrap_or_default()
@@ -837,6 +864,11 @@ impl RateLimiterBuilder {
                 }
                 if let Some(ms) = env.slot_lease_ms {
                     options.lease = std::time::Duration::from_millis(ms);
+                }
+                match env.tls {
+                    Some(Ok(tls)) => options.tls = tls,
+                    Some(Err(message)) => put(&mut self.redis_tls_error, Some(message), true),
+                    None => {}
                 }
             }
         }

@@ -6,13 +6,16 @@
 use ratelimit_runtime::{ConfigError, RateLimiter};
 
 /// Every variable that needs a feature, and the feature.
-const VARIABLES: [(&str, &str, &str); 7] = [
+const VARIABLES: [(&str, &str, &str); 10] = [
     ("REDIS_URL", "redis", "redis://127.0.0.1:6379"),
     ("REDIS_CLUSTER_URLS", "redis", "redis://127.0.0.1:7000"),
     ("RATELIMIT_LEASES", "redis", "1"),
     ("RATELIMIT_LEASE_MS", "redis", "500"),
     ("RATELIMIT_REDIS_TIMEOUT_MS", "redis", "20"),
     ("RATELIMIT_REDIS_LEASE_MS", "redis", "2000"),
+    ("RATELIMIT_REDIS_TLS_CA", "redis", "ca.pem"),
+    ("RATELIMIT_REDIS_TLS_CERT", "redis", "client.pem"),
+    ("RATELIMIT_REDIS_TLS_KEY", "redis", "client.key"),
     ("RATELIMIT_OVERRIDES", "overrides-file", "overrides.toml"),
 ];
 

@@ -220,6 +220,16 @@ impl ExampleServer {
 
     /// With these environment variables (`REDIS_URL`, ...).
     pub fn start_with(env: &[(&str, &str)]) -> ExampleServer {
+        ExampleServer::spawn(env, Stdio::null())
+    }
+
+    /// With these environment variables, its log (warnings and errors) written to `log`.
+    pub fn start_logged(env: &[(&str, &str)], log: &std::path::Path) -> ExampleServer {
+        let file = std::fs::File::create(log).expect("the log file");
+        ExampleServer::spawn(env, Stdio::from(file))
+    }
+
+    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> ExampleServer {
         let port = free_port();
         let child = Command::new(example_binary("server"))
             .env("BIND", format!("127.0.0.1:{port}"))
@@ -233,9 +243,12 @@ impl ExampleServer {
             .env_remove("RATELIMIT_TRUSTED_PROXIES")
             .env_remove("RATELIMIT_LEASES")
             .env_remove("RATELIMIT_HEADERS")
+            .env_remove("RATELIMIT_REDIS_TLS_CA")
+            .env_remove("RATELIMIT_REDIS_TLS_CERT")
+            .env_remove("RATELIMIT_REDIS_TLS_KEY")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the example server starts");
         let server = ExampleServer { child, port };

@@ -42,6 +42,17 @@ pub enum RedisTarget {
     Cluster(Vec<String>),
 }
 
+impl RedisTarget {
+    /// Its URLs: the one, or every node's.
+    pub(crate) fn urls(&self) -> impl Iterator<Item = &str> {
+        let urls: &[String] = match self {
+            RedisTarget::Single(url) => std::slice::from_ref(url),
+            RedisTarget::Cluster(nodes) => nodes,
+        };
+        urls.iter().map(String::as_str)
+    }
+}
+
 impl fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -144,6 +155,8 @@ pub(crate) struct RedisBackend {
     fleet_mark: String,
     /// Whether a connection attempt is under way, and its end announced.
     connecting: AtomicBool,
+    /// Why the last connection attempt failed, if it did.
+    connect_error: std::sync::Mutex<Option<String>>,
     connected: Notify,
     blocked: BlockedKeys,
     /// Units of Redis budgets held here, when leases are on.
@@ -175,6 +188,7 @@ impl RedisBackend {
             policy,
             store: OnceCell::new(),
             connecting: AtomicBool::new(false),
+            connect_error: std::sync::Mutex::new(None),
             connected: Notify::new(),
             blocked: BlockedKeys::new(BLOCKED_KEYS),
             leases: leases.map(LeaseTable::new),
@@ -486,9 +500,16 @@ impl RedisBackend {
         let connected = self.connected.notified();
         self.start_connecting();
         let _ = tokio::time::timeout(self.options.timeout, connected).await;
-        self.store
-            .get()
-            .ok_or_else(|| StoreError::new("not connected to Redis (yet)"))
+        self.store.get().ok_or_else(|| {
+            let last = self
+                .connect_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match last.as_deref() {
+                Some(reason) => StoreError::new(format!("not connected to Redis: {reason}")),
+                None => StoreError::new("not connected to Redis (yet)"),
+            }
+        })
     }
 
     fn start_connecting(self: &Arc<Self>) {
@@ -505,14 +526,44 @@ impl RedisBackend {
             };
             match connection {
                 Ok(store) => {
+                    *this
+                        .connect_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                     this.compare_fleet_marks(&store).await;
                     drop(this.store.set(store));
                 }
-                Err(e) => tracing::debug!("rate limiter: connecting to Redis failed: {e}"),
+                Err(e) => this.connect_failed(&e),
             }
             this.connecting.store(false, Ordering::Release);
             this.connected.notify_waiters();
         });
+    }
+
+    /// Remembers why connecting failed, for the decisions that find no connection, and logs it
+    /// at error level when the reason is new: a wrong password, a certificate Redis or the
+    /// limiter refuses, a plain connection to a TLS port are the operator's to fix.
+    fn connect_failed(&self, error: &StoreError) {
+        let message = error.to_string();
+        let mut last = self
+            .connect_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.as_deref() != Some(message.as_str()) {
+            // A plain connection that the server drops at once is most often one to a TLS port.
+            let plain = !self.target.urls().any(crate::store::is_tls);
+            let hint = if plain && message.contains("reset by peer") {
+                " (a TLS port? TLS takes a rediss:// URL)"
+            } else {
+                ""
+            };
+            tracing::error!(
+                "rate limiter: cannot connect to {}: {message}{hint}; {}",
+                self.target,
+                self.policy_in_words()
+            );
+            *last = Some(message);
+        }
     }
 
     /// Leaves this process's secret mark on Redis and says when the last process to connect

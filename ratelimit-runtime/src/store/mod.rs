@@ -7,6 +7,8 @@ mod exact;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+pub(crate) use redis::{is_insecure, is_tls};
 mod table;
 
 pub use blocked::BlockedKeys;
@@ -16,5 +18,6 @@ pub use memory::{MemoryStore, MemoryStoreStats};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{
-    can_lease, Grant, LeaseAnswer, LeaseAsk, RedisOptions, RedisStore, TimeSource, LEASE_SHARE,
+    can_lease, ClientCertificate, Grant, LeaseAnswer, LeaseAsk, RedisOptions, RedisStore, RedisTls,
+    TimeSource, LEASE_SHARE,
 };

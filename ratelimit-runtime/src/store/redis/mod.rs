@@ -36,10 +36,13 @@ mod options;
 mod reply;
 #[cfg(test)]
 mod reply_properties;
+mod tls;
 mod wire;
 
 pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
 pub use options::{RedisOptions, TimeSource};
+pub(crate) use tls::{is_insecure, is_tls};
+pub use tls::{ClientCertificate, RedisTls};
 
 use crate::clock::UnixNanos;
 use crate::store::{Check, Store, StoreError, Verdict};
@@ -91,8 +94,12 @@ impl RedisStore {
     /// connection drops. The connection lives on a thread of the store's own, which ends when
     /// the store (and every clone) is dropped.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::new(format!("invalid Redis URL: {e}")))?;
+        let client = if tls::is_tls(url) {
+            redis::Client::build_with_tls(url, options.tls.certificates())
+        } else {
+            redis::Client::open(url)
+        }
+        .map_err(|e| StoreError::new(format!("invalid Redis URL: {e}")))?;
         let options = Arc::new(options);
         let (jobs, queue) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
@@ -102,7 +109,10 @@ impl RedisStore {
             .name("ratelimit-redis".into())
             .spawn(move || serve_decisions(client, thread_options, queue, ready))
             .map_err(|e| StoreError::new(format!("cannot start the Redis thread: {e}")))?;
-        let wait = options.timeout.max(Duration::from_millis(500));
+        // Long enough for the connection's own retries to end with their reason (a refused
+        // certificate, a wrong password), which the limiter logs: it connects in the
+        // background, so no request waits for this.
+        let wait = options.timeout.max(Duration::from_secs(5));
         with_timeout(wait, async {
             connected
                 .await
@@ -121,10 +131,14 @@ impl RedisStore {
         options: RedisOptions,
     ) -> Result<RedisStore, StoreError> {
         let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
-        let client = ClusterClient::builder(nodes)
+        let mut builder = ClusterClient::builder(nodes.iter().copied())
             .connection_timeout(options.timeout.max(Duration::from_millis(200)))
             .response_timeout(options.timeout)
-            .retries(2)
+            .retries(2);
+        if nodes.iter().any(|node| tls::is_tls(node)) {
+            builder = builder.certs(options.tls.certificates());
+        }
+        let client = builder
             .build()
             .map_err(|e| StoreError::new(format!("invalid Redis Cluster nodes: {e}")))?;
         let connection = with_timeout(options.timeout.max(Duration::from_secs(2)), async {

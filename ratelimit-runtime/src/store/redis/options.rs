@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::tls::RedisTls;
+
 /// Where a decision's instant comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TimeSource {
@@ -26,6 +28,8 @@ pub struct RedisOptions {
     /// a process that dies or loses Redis holds its slots at most this long. A request in
     /// flight renews its slot every third of it.
     pub lease: Duration,
+    /// TLS for `rediss://` URLs: a private CA, a client certificate (see [`RedisTls`]).
+    pub tls: RedisTls,
 }
 
 impl Default for RedisOptions {
@@ -35,6 +39,7 @@ impl Default for RedisOptions {
             time: TimeSource::Server,
             prefix: "ratelimit".to_string(),
             lease: Duration::from_secs(5),
+            tls: RedisTls::default(),
         }
     }
 }
