@@ -134,18 +134,7 @@ impl TlsRedis {
 
     /// Script calls Redis has served: decisions made on it.
     fn script_calls(&self) -> u64 {
-        self.cli(&["INFO", "commandstats"])
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
+        support::script_calls_in(&self.cli(&["INFO", "commandstats"]))
     }
 
     fn tls_url(&self, user_info: &str) -> String {

@@ -105,21 +105,26 @@ impl RedisServer {
     }
 }
 
+/// Script calls (`EVAL`, `EVALSHA`) counted in the output of `INFO commandstats`.
+pub fn script_calls_in(commandstats: &str) -> u64 {
+    commandstats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 impl RedisServer {
     /// Script calls (`EVAL`, `EVALSHA`) the server has served so far.
     pub fn script_calls(&self) -> u64 {
-        self.cli(&["INFO", "commandstats"])
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
+        script_calls_in(&self.cli(&["INFO", "commandstats"]))
     }
 
     /// Redis's own clock, in seconds since the Unix epoch.

@@ -10,7 +10,7 @@ use redis::Script;
 use smallvec::SmallVec;
 
 use super::reply::{flag, integers};
-use super::wire::{algorithm_code, exact_check, key_of, reported_limit, shift};
+use super::wire::{exact_check, key_of, reported_limit, shift, write_limit};
 use super::{RedisStore, TimeSource};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
@@ -107,13 +107,8 @@ impl RedisStore {
             .arg(now / 1_000)
             .arg(LEASE_SHARE);
         for ask in asks {
-            let check = &ask.check;
+            write_limit(&mut command, &ask.check);
             command
-                .arg(algorithm_code(check))
-                .arg(check.limit.quota.limit())
-                .arg(check.limit.quota.period_secs())
-                .arg(check.limit.capacity.get())
-                .arg(check.cost)
                 .arg(ask.want)
                 .arg(if hand_back { ask.back } else { 0 })
                 .arg(ask.leased_at_us)

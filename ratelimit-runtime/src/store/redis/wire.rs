@@ -152,19 +152,25 @@ pub(super) async fn call<C: ConnectionLike>(
             .arg(if *charge { count } else { -count })
             .arg(now / 1_000);
         for check in *checks {
-            command
-                .arg(algorithm_code(check))
-                .arg(check.limit.quota.limit())
-                .arg(check.limit.quota.period_secs())
-                .arg(check.limit.capacity.get())
-                .arg(check.cost)
-                .arg(check.max_wait / 1_000);
+            write_limit(&mut command, check);
+            command.arg(check.max_wait / 1_000);
         }
     }
     let reply = query(&command, Some(script), connection)
         .await
         .map_err(redis_error)?;
     read_reply(reply, decisions, server_time)
+}
+
+/// Writes the arguments both scripts (`decide.lua`, `lease.lua`) begin each check with: its
+/// algorithm, the quota's limit and period, the capacity and the cost.
+pub(super) fn write_limit(command: &mut redis::Cmd, check: &Check) {
+    command
+        .arg(algorithm_code(check))
+        .arg(check.limit.quota.limit())
+        .arg(check.limit.quota.period_secs())
+        .arg(check.limit.capacity.get())
+        .arg(check.cost);
 }
 
 /// Writes `check`'s key, as [`key_of`] makes it, into `out`.
