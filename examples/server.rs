@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_ws::Message;
 use ratelimit_runtime::algorithm::AlgorithmKind;
 use ratelimit_runtime::{
-    metrics_endpoint, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo, RateLimiter, Rule,
-    Tier,
+    metrics_endpoint, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo, RateLimiter,
+    RedisTarget, Rule, Tier,
 };
 use serde_json::json;
 
@@ -290,12 +290,16 @@ async fn main() -> std::io::Result<()> {
         }
     };
     let bind = bind_address();
+    // Shown as the limiter shows it: any password as `***`.
     let store = match (
         std::env::var("REDIS_CLUSTER_URLS"),
         std::env::var("REDIS_URL"),
     ) {
-        (Ok(nodes), _) if !nodes.trim().is_empty() => format!("on the Redis Cluster at {nodes}"),
-        (_, Ok(url)) if !url.trim().is_empty() => format!("on Redis at {url}"),
+        (Ok(nodes), _) if !nodes.trim().is_empty() => {
+            let nodes = nodes.split(',').map(|n| n.trim().to_string()).collect();
+            format!("on {}", RedisTarget::Cluster(nodes))
+        }
+        (_, Ok(url)) if !url.trim().is_empty() => format!("on {}", RedisTarget::Single(url)),
         _ => "in process memory".to_string(),
     };
     println!("serving on http://{bind} (limits {store})");

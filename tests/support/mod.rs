@@ -225,16 +225,18 @@ impl ExampleServer {
 
     /// With these environment variables (`REDIS_URL`, ...).
     pub fn start_with(env: &[(&str, &str)]) -> ExampleServer {
-        ExampleServer::spawn(env, Stdio::null())
+        ExampleServer::spawn(env, Stdio::null(), Stdio::null())
     }
 
-    /// With these environment variables, its log (warnings and errors) written to `log`.
+    /// With these environment variables, all it prints (its banner, warnings and errors)
+    /// written to `log`.
     pub fn start_logged(env: &[(&str, &str)], log: &std::path::Path) -> ExampleServer {
         let file = std::fs::File::create(log).expect("the log file");
-        ExampleServer::spawn(env, Stdio::from(file))
+        let banner = file.try_clone().expect("the log file, again");
+        ExampleServer::spawn(env, Stdio::from(banner), Stdio::from(file))
     }
 
-    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> ExampleServer {
+    fn spawn(env: &[(&str, &str)], stdout: Stdio, stderr: Stdio) -> ExampleServer {
         let port = free_port();
         let child = Command::new(example_binary("server"))
             .env("BIND", format!("127.0.0.1:{port}"))
@@ -252,7 +254,7 @@ impl ExampleServer {
             .env_remove("RATELIMIT_REDIS_TLS_CERT")
             .env_remove("RATELIMIT_REDIS_TLS_KEY")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("the example server starts");
