@@ -123,6 +123,12 @@ fn encode_redis(encoder: &mut DescriptorEncoder, redis: crate::backend::RedisSta
     )?;
     single(
         encoder,
+        "ratelimit_redis_resynced_units",
+        "Units admitted in process memory while Redis was away, charged to Redis once it answered again",
+        &ConstCounter::new(redis.resynced_units),
+    )?;
+    single(
+        encoder,
         "ratelimit_blocked_cache_hits",
         "Denials answered from the local cache of blocked keys, without Redis",
         &ConstCounter::new(redis.blocked_cache_hits),

@@ -83,6 +83,26 @@ impl RedisServer {
         self.wait_ready();
     }
 
+    /// Freezes the server (SIGSTOP to our own child): connections stay open and nothing is
+    /// answered, as when Redis stalls.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Runs `redis-cli` against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
@@ -253,6 +273,8 @@ impl ExampleServer {
             .env_remove("RATELIMIT_REDIS_TLS_CA")
             .env_remove("RATELIMIT_REDIS_TLS_CERT")
             .env_remove("RATELIMIT_REDIS_TLS_KEY")
+            .env_remove("REDIS_SENTINEL_URLS")
+            .env_remove("REDIS_SENTINEL_MASTER")
             .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(stderr)
@@ -269,6 +291,23 @@ impl ExampleServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The sum of every series of `name` (with any labels) in its `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the server");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The requests the server itself refused on `/data` so far, from its `/metrics`.

@@ -1,5 +1,6 @@
 //! Where a limiter decides: in process memory, or on Redis with a plan for when Redis fails
-//! (`redis.rs`, feature `redis`).
+//! (`redis.rs`, feature `redis`), and what the fallback admitted charged to Redis once it
+//! answers again (`resync.rs`).
 
 use std::fmt;
 #[cfg(feature = "redis")]
@@ -12,6 +13,8 @@ use crate::store::{Check, MemoryStore, StoreError, Verdict};
 
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod resync;
 
 #[cfg(feature = "redis")]
 pub(crate) use redis::RedisBackend;

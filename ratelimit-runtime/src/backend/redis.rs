@@ -8,6 +8,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
+use super::resync::{Owed, Unsynced, MAX_KEYS};
 use super::{take_in_memory, Outcome};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
@@ -137,6 +138,12 @@ pub struct RedisStats {
     pub degraded: bool,
     /// Leases of Redis budgets, when they are on.
     pub leases: Option<LeaseStats>,
+    /// Units admitted in process memory while Redis was away (the fallback) and charged to
+    /// Redis once it answered again.
+    pub resynced_units: u64,
+    /// Units admitted in process memory while Redis was away that will not be charged: their
+    /// key found the table of keys to resync full.
+    pub unsynced_dropped_units: u64,
 }
 
 /// The shortest concurrency lease: renewed every third of it, it must outlast a round trip.
@@ -171,6 +178,10 @@ pub(crate) struct RedisBackend {
     timeouts: AtomicU64,
     refused: AtomicU64,
     degraded_decisions: AtomicU64,
+    /// What the fallback admitted, to charge to Redis once it answers again.
+    unsynced: Unsynced,
+    /// Whether a resync is under way.
+    resyncing: AtomicBool,
 }
 
 impl RedisBackend {
@@ -199,6 +210,8 @@ impl RedisBackend {
             timeouts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             degraded_decisions: AtomicU64::new(0),
+            unsynced: Unsynced::new(MAX_KEYS),
+            resyncing: AtomicBool::new(false),
         }
     }
 
@@ -254,7 +267,10 @@ impl RedisBackend {
             self.timeouts.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
         );
+        let (resynced_units, unsynced_dropped_units) = self.unsynced.stats();
         RedisStats {
+            resynced_units,
+            unsynced_dropped_units,
             errors: failures + timeouts + refused,
             timeouts,
             refused,
@@ -302,7 +318,7 @@ impl RedisBackend {
         }
         match self.ask_redis(checks, now).await {
             Ok(verdict) => {
-                self.answered();
+                self.answered(now);
                 if !verdict.allowed {
                     self.blocked.remember(checks, &verdict, now);
                 }
@@ -368,7 +384,7 @@ impl RedisBackend {
         std::mem::forget(pending);
         match answer {
             Ok(answer) => {
-                self.answered();
+                self.answered(now);
                 Some(leases.settle(asks, &answer, now))
             }
             Err(error) => {
@@ -390,7 +406,7 @@ impl RedisBackend {
         if now >= self.skip_until.load(Ordering::Relaxed) {
             match self.take_on_redis(check, limit).await {
                 Ok(answer) => {
-                    self.answered();
+                    self.answered(now);
                     return (answer, StoreLabel::Redis);
                 }
                 Err(error) => self.failed(&error, now),
@@ -442,11 +458,75 @@ impl RedisBackend {
         }
     }
 
-    /// Redis answered: back from the fallback, if it was there.
-    fn answered(&self) {
+    /// Redis answered: back from the fallback, if it was there, and what the fallback admitted
+    /// meanwhile charged to Redis.
+    fn answered(self: &Arc<Self>, now: UnixNanos) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::warn!("rate limiter: Redis answers again; limits are back on Redis");
         }
+        if !self.unsynced.is_empty() {
+            self.resync(now);
+        }
+    }
+
+    /// Charges to Redis, in the background, what the fallback admitted while Redis was away
+    /// (see `resync.rs`). One resync at a time; units Redis fails to take wait for the next.
+    fn resync(self: &Arc<Self>, now: UnixNanos) {
+        if self.resyncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let owed = this.unsynced.take(now);
+            let (keys, mut units, mut failed) = (owed.len(), 0u64, None);
+            for owed in owed {
+                if failed.is_some() {
+                    this.unsynced.put_back(owed);
+                    continue;
+                }
+                match this.charge(owed, now).await {
+                    Ok(charged) => {
+                        this.unsynced.charged(charged);
+                        units += u64::from(charged);
+                    }
+                    Err(error) => {
+                        this.unsynced.put_back(owed);
+                        failed = Some(error);
+                    }
+                }
+            }
+            match failed {
+                None => tracing::info!(
+                    "rate limiter: charged Redis {units} units of {keys} keys admitted in \
+                     process memory while it was away"
+                ),
+                Some(error) => tracing::warn!(
+                    "rate limiter: charging Redis what was admitted in process memory while it \
+                     was away failed ({error}); the rest waits until Redis answers again"
+                ),
+            }
+            this.resyncing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Charges one key's owed units, or as many of them as still fit: a budget is emptied,
+    /// never overdrawn. The units charged.
+    async fn charge(self: &Arc<Self>, owed: Owed, now: UnixNanos) -> Result<u32, StoreError> {
+        let store = self.store().await?;
+        let mut check = owed.check;
+        // A few tries: others spend the same budget meanwhile.
+        for _ in 0..4 {
+            if check.cost == 0 {
+                break;
+            }
+            let verdict = store.decide(std::slice::from_ref(&check), now).await?;
+            if verdict.allowed {
+                return Ok(check.cost);
+            }
+            let fits = verdict.decisions.first().map_or(0, |d| d.remaining);
+            check.cost = fits.min(check.cost - 1);
+        }
+        Ok(0)
     }
 
     /// Counts and logs a failed Redis call. A failure of Redis (not of one rule Redis cannot
@@ -589,7 +669,11 @@ impl RedisBackend {
         self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
         let outcome = match self.policy {
             FailurePolicy::Fallback => {
-                Outcome::Decided(memory.decide_now(&self.local(checks), now))
+                let verdict = memory.decide_now(&self.local(checks), now);
+                if verdict.allowed {
+                    self.unsynced.record(checks, now);
+                }
+                Outcome::Decided(verdict)
             }
             FailurePolicy::FailOpen => Outcome::Unlimited,
             FailurePolicy::FailClosed => Outcome::Unavailable(self.closed_for(now)),

@@ -1,0 +1,265 @@
+//! Resync after an outage: what a process admitted in its own memory while Redis was away
+//! (the `Fallback` policy), kept per Redis key and charged to Redis once it answers again, so
+//! that a fleet does not get a second full budget for the window of an outage.
+//!
+//! Units are charged at the instant of the resync, each key in a call of its own, taking what
+//! still fits in the budget (a budget is emptied, never overdrawn), and only while they still
+//! count:
+//!
+//! | algorithm | units admitted alone are charged | and are dropped |
+//! |---|---|---|
+//! | fixed window | into the same window | once that window has ended: they no longer count |
+//! | sliding window | into the same window | once it has ended (they would count only as the previous window's weighted share, which a charge cannot write) |
+//! | sliding log | as entries from the resync on | a period after the first of them (they then count up to the outage's length longer than had Redis seen them) |
+//! | token bucket, leaky bucket, GCRA | as spent units | once the budget would have refilled from empty |
+//!
+//! The table is bounded ([`MAX_KEYS`]): keys beyond it are not recorded, and the process says
+//! so in its log once per outage.
+
+use std::collections::{hash_map, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::algorithm::AlgorithmKind;
+use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::store::Check;
+
+/// The most keys a process records while Redis is away.
+pub(crate) const MAX_KEYS: usize = 10_000;
+
+/// Units admitted alone, per Redis key.
+pub(crate) struct Unsynced {
+    entries: Mutex<HashMap<(u128, u64), Owed>>,
+    max_keys: usize,
+    /// Whether a key found the table full in this outage (logged once).
+    overflowed: AtomicBool,
+    /// Units charged to Redis after outages.
+    resynced: AtomicU64,
+    /// Units not charged: their key found the table full.
+    dropped: AtomicU64,
+}
+
+/// One key's units: the check that charges them (`cost` the units) and until when they count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owed {
+    pub(crate) check: Check,
+    until: UnixNanos,
+}
+
+impl Unsynced {
+    pub(crate) fn new(max_keys: usize) -> Unsynced {
+        Unsynced {
+            entries: Mutex::default(),
+            max_keys,
+            overflowed: AtomicBool::new(false),
+            resynced: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the checks of a request admitted alone at `now` (their Redis keys).
+    pub(crate) fn record(&self, checks: &[Check], now: UnixNanos) {
+        for check in checks {
+            self.add(Owed {
+                check: Check {
+                    max_wait: 0,
+                    ..*check
+                },
+                until: counts_until(check, now),
+            });
+        }
+    }
+
+    /// Puts back units that could not be charged (Redis failed again), for the next resync.
+    pub(crate) fn put_back(&self, owed: Owed) {
+        self.add(owed);
+    }
+
+    fn add(&self, owed: Owed) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = entries.len() < self.max_keys;
+        match entries.entry((owed.check.key, owed.check.group)) {
+            hash_map::Entry::Occupied(mut held) => {
+                let held = held.get_mut();
+                // More than a whole budget never fits: the sum stops there.
+                let whole = owed
+                    .check
+                    .limit
+                    .capacity
+                    .get()
+                    .max(owed.check.limit.quota.limit());
+                held.check.cost = held.check.cost.saturating_add(owed.check.cost).min(whole);
+                held.until = held.until.max(owed.until);
+            }
+            hash_map::Entry::Vacant(free) if room => {
+                free.insert(owed);
+            }
+            hash_map::Entry::Vacant(_) => {
+                self.dropped
+                    .fetch_add(u64::from(owed.check.cost), Ordering::Relaxed);
+                if !self.overflowed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "rate limiter: more than {} keys were limited in process memory while \
+                         Redis was away; what the others admit will not be charged to Redis \
+                         when it answers again",
+                        self.max_keys
+                    );
+                }
+            }
+        }
+    }
+
+    /// Takes every key's units that still count at `now`, to be charged; the rest is dropped.
+    pub(crate) fn take(&self, now: UnixNanos) -> Vec<Owed> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.overflowed.store(false, Ordering::Relaxed);
+        entries
+            .drain()
+            .map(|(_, owed)| owed)
+            .filter(|owed| owed.until > now)
+            .collect()
+    }
+
+    /// Whether any units wait to be charged.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Counts units charged to Redis.
+    pub(crate) fn charged(&self, units: u32) {
+        self.resynced.fetch_add(u64::from(units), Ordering::Relaxed);
+    }
+
+    /// Units charged to Redis after outages, and units that found the table full.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (
+            self.resynced.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Until when units of `check` admitted at `now` count (see the module's table).
+fn counts_until(check: &Check, now: UnixNanos) -> UnixNanos {
+    let quota = check.limit.quota;
+    let period = quota.period_nanos();
+    match check.algorithm {
+        // The end of the clock-aligned window holding `now`, as the algorithms align it.
+        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindow => {
+            let secs = u64::from(quota.period_secs());
+            (now / NANOS_PER_SEC / secs + 1)
+                .saturating_mul(secs)
+                .saturating_mul(NANOS_PER_SEC)
+        }
+        AlgorithmKind::SlidingLog => now.saturating_add(period),
+        // From empty, a bucket is whole again after `capacity` units at the rate.
+        _ => {
+            let refill = u128::from(period) * u128::from(check.limit.capacity.get())
+                / u128::from(quota.limit().max(1));
+            now.saturating_add(u64::try_from(refill).unwrap_or(u64::MAX))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::Quota;
+
+    fn check(key: u128, algorithm: AlgorithmKind, limit: u32, period: u32, cost: u32) -> Check {
+        Check {
+            key,
+            group: 7,
+            algorithm,
+            limit: algorithm.default_limit(Quota::from_parts(limit, period).unwrap()),
+            cost,
+            max_wait: 5 * NANOS_PER_SEC,
+        }
+    }
+
+    const S: u64 = NANOS_PER_SEC;
+
+    #[test]
+    fn units_add_up_per_key_and_stop_at_a_whole_budget() {
+        let unsynced = Unsynced::new(10);
+        let a = check(1, AlgorithmKind::FixedWindow, 10, 60, 3);
+        unsynced.record(&[a, a], 600 * S);
+        unsynced.record(&[check(2, AlgorithmKind::FixedWindow, 10, 60, 1)], 600 * S);
+        let mut taken: Vec<Check> = unsynced.take(601 * S).iter().map(|o| o.check).collect();
+        taken.sort_by_key(|c| c.key);
+        assert_eq!(
+            taken.iter().map(|c| (c.key, c.cost)).collect::<Vec<_>>(),
+            [(1, 6), (2, 1)]
+        );
+        assert!(taken.iter().all(|c| c.max_wait == 0), "charged at once");
+        assert!(unsynced.is_empty(), "taken once");
+        for _ in 0..5 {
+            unsynced.record(&[a], 600 * S);
+        }
+        assert_eq!(
+            unsynced.take(601 * S)[0].check.cost,
+            10,
+            "a whole budget at most"
+        );
+    }
+
+    #[test]
+    fn units_of_a_window_that_ended_are_dropped() {
+        let unsynced = Unsynced::new(10);
+        // The window of 60 s holding 630 s is [600 s, 660 s).
+        unsynced.record(&[check(1, AlgorithmKind::FixedWindow, 10, 60, 1)], 630 * S);
+        unsynced.record(
+            &[check(2, AlgorithmKind::SlidingWindow, 10, 60, 1)],
+            630 * S,
+        );
+        unsynced.record(&[check(3, AlgorithmKind::SlidingLog, 10, 60, 1)], 630 * S);
+        // A token bucket of 10 per 60 s refills from empty in 60 s; GCRA as well.
+        unsynced.record(&[check(4, AlgorithmKind::TokenBucket, 10, 60, 1)], 630 * S);
+        unsynced.record(&[check(5, AlgorithmKind::Gcra, 10, 60, 1)], 630 * S);
+        // A leaky bucket holds one: it is whole again after one unit's time, 6 s.
+        unsynced.record(&[check(6, AlgorithmKind::LeakyBucket, 10, 60, 1)], 630 * S);
+        let mut kept: Vec<u128> = unsynced.take(660 * S).iter().map(|o| o.check.key).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [3, 4, 5],
+            "the windows ended at 660 s, the leaky bucket at 636 s"
+        );
+    }
+
+    #[test]
+    fn a_full_table_records_no_more_keys_and_counts_what_it_drops() {
+        let unsynced = Unsynced::new(2);
+        for key in 0..4 {
+            unsynced.record(
+                &[check(key, AlgorithmKind::FixedWindow, 10, 60, 2)],
+                600 * S,
+            );
+        }
+        // Keys already held still add up.
+        unsynced.record(&[check(0, AlgorithmKind::FixedWindow, 10, 60, 2)], 600 * S);
+        assert_eq!(unsynced.stats(), (0, 4));
+        let taken = unsynced.take(601 * S);
+        assert_eq!(taken.iter().map(|o| o.check.cost).sum::<u32>(), 6);
+    }
+
+    #[test]
+    fn units_put_back_wait_for_the_next_resync() {
+        let unsynced = Unsynced::new(10);
+        let a = check(1, AlgorithmKind::TokenBucket, 10, 60, 4);
+        unsynced.record(&[a], 600 * S);
+        let owed = unsynced.take(601 * S);
+        assert_eq!(owed.len(), 1);
+        unsynced.put_back(owed[0]);
+        unsynced.record(&[Check { cost: 1, ..a }], 602 * S);
+        let owed = unsynced.take(603 * S);
+        assert_eq!(owed[0].check.cost, 5);
+        // They count until the bucket refills from the last admission: 602 s + 60 s.
+        assert!(unsynced.take(603 * S).is_empty());
+        unsynced.put_back(owed[0]);
+        assert!(unsynced.take(662 * S).is_empty(), "refilled by then");
+    }
+}
