@@ -291,15 +291,23 @@ async fn main() -> std::io::Result<()> {
     };
     let bind = bind_address();
     // Shown as the limiter shows it: any password as `***`.
+    let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let list = |text: String| text.split(',').map(|n| n.trim().to_string()).collect();
     let store = match (
-        std::env::var("REDIS_CLUSTER_URLS"),
-        std::env::var("REDIS_URL"),
+        var("REDIS_CLUSTER_URLS"),
+        var("REDIS_SENTINEL_URLS"),
+        var("REDIS_SENTINEL_MASTER"),
+        var("REDIS_URL"),
     ) {
-        (Ok(nodes), _) if !nodes.trim().is_empty() => {
-            let nodes = nodes.split(',').map(|n| n.trim().to_string()).collect();
-            format!("on {}", RedisTarget::Cluster(nodes))
-        }
-        (_, Ok(url)) if !url.trim().is_empty() => format!("on {}", RedisTarget::Single(url)),
+        (Some(nodes), ..) => format!("on {}", RedisTarget::Cluster(list(nodes))),
+        (None, Some(sentinels), Some(master), _) => format!(
+            "on {}",
+            RedisTarget::Sentinel {
+                master,
+                sentinels: list(sentinels)
+            }
+        ),
+        (None, None, None, Some(url)) => format!("on {}", RedisTarget::Single(url)),
         _ => "in process memory".to_string(),
     };
     println!("serving on http://{bind} (limits {store})");

@@ -8,13 +8,16 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# The Redis tests start their own redis-server processes (standalone and cluster) on free
-# ports: install the server where it is missing.
+# The Redis tests start their own redis-server and redis-sentinel processes (standalone,
+# cluster, a master with a replica and three sentinels) on free ports: install them where
+# missing.
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    step "installing redis-server"
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null \
+    || ! command -v redis-sentinel >/dev/null; then
+    step "installing redis-server and redis-sentinel"
     sudo_if_needed apt-get update -qq
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        redis-server redis-tools redis-sentinel
 fi
 
 # tests/metrics_exposition.rs reads /metrics with the Prometheus client's own parser.

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ratelimit_runtime::RateLimiter;
+use ratelimit_runtime::{ConfigError, RateLimiter};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -93,6 +93,34 @@ fn the_builder_reads_the_environment_and_says_how_it_was_built() {
     );
 
     for name in ["REDIS_URL", "RATELIMIT_SHADOW", "RATELIMIT_TRUSTED_PROXIES"] {
+        std::env::remove_var(name);
+    }
+
+    // Sentinel: the sentinels without the master's name is a configuration error, named.
+    std::env::set_var(
+        "REDIS_SENTINEL_URLS",
+        "redis://:hunter2@127.0.0.1:1, redis://:hunter2@127.0.0.1:2",
+    );
+    let error = RateLimiter::builder().build().unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::RedisSentinel(m) if m.contains("REDIS_SENTINEL_MASTER")),
+        "{error}"
+    );
+    std::env::set_var("REDIS_SENTINEL_MASTER", "mymaster");
+    // Over REDIS_URL when both are set.
+    std::env::set_var("REDIS_URL", "redis://127.0.0.1:3");
+    let limiter = RateLimiter::builder().build().unwrap();
+    assert!(limiter.redis_stats().is_some());
+    let line = lines.take().concat();
+    assert!(
+        line.contains(
+            "limits on the Redis master mymaster of the sentinels at \
+             redis://:***@127.0.0.1:1,redis://:***@127.0.0.1:2;"
+        ),
+        "{line}"
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+    for name in ["REDIS_SENTINEL_URLS", "REDIS_SENTINEL_MASTER", "REDIS_URL"] {
         std::env::remove_var(name);
     }
 }

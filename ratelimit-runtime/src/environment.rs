@@ -50,6 +50,8 @@ const FEATURE_VARIABLES: [(&str, bool, &[&str]); 2] = [
         &[
             "REDIS_URL",
             "REDIS_CLUSTER_URLS",
+            "REDIS_SENTINEL_URLS",
+            "REDIS_SENTINEL_MASTER",
             "RATELIMIT_LEASES",
             "RATELIMIT_LEASE_MS",
             "RATELIMIT_REDIS_TIMEOUT_MS",
@@ -93,10 +95,22 @@ impl Environment {
             .find(|off| var(off.variable).is_some());
         Environment {
             #[cfg(feature = "redis")]
-            redis: match (var("REDIS_CLUSTER_URLS"), var("REDIS_URL")) {
-                (Some(nodes), _) => Some(RedisTarget::Cluster(list(nodes))),
-                (None, Some(url)) => Some(RedisTarget::Single(url)),
-                (None, None) => None,
+            redis: match (
+                var("REDIS_CLUSTER_URLS"),
+                var("REDIS_SENTINEL_URLS"),
+                var("REDIS_SENTINEL_MASTER"),
+                var("REDIS_URL"),
+            ) {
+                (Some(nodes), ..) => Some(RedisTarget::Cluster(list(nodes))),
+                // One of the two alone is a mistake `build` names (no master, no sentinels).
+                (None, sentinels, master, _) if sentinels.is_some() || master.is_some() => {
+                    Some(RedisTarget::Sentinel {
+                        master: master.unwrap_or_default(),
+                        sentinels: sentinels.map(list).unwrap_or_default(),
+                    })
+                }
+                (None, _, _, Some(url)) => Some(RedisTarget::Single(url)),
+                _ => None,
             },
             #[cfg(feature = "redis")]
             timeout_ms: number("RATELIMIT_REDIS_TIMEOUT_MS"),

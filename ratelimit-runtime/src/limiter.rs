@@ -317,6 +317,15 @@ impl RateLimiterBuilder {
     }
 
     #[cfg(not(feature = "redis"))]
+    pub fn redis_sentinel<M: crate::feature_off::RedisFeature, S>(
+        self,
+        master: M,
+        sentinels: S,
+    ) -> Self {
+        self
+    }
+
+    #[cfg(not(feature = "redis"))]
     pub fn redis_options<O: crate::feature_off::RedisFeature>(self, options: O) -> Self {
         self
     }
@@ -472,6 +481,9 @@ pub enum ConfigError {
     /// A Redis TLS file (`RATELIMIT_REDIS_TLS_CA`, `_CERT`, `_KEY`) cannot be read, or a client
     /// certificate comes without its key.
     RedisTls(String),
+    /// A Redis Sentinel configuration that cannot work: no sentinels, no master name
+    /// (`REDIS_SENTINEL_URLS` without `REDIS_SENTINEL_MASTER`), a URL that does not parse.
+    RedisSentinel(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -481,6 +493,7 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroMaxKeys => write!(f, "`max_keys` must be at least 1"),
             ConfigError::UnsupportedLimit(e) => e.fmt(f),
             ConfigError::RedisTls(message) => f.write_str(message),
+            ConfigError::RedisSentinel(message) => write!(f, "Redis Sentinel: {message}"),
             ConfigError::FeatureOff { variable, feature } => write!(
                 f,
                 "`{variable}` is set, but ratelimit-runtime was built without its `{feature}` \
@@ -631,6 +644,32 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// Keeps every limit on the Redis master that the sentinels at `sentinels` name `master`,
+    /// and follows it through failovers: when Redis fails, the sentinels are asked again, and
+    /// once they name a new master the limiter decides there (meanwhile the
+    /// [failure policy](Self::on_redis_failure) answers, each request within the Redis
+    /// timeout).
+    ///
+    /// `sentinels` are URLs (`redis://:password@h1:26379`, `rediss://` for TLS), with one user
+    /// and password for all. `master` is the name the sentinels monitor (`mymaster`): the
+    /// master then takes the sentinels' user, password and TLS; or a URL whose host is that name
+    /// and whose user, password, database and scheme are the master's own
+    /// (`rediss://app:secret@mymaster/0`). `REDIS_SENTINEL_URLS` and `REDIS_SENTINEL_MASTER`
+    /// set the same from the environment.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_sentinel<I, S>(mut self, master: impl Into<String>, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redis.target = Some(RedisTarget::Sentinel {
+            master: master.into(),
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
     /// The per-call timeout and the time source of the Redis store (its key prefix is
     /// [`key_prefix`](Self::key_prefix)).
     #[cfg(feature = "redis")]
@@ -663,7 +702,10 @@ impl RateLimiterBuilder {
     /// replace it in turn. The variables:
     ///
     /// - `REDIS_URL` puts limits on that Redis, `REDIS_CLUSTER_URLS` (comma-separated node
-    ///   URLs) on a Redis Cluster; without either, limits stay in memory;
+    ///   URLs) on a Redis Cluster, `REDIS_SENTINEL_URLS` (comma-separated sentinel URLs) with
+    ///   `REDIS_SENTINEL_MASTER` on the master they name (see
+    ///   [`redis_sentinel`](Self::redis_sentinel)); without any, limits stay in memory. When
+    ///   several are set, the Cluster wins, then Sentinel;
     /// - `RATELIMIT_REDIS_TIMEOUT_MS` sets the per-call timeout, `RATELIMIT_REDIS_LEASE_MS` the
     ///   lease of concurrency slots;
     /// - `RATELIMIT_REDIS_TLS_CA` names a PEM file of a CA to trust for `rediss://` URLs (besides
@@ -707,6 +749,10 @@ impl RateLimiterBuilder {
         if let Some(message) = builder.redis_tls_error.clone() {
             return Err(ConfigError::RedisTls(message));
         }
+        #[cfg(feature = "redis")]
+        if let Some(target) = &builder.redis.target {
+            target.check().map_err(ConfigError::RedisSentinel)?;
+        }
         let limiter = builder.assemble()?;
         if limiter.state.backend.is_shared() {
             catalogue::adopt_redis().map_err(ConfigError::UnsupportedLimit)?;
@@ -733,6 +779,16 @@ impl RateLimiterBuilder {
         #[cfg(feature = "redis")]
         if let Some(message) = builder.redis_tls_error.take() {
             tracing::error!("rate limiter: {message}; connecting without it");
+        }
+        // A Sentinel configuration that cannot connect: limits stay in process memory, said
+        // loudly, rather than a process that cannot start.
+        #[cfg(feature = "redis")]
+        if let Some(Err(message)) = builder.redis.target.as_ref().map(RedisTarget::check) {
+            tracing::error!(
+                "rate limiter: {}; limits stay in process memory",
+                ConfigError::RedisSentinel(message)
+            );
+            builder.redis.target = None;
         }
         // Only the environment can be wrong here (a trusted proxy that is no address): trusting
         // no proxy is the strict reading, never a fresh budget for a forger.

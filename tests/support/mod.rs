@@ -295,6 +295,11 @@ impl ExampleServer {
 
     /// The sum of every series of `name` (with any labels) in its `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
+        self.metric_where(name, "")
+    }
+
+    /// The sum of the series of `name` whose line holds `labels` (`store="redis"`, say).
+    pub fn metric_where(&self, name: &str, labels: &str) -> f64 {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the server");
         stream
             .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
@@ -304,7 +309,7 @@ impl ExampleServer {
         text.lines()
             .filter(|line| {
                 line.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+                    .is_some_and(|rest| rest.starts_with([' ', '{']) && rest.contains(labels))
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()

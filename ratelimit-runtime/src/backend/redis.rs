@@ -15,7 +15,8 @@ use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
 use crate::metrics::StoreLabel;
 use crate::slots::{slot_id, Held, SlotAnswer};
 use crate::store::{
-    BlockedKeys, Check, LeaseAsk, MemoryStore, RedisOptions, RedisStore, Store, StoreError, Verdict,
+    redacted, BlockedKeys, Check, LeaseAsk, MemoryStore, RedisOptions, RedisStore, Store,
+    StoreError, Verdict,
 };
 
 /// What a limiter on Redis does when Redis fails (unreachable, too slow, an error, a garbage
@@ -41,6 +42,15 @@ pub enum RedisTarget {
     Single(String),
     /// A Redis Cluster, through any of its nodes.
     Cluster(Vec<String>),
+    /// The master that a set of sentinels names, followed through failovers.
+    Sentinel {
+        /// Its name (`mymaster`), or a URL whose host is the name and whose user, password,
+        /// database and scheme are the master's (`rediss://app:secret@mymaster/0`); with a
+        /// name alone the master takes the user, password and TLS of the sentinels' URLs.
+        master: String,
+        /// The sentinels' URLs (`redis://:password@h1:26379`), one user and password for all.
+        sentinels: Vec<String>,
+    },
 }
 
 impl RedisTarget {
@@ -48,9 +58,27 @@ impl RedisTarget {
     pub(crate) fn urls(&self) -> impl Iterator<Item = &str> {
         let urls: &[String] = match self {
             RedisTarget::Single(url) => std::slice::from_ref(url),
-            RedisTarget::Cluster(nodes) => nodes,
+            RedisTarget::Cluster(nodes)
+            | RedisTarget::Sentinel {
+                sentinels: nodes, ..
+            } => nodes,
         };
-        urls.iter().map(String::as_str)
+        let master = match self {
+            RedisTarget::Sentinel { master, .. } if master.contains("://") => Some(master.as_str()),
+            _ => None,
+        };
+        urls.iter().map(String::as_str).chain(master)
+    }
+
+    /// What is wrong with it, where it can be known before connecting: a Sentinel
+    /// configuration without its master's name or sentinels, say.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self {
+            RedisTarget::Sentinel { master, sentinels } => {
+                crate::store::SentinelSpec::parse(master, sentinels).map(drop)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -61,6 +89,15 @@ impl fmt::Display for RedisTarget {
             RedisTarget::Cluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redacted(n)).collect();
                 write!(f, "the Redis Cluster at {}", nodes.join(","))
+            }
+            RedisTarget::Sentinel { master, sentinels } => {
+                let sentinels: Vec<String> = sentinels.iter().map(|n| redacted(n)).collect();
+                write!(
+                    f,
+                    "the Redis master {} of the sentinels at {}",
+                    redacted(master),
+                    sentinels.join(",")
+                )
             }
         }
     }
@@ -74,48 +111,15 @@ impl fmt::Debug for RedisTarget {
                 let nodes: Vec<String> = nodes.iter().map(|n| redacted(n)).collect();
                 f.debug_tuple("Cluster").field(&nodes).finish()
             }
+            RedisTarget::Sentinel { master, sentinels } => {
+                let sentinels: Vec<String> = sentinels.iter().map(|n| redacted(n)).collect();
+                f.debug_struct("Sentinel")
+                    .field("master", &redacted(master))
+                    .field("sentinels", &sentinels)
+                    .finish()
+            }
         }
     }
-}
-
-/// `url` with its password, if any, replaced by `***`: the user info's
-/// (`rediss://user:secret@host:6380` is shown as `rediss://user:***@host:6380`), also when the
-/// password holds an unencoded `/`, `?` or `@` (the last `@` ends the user info), and a `pass=`
-/// or `password=` query value (`redis+unix:///run/redis.sock?pass=secret`).
-pub(crate) fn redacted(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    // A `?` before the last `@` is the password's: the query starts after the user info.
-    let after_user = url.rfind('@').map_or(scheme_end, |at| at + 1);
-    let (head, query) = match url[after_user..].find('?') {
-        Some(q) => (&url[..after_user + q], Some(&url[after_user + q + 1..])),
-        None => (url, None),
-    };
-    let rest = &head[scheme_end..];
-    let mut shown = match rest.rfind('@') {
-        Some(at) => {
-            let user_info = &rest[..at];
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            let password = if user_info.contains(':') { ":***" } else { "" };
-            format!("{}{user}{password}{}", &head[..scheme_end], &rest[at..])
-        }
-        None => head.to_string(),
-    };
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if matches!(key, "pass" | "password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&pairs.join("&"));
-    }
-    shown
 }
 
 /// Counters of a limiter on Redis.
@@ -603,6 +607,9 @@ impl RedisBackend {
                 RedisTarget::Cluster(nodes) => {
                     RedisStore::connect_cluster(nodes, this.options.clone()).await
                 }
+                RedisTarget::Sentinel { master, sentinels } => {
+                    RedisStore::connect_sentinel(master, sentinels, this.options.clone()).await
+                }
             };
             match connection {
                 Ok(store) => {
@@ -759,37 +766,24 @@ mod tests {
 
     #[test]
     fn passwords_never_show() {
-        assert_eq!(
-            redacted("rediss://app:s3cret@cache.example:6380/0"),
-            "rediss://app:***@cache.example:6380/0"
-        );
-        assert_eq!(
-            redacted("redis://:s3cret@127.0.0.1"),
-            "redis://:***@127.0.0.1"
-        );
-        assert_eq!(redacted("redis://app@127.0.0.1"), "redis://app@127.0.0.1");
-        assert_eq!(
-            redacted("redis://127.0.0.1:6379/2"),
-            "redis://127.0.0.1:6379/2"
-        );
-        // An `@` in the password itself: the last one ends the user info.
-        assert_eq!(redacted("redis://u:p@ss@h:1"), "redis://u:***@h:1");
-        assert_eq!(
-            redacted("redis://app:ab/cd+e=@h:1/0"),
-            "redis://app:***@h:1/0"
-        );
-        assert_eq!(
-            redacted("redis://app:a?b@h:1/0?protocol=resp3"),
-            "redis://app:***@h:1/0?protocol=resp3"
-        );
-        assert_eq!(
-            redacted("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
-            "redis+unix:///run/redis.sock?db=1&pass=***"
-        );
         let cluster = RedisTarget::Cluster(vec!["redis://:pw@a:1".into(), "redis://b:2".into()]);
         let shown = format!("{cluster} {cluster:?}");
         assert!(
             !shown.contains("pw") && shown.contains(":***@a:1"),
+            "{shown}"
+        );
+        let sentinel = RedisTarget::Sentinel {
+            master: "redis://app:mpw@mymaster".into(),
+            sentinels: vec![
+                "redis://:spw@h1:26379".into(),
+                "redis://:spw@h2:26379".into(),
+            ],
+        };
+        let shown = format!("{sentinel} {sentinel:?}");
+        assert!(
+            !shown.contains("pw@")
+                && shown.contains("app:***@mymaster")
+                && shown.contains(":***@h2"),
             "{shown}"
         );
     }

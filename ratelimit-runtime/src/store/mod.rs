@@ -8,7 +8,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
-pub(crate) use redis::{is_insecure, is_tls};
+pub(crate) use redis::{is_insecure, is_tls, redacted, SentinelSpec};
 mod table;
 
 pub use blocked::BlockedKeys;

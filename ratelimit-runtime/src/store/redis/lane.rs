@@ -19,19 +19,20 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::options::RedisOptions;
+use super::sentinel::Endpoint;
 use super::wire::{connect_manager, script, send_batch, Job, MAX_BATCH};
 
 /// The lanes of one store.
 pub(super) struct Lanes {
-    client: redis::Client,
+    endpoint: Endpoint,
     options: Arc<RedisOptions>,
     lanes: Mutex<Vec<(ThreadId, mpsc::UnboundedSender<Job>)>>,
 }
 
 impl Lanes {
-    pub(super) fn new(client: redis::Client, options: Arc<RedisOptions>) -> Lanes {
+    pub(super) fn new(endpoint: Endpoint, options: Arc<RedisOptions>) -> Lanes {
         Lanes {
-            client,
+            endpoint,
             options,
             lanes: Mutex::default(),
         }
@@ -52,22 +53,33 @@ impl Lanes {
             return Some(lane.clone());
         }
         let (lane, queue) = mpsc::unbounded_channel();
-        runtime.spawn(serve(self.client.clone(), Arc::clone(&self.options), queue));
+        runtime.spawn(serve(
+            self.endpoint.clone(),
+            Arc::clone(&self.options),
+            queue,
+        ));
         lanes.push((thread, lane.clone()));
         Some(lane)
+    }
+
+    /// Whether the lanes follow the master of sentinels.
+    pub(super) fn is_sentinel(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Sentinel(_))
     }
 }
 
 /// A lane's task: connects, then sends the decisions waiting in batches, one call in flight at
 /// a time (what arrives meanwhile goes in the next). A failed connection answers the waiting
-/// decisions with the error and ends the lane; the next decision makes a new one.
+/// decisions with the error and ends the lane; the next decision makes a new one. Behind
+/// Sentinel, a failed call makes the master a suspect, and once the sentinels name another,
+/// the lane connects to it.
 async fn serve(
-    client: redis::Client,
+    endpoint: Endpoint,
     options: Arc<RedisOptions>,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
     let script = script();
-    let mut manager: Option<ConnectionManager> = None;
+    let mut manager: Option<(ConnectionManager, u64)> = None;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -77,17 +89,33 @@ async fn serve(
             }
         }
         let connection = match &manager {
-            Some(connection) => connection.clone(),
-            None => match connect_manager(client.clone(), &options, &script).await {
-                Ok(connection) => manager.insert(connection).clone(),
-                Err(error) => {
-                    for job in batch {
-                        let _ = job.done.send(Err(error.clone()));
+            Some((connection, generation)) if *generation == endpoint.generation() => {
+                connection.clone()
+            }
+            _ => {
+                let connected = match endpoint.current() {
+                    Ok((client, generation)) => connect_manager(client, &options, &script)
+                        .await
+                        .map(|connection| (connection, generation)),
+                    Err(error) => Err(error),
+                };
+                match connected {
+                    Ok(connected) => manager.insert(connected).0.clone(),
+                    Err(error) => {
+                        endpoint.failed();
+                        for job in batch {
+                            let _ = job.done.send(Err(error.clone()));
+                        }
+                        return;
                     }
-                    return;
                 }
-            },
+            }
         };
-        send_batch(connection, script.clone(), Arc::clone(&options), batch).await;
+        if send_batch(connection, script.clone(), Arc::clone(&options), batch)
+            .await
+            .is_err()
+        {
+            endpoint.failed();
+        }
     }
 }

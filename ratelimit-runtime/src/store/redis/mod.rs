@@ -36,18 +36,23 @@ mod options;
 mod reply;
 #[cfg(test)]
 mod reply_properties;
+mod sentinel;
 mod tls;
+mod url;
 mod wire;
 
 pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
 pub use options::{RedisOptions, TimeSource};
+pub(crate) use sentinel::SentinelSpec;
 pub(crate) use tls::{is_insecure, is_tls};
 pub use tls::{ClientCertificate, RedisTls};
+pub(crate) use url::redacted;
 
 use crate::clock::UnixNanos;
 use crate::store::{Check, Store, StoreError, Verdict};
 use lane::Lanes;
 use reply::{flag, integers};
+use sentinel::{Endpoint, Master};
 use wire::{
     call, connect_manager, exact_check, key_of, query, redis_error, script, send_batch,
     with_timeout, Decide, Job, MAX_BATCH,
@@ -71,6 +76,14 @@ enum Connection {
 struct Single {
     work: mpsc::UnboundedSender<Work>,
     lanes: Lanes,
+}
+
+/// What the store's thread serves: where it connects, and what it is asked.
+struct Serve {
+    endpoint: Endpoint,
+    options: Arc<RedisOptions>,
+    queue: mpsc::UnboundedReceiver<Work>,
+    ready: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// What the store's thread is asked to do.
@@ -100,14 +113,40 @@ impl RedisStore {
             redis::Client::open(url)
         }
         .map_err(|e| StoreError::new(format!("invalid Redis URL: {e}")))?;
+        RedisStore::start(Endpoint::Direct(Arc::new(client)), options).await
+    }
+
+    /// Connects to the master that the sentinels at `sentinels` name `master`, and follows it
+    /// through failovers: when a call fails, the sentinels are asked again, and once they name
+    /// another node every connection is remade to it. `master` is the name, or a URL whose
+    /// host is the name and whose user, password, database and scheme (`rediss://`) are the
+    /// master's; with a name alone the master takes the sentinels' user, password and TLS.
+    /// The sentinels' own user and password come from their URLs (the same for all).
+    pub async fn connect_sentinel<S: AsRef<str>>(
+        master: &str,
+        sentinels: &[S],
+        options: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
+        let sentinels: Vec<String> = sentinels.iter().map(|s| s.as_ref().to_string()).collect();
+        let master = Arc::new(Master::new(master, &sentinels, &options)?);
+        RedisStore::start(Endpoint::Sentinel(master), options).await
+    }
+
+    /// Starts the store's thread, connected to `endpoint`.
+    async fn start(endpoint: Endpoint, options: RedisOptions) -> Result<RedisStore, StoreError> {
         let options = Arc::new(options);
         let (jobs, queue) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
-        let thread_options = Arc::clone(&options);
-        let lanes = Lanes::new(client.clone(), Arc::clone(&options));
+        let serve = Serve {
+            endpoint: endpoint.clone(),
+            options: Arc::clone(&options),
+            queue,
+            ready,
+        };
+        let lanes = Lanes::new(endpoint, Arc::clone(&options));
         std::thread::Builder::new()
             .name("ratelimit-redis".into())
-            .spawn(move || serve_decisions(client, thread_options, queue, ready))
+            .spawn(move || serve_decisions(serve))
             .map_err(|e| StoreError::new(format!("cannot start the Redis thread: {e}")))?;
         // Long enough for the connection's own retries to end with their reason (a refused
         // certificate, a wrong password), which the limiter logs: it connects in the
@@ -422,12 +461,15 @@ impl RedisStore {
 }
 
 /// The store's thread: connects, then sends waiting decisions in batches until the store is
-/// dropped.
+/// dropped. Behind Sentinel it also asks the sentinels again when calls fail, and remakes its
+/// connection when they name another master.
 fn serve_decisions(
-    client: redis::Client,
-    options: Arc<RedisOptions>,
-    mut queue: mpsc::UnboundedReceiver<Work>,
-    ready: oneshot::Sender<Result<(), StoreError>>,
+    Serve {
+        endpoint,
+        options,
+        mut queue,
+        ready,
+    }: Serve,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -443,8 +485,27 @@ fn serve_decisions(
     };
     runtime.block_on(async move {
         let script = script();
-        let manager = match connect_manager(client, &options, &script).await {
-            Ok(manager) => manager,
+        if let Endpoint::Sentinel(master) = &endpoint {
+            if let Err(e) = master.resolve(&options).await {
+                let _ = ready.send(Err(e));
+                return;
+            }
+            tokio::spawn(Arc::clone(master).watch(Arc::clone(&options)));
+        }
+        let connect = |endpoint: &Endpoint| {
+            let (script, options, endpoint) =
+                (script.clone(), Arc::clone(&options), endpoint.clone());
+            async move {
+                let (client, generation) = endpoint.current()?;
+                let manager = connect_manager(client, &options, &script).await;
+                if manager.is_err() {
+                    endpoint.failed();
+                }
+                Ok::<_, StoreError>((manager?, generation))
+            }
+        };
+        let (mut manager, mut generation) = match connect(&endpoint).await {
+            Ok(connected) => connected,
             Err(e) => {
                 let _ = ready.send(Err(e));
                 return;
@@ -452,13 +513,21 @@ fn serve_decisions(
         };
         let _ = ready.send(Ok(()));
         while let Some(first) = queue.recv().await {
+            if endpoint.generation() != generation {
+                // Another master: its connection is made before the work goes on; should it
+                // fail, the old one serves (its calls fail) until the next try.
+                match connect(&endpoint).await {
+                    Ok((new, new_generation)) => (manager, generation) = (new, new_generation),
+                    Err(e) => tracing::debug!("rate limiter: {e}"),
+                }
+            }
             let mut batch = Vec::new();
             let mut next = Some(first);
             while let Some(work) = next.take() {
                 match work {
                     Work::Decide(job) => batch.push(job),
                     Work::Command(command) => {
-                        tokio::spawn(send_command(manager.clone(), command));
+                        tokio::spawn(send_command(manager.clone(), endpoint.clone(), command));
                     }
                 }
                 if batch.len() < MAX_BATCH {
@@ -469,18 +538,21 @@ fn serve_decisions(
                 continue;
             }
             // In flight while the next batch gathers: the connection is multiplexed.
-            tokio::spawn(send_batch(
-                manager.clone(),
-                script.clone(),
-                Arc::clone(&options),
-                batch,
-            ));
+            let (manager, script, options) =
+                (manager.clone(), script.clone(), Arc::clone(&options));
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                if send_batch(manager, script, options, batch).await.is_err() {
+                    endpoint.failed();
+                }
+            });
         }
     });
 }
 
 async fn send_command(
     mut manager: ConnectionManager,
+    endpoint: Endpoint,
     Command {
         command,
         script,
@@ -490,6 +562,9 @@ async fn send_command(
     let answer = query(&command, script, &mut manager)
         .await
         .map_err(redis_error);
+    if answer.is_err() {
+        endpoint.failed();
+    }
     if let Some(done) = done {
         let _ = done.send(answer);
     }
@@ -497,7 +572,8 @@ async fn send_command(
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.connection {
+        let kind = match &self.connection {
+            Connection::Single(single) if single.lanes.is_sentinel() => "sentinel",
             Connection::Single(..) => "single",
             Connection::Cluster(..) => "cluster",
         };

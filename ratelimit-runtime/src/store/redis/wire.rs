@@ -59,17 +59,19 @@ pub(super) async fn connect_manager(
     Ok(manager)
 }
 
+/// Sends a batch of decisions in one call and answers each; `Err` when the call failed (each
+/// decision then has the error).
 pub(super) async fn send_batch(
     mut manager: ConnectionManager,
     script: Script,
     options: Arc<RedisOptions>,
     mut batch: Vec<Job>,
-) {
+) -> Result<(), ()> {
     // A caller that gave up (timed out, its client gone) was answered by the failure policy:
     // deciding it now would charge a request that may have been refused.
     batch.retain(|job| !job.done.is_closed());
     if batch.is_empty() {
-        return;
+        return Ok(());
     }
     let decisions: Vec<Decide<'_>> = batch
         .iter()
@@ -84,11 +86,13 @@ pub(super) async fn send_batch(
             for (job, answer) in batch.into_iter().zip(answers) {
                 let _ = job.done.send(answer);
             }
+            Ok(())
         }
         Err(error) => {
             for job in batch {
                 let _ = job.done.send(Err(error.clone()));
             }
+            Err(())
         }
     }
 }
