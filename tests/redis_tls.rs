@@ -1,7 +1,8 @@
 //! Managed Redis: TLS through rustls, ACL users and passwords. A Redis of our own serves TLS on
 //! one port (and plain text on another, for the test's own commands), with certificates this
 //! test makes: a CA, the server's (for 127.0.0.1), a client's, and another CA nobody trusts.
-//! Example-server processes share one exact budget over TLS, and each misconfiguration is a
+//! Example-server processes share one exact budget over TLS (one Redis, Sentinel, a Cluster),
+//! and each misconfiguration is a
 //! clear error in the log, then the failure policy, never the password.
 
 mod support;
@@ -42,18 +43,22 @@ impl Certificates {
         };
         let (ca_cert, ca_key) = ca("ratelimit test CA");
         let (other_ca, _) = ca("another CA");
-        let signed = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let signed = |names: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
             let mut params = CertificateParams::new(names).unwrap();
-            params.extended_key_usages = vec![usage];
+            params.extended_key_usages = usages;
             let key = KeyPair::generate().unwrap();
             let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
             (cert.pem(), key.serialize_pem())
         };
         let (server, server_key) = signed(
             vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            // A client's too: the nodes of a cluster present it to one another on their bus.
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
-        let (client, client_key) = signed(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+        let (client, client_key) = signed(vec![], vec![ExtendedKeyUsagePurpose::ClientAuth]);
         for (name, pem) in [
             ("ca.pem", ca_cert.pem()),
             ("other-ca.pem", other_ca.pem()),
@@ -359,4 +364,203 @@ fn wait_for_log(path: &Path, needle: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `redis-cli` over TLS to `port`, trusting the test's CA, with `auth` (`-a <password>`),
+/// stopped after 20 s (`--cluster create` waits for ever for nodes that cannot meet).
+fn tls_cli(certs: &Certificates, port: u16, auth: &[&str], args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["20", "redis-cli"])
+        .args(["--tls", "--cacert", &certs.path("ca.pem")])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--no-auth-warning",
+        ])
+        .args(auth)
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The TLS options every server of these tests takes: the test's certificates, no client
+/// certificates asked for.
+fn tls_args(certs: &Certificates) -> Vec<String> {
+    [
+        ("--tls-cert-file", "server.pem"),
+        ("--tls-key-file", "server.key"),
+        ("--tls-ca-cert-file", "ca.pem"),
+    ]
+    .into_iter()
+    .flat_map(|(flag, file)| [flag.to_string(), certs.path(file)])
+    .chain(["--tls-auth-clients".to_string(), "no".to_string()])
+    .collect()
+}
+
+/// A process of ours, killed when dropped.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sentinel over TLS: the sentinel and the master serve TLS only, the sentinel with a password
+/// of its own, the master with an ACL user named in the master's URL.
+#[actix_web::test]
+async fn sentinel_and_its_master_over_tls_share_one_exact_budget() {
+    const SENTINEL_PASSWORD: &str = "sentinel-tls-pw-3d";
+    let certs = Certificates::make(&scratch("sentinel"));
+    let redis = TlsRedis::start(&certs, false);
+    let sentinel_port = free_port();
+    let config = certs.dir.join("sentinel.conf");
+    let tls: Vec<String> = tls_args(&certs)
+        .chunks(2)
+        .map(|pair| format!("{} {}", pair[0].trim_start_matches("--"), pair[1]))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n{tls}\n\
+             tls-replication yes\nrequirepass {SENTINEL_PASSWORD}\n\
+             sentinel monitor tlsmaster 127.0.0.1 {master} 1\n\
+             sentinel auth-user tlsmaster {USER}\nsentinel auth-pass tlsmaster {PASSWORD}\n",
+            dir = certs.dir.display(),
+            tls = tls.join("\n"),
+            master = redis.tls_port,
+        ),
+    )
+    .unwrap();
+    let _sentinel = Owned(
+        Command::new("redis-sentinel")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel is installed (scripts/test.sh installs it)"),
+    );
+    let sentinel_auth = ["-a", SENTINEL_PASSWORD];
+    until("the sentinel sees its master", || {
+        let master = tls_cli(
+            &certs,
+            sentinel_port,
+            &sentinel_auth,
+            &["SENTINEL", "MASTER", "tlsmaster"],
+        );
+        let flags = master.lines().skip_while(|l| l.trim() != "flags").nth(1);
+        flags.is_some_and(|f| f.trim() == "master")
+    });
+    let sentinels = format!("rediss://:{SENTINEL_PASSWORD}@127.0.0.1:{sentinel_port}");
+    let master = format!("rediss://{USER}:{PASSWORD}@tlsmaster");
+    let ca = certs.path("ca.pem");
+    let env = [
+        ("REDIS_SENTINEL_URLS", sentinels.as_str()),
+        ("REDIS_SENTINEL_MASTER", master.as_str()),
+        ("RATELIMIT_REDIS_TLS_CA", ca.as_str()),
+        ("RATELIMIT_REDIS_TIMEOUT_MS", "2000"),
+        ("RATELIMIT_KEY_SECRET", "sentinel-tls"),
+    ];
+    let (a, b) = (
+        ExampleServer::start_with(&env),
+        ExampleServer::start_with(&env),
+    );
+    until_on_redis(&redis, &a).await;
+    until_on_redis(&redis, &b).await;
+    let statuses = data(&[&a, &b], "sentinel-over-tls", 30).await;
+    assert_eq!((count(&statuses, 200), count(&statuses, 429)), (10, 20));
+}
+
+/// A Redis Cluster over TLS (`tls-cluster yes`: clients and the cluster bus), TLS only.
+#[actix_web::test]
+async fn a_cluster_over_tls_shares_one_exact_budget() {
+    let certs = Certificates::make(&scratch("cluster"));
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _nodes: Vec<Owned> = ports
+        .iter()
+        .map(|port| {
+            let dir = certs.dir.join(format!("node-{port}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            Owned(
+                Command::new("redis-server")
+                    .args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args(["--dir", dir.to_str().unwrap()])
+                    .args(tls_args(&certs))
+                    .args(["--tls-cluster", "yes", "--cluster-enabled", "yes"])
+                    .args(["--cluster-node-timeout", "2000"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server is installed (scripts/test.sh installs it)"),
+            )
+        })
+        .collect();
+    for &port in &ports {
+        until("a node starts", || {
+            tls_cli(&certs, port, &[], &["PING"]).trim() == "PONG"
+        });
+    }
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    tls_cli(&certs, ports[0], &[], &create);
+    until("the cluster is up", || {
+        ports.iter().all(|&port| {
+            tls_cli(&certs, port, &[], &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+        })
+    });
+    let script_calls = || -> u64 {
+        ports
+            .iter()
+            .map(|&port| {
+                support::script_calls_in(&tls_cli(&certs, port, &[], &["INFO", "commandstats"]))
+            })
+            .sum()
+    };
+    let nodes: Vec<String> = ports
+        .iter()
+        .map(|p| format!("rediss://127.0.0.1:{p}"))
+        .collect();
+    let nodes = nodes.join(",");
+    let ca = certs.path("ca.pem");
+    let env = [
+        ("REDIS_CLUSTER_URLS", nodes.as_str()),
+        ("RATELIMIT_REDIS_TLS_CA", ca.as_str()),
+        ("RATELIMIT_REDIS_TIMEOUT_MS", "2000"),
+        ("RATELIMIT_KEY_SECRET", "cluster-tls"),
+    ];
+    let (a, b) = (
+        ExampleServer::start_with(&env),
+        ExampleServer::start_with(&env),
+    );
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let before = script_calls();
+        while script_calls() == before {
+            assert!(
+                Instant::now() < deadline,
+                "no decision reached the cluster over TLS"
+            );
+            data(&[server], "warm-up", 1).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let before = script_calls();
+    let statuses = data(&[&a, &b], "cluster-over-tls", 30).await;
+    assert_eq!((count(&statuses, 200), count(&statuses, 429)), (10, 20));
+    assert!(script_calls() >= before + 30, "decided on the cluster");
 }
