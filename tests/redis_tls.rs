@@ -2,8 +2,8 @@
 //! one port (and plain text on another, for the test's own commands), with certificates this
 //! test makes: a CA, the server's (for 127.0.0.1), a client's, and another CA nobody trusts.
 //! Example-server processes share one exact budget over TLS (one Redis, Sentinel, a Cluster),
-//! and each misconfiguration is a
-//! clear error in the log, then the failure policy, never the password.
+//! and each misconfiguration is a clear error in the log, then the failure policy, never the
+//! password.
 
 mod support;
 
