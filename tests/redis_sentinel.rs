@@ -256,6 +256,11 @@ async fn two_processes_follow_the_master_through_a_failover() {
         "1"
     );
 
+    // And 10 more units, spent just before the master dies, without waiting for the replica:
+    // what the failover loses of them is measured below.
+    let burst = data(&[&a, &b], "burst", 10).await;
+    assert_eq!(count(&burst, 200), 10);
+
     let old = deployment.master.port;
     let killed = Instant::now();
     deployment.master.kill();
@@ -313,6 +318,9 @@ async fn two_processes_follow_the_master_through_a_failover() {
     // processes share one exact budget again.
     let statuses = data(&[&a, &b], "before", 10).await;
     assert_eq!(count(&statuses, 200), 0, "nothing spent before was lost");
+    // Replication is asynchronous: units of the last moments may be lost (passing again now).
+    let lost = count(&data(&[&a, &b], "burst", 10).await, 200);
+    eprintln!("failover: {lost} of the 10 units spent just before the master died were lost");
     let statuses = data(&[&a, &b], "after", 30).await;
     assert_eq!((count(&statuses, 200), count(&statuses, 429)), (10, 20));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
