@@ -26,8 +26,9 @@
 //!
 //! # Cargo features
 //!
-//! - `redis` (default): the Redis store a fleet shares, Redis Cluster, leases and the failure
-//!   policies (`REDIS_URL`);
+//! - `redis` (default): the Redis store a fleet shares, over TLS or not, Redis Cluster, Redis
+//!   behind Sentinel, leases, the failure policies and the resync after an outage (`REDIS_URL`,
+//!   `REDIS_CLUSTER_URLS`, `REDIS_SENTINEL_URLS`);
 //! - `metrics` (default): Prometheus metrics, [`metrics_endpoint`] and [`LimiterCollector`];
 //! - `overrides-file`: an overrides file, watched and reloaded (`RATELIMIT_OVERRIDES`);
 //! - `ietf-headers`: the IETF `RateLimit` and `RateLimit-Policy` fields ([`HeaderStyle`]).
