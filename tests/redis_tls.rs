@@ -562,5 +562,7 @@ async fn a_cluster_over_tls_shares_one_exact_budget() {
     let before = script_calls();
     let statuses = data(&[&a, &b], "cluster-over-tls", 30).await;
     assert_eq!((count(&statuses, 200), count(&statuses, 429)), (10, 20));
-    assert!(script_calls() >= before + 30, "decided on the cluster");
+    // At least every admission was decided on the cluster (denials may come from each
+    // process's cache of denied keys).
+    assert!(script_calls() >= before + 10, "decided on the cluster");
 }

@@ -129,6 +129,13 @@ fn encode_redis(encoder: &mut DescriptorEncoder, redis: crate::backend::RedisSta
     )?;
     single(
         encoder,
+        "ratelimit_redis_unsynced_dropped_units",
+        "Units admitted in process memory while Redis was away that will not be charged to it \
+         (the table of keys to charge was full, or Redis refuses the key)",
+        &ConstCounter::new(redis.unsynced_dropped_units),
+    )?;
+    single(
+        encoder,
         "ratelimit_blocked_cache_hits",
         "Denials answered from the local cache of blocked keys, without Redis",
         &ConstCounter::new(redis.blocked_cache_hits),

@@ -146,7 +146,7 @@ pub struct RedisStats {
     /// Redis once it answered again.
     pub resynced_units: u64,
     /// Units admitted in process memory while Redis was away that will not be charged: their
-    /// key found the table of keys to resync full.
+    /// key found the table of keys to resync full, or Redis refuses the key.
     pub unsynced_dropped_units: u64,
 }
 
@@ -318,7 +318,7 @@ impl RedisBackend {
             }
         }
         if now < self.skip_until.load(Ordering::Relaxed) {
-            return self.degrade(memory, checks, now);
+            return self.degrade(memory, checks, now, true);
         }
         match self.ask_redis(checks, now).await {
             Ok(verdict) => {
@@ -330,7 +330,9 @@ impl RedisBackend {
             }
             Err(error) => {
                 self.failed(&error, now);
-                self.degrade(memory, checks, now)
+                // A key Redis refuses (another type) would refuse its resync too.
+                let record = !error.is_unsupported();
+                self.degrade(memory, checks, now, record)
             }
         }
     }
@@ -346,7 +348,7 @@ impl RedisBackend {
         let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
         if now < self.skip_until.load(Ordering::Relaxed) {
             leases.abandon(asks);
-            return self.degrade(memory, &checks, now);
+            return self.degrade(memory, &checks, now, true);
         }
         match self.lease_call(leases, asks, now).await {
             Some(verdict) => {
@@ -355,7 +357,7 @@ impl RedisBackend {
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
-            None => self.degrade(memory, &checks, now),
+            None => self.degrade(memory, &checks, now, true),
         }
     }
 
@@ -492,6 +494,10 @@ impl RedisBackend {
                     Ok(charged) => {
                         this.unsynced.charged(charged);
                         units += u64::from(charged);
+                    }
+                    // The key's own fault (it holds another type): asking again will not help.
+                    Err(error) if error.is_unsupported() => {
+                        this.unsynced.drop_units(owed.check.cost);
                     }
                     Err(error) => {
                         this.unsynced.put_back(owed);
@@ -667,17 +673,20 @@ impl RedisBackend {
         }
     }
 
+    /// Decides by the failure policy; under `Fallback`, what it admits is recorded for the
+    /// resync when `record`.
     fn degrade(
         &self,
         memory: &MemoryStore,
         checks: &[Check],
         now: UnixNanos,
+        record: bool,
     ) -> (Outcome, StoreLabel) {
         self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
         let outcome = match self.policy {
             FailurePolicy::Fallback => {
                 let verdict = memory.decide_now(&self.local(checks), now);
-                if verdict.allowed {
+                if verdict.allowed && record {
                     self.unsynced.record(checks, now);
                 }
                 Outcome::Decided(verdict)

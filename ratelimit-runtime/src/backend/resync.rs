@@ -10,14 +10,17 @@
 //! |---|---|---|
 //! | fixed window | into the same window | once that window has ended: they no longer count |
 //! | sliding window | into the same window | once it has ended (they would count only as the previous window's weighted share, which a charge cannot write) |
-//! | sliding log | as entries from the resync on | a period after the first of them (they then count up to the outage's length longer than had Redis seen them) |
-//! | token bucket, leaky bucket, GCRA | as spent units | once the budget would have refilled from empty |
+//! | sliding log | as entries from the resync on | a period after the last of them |
+//! | token bucket, leaky bucket, GCRA | as spent units | once the budget would have refilled from empty after the last of them |
+//!
+//! Units of a log or a bucket are charged whole, though some would have expired or refilled by
+//! the resync: after an outage the limiter errs on refusing, never on a second budget.
 //!
 //! The table is bounded ([`MAX_KEYS`]): keys beyond it are not recorded, and the process says
 //! so in its log once per outage.
 
 use std::collections::{hash_map, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::algorithm::AlgorithmKind;
@@ -30,12 +33,14 @@ pub(crate) const MAX_KEYS: usize = 10_000;
 /// Units admitted alone, per Redis key.
 pub(crate) struct Unsynced {
     entries: Mutex<HashMap<(u128, u64), Owed>>,
+    /// How many entries there are, read without the lock on every Redis answer.
+    len: AtomicUsize,
     max_keys: usize,
     /// Whether a key found the table full in this outage (logged once).
     overflowed: AtomicBool,
     /// Units charged to Redis after outages.
     resynced: AtomicU64,
-    /// Units not charged: their key found the table full.
+    /// Units not charged: their key found the table full, or Redis refuses its key.
     dropped: AtomicU64,
 }
 
@@ -50,6 +55,7 @@ impl Unsynced {
     pub(crate) fn new(max_keys: usize) -> Unsynced {
         Unsynced {
             entries: Mutex::default(),
+            len: AtomicUsize::new(0),
             max_keys,
             overflowed: AtomicBool::new(false),
             resynced: AtomicU64::new(0),
@@ -81,18 +87,24 @@ impl Unsynced {
         match entries.entry((owed.check.key, owed.check.group)) {
             hash_map::Entry::Occupied(mut held) => {
                 let held = held.get_mut();
+                let windowed = matches!(
+                    owed.check.algorithm,
+                    AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindow
+                );
+                if windowed && owed.until > held.until {
+                    // A later window: what the earlier one admitted no longer counts.
+                    *held = owed;
+                } else {
+                    held.check.cost = held.check.cost.saturating_add(owed.check.cost);
+                    held.until = held.until.max(owed.until);
+                }
                 // More than a whole budget never fits: the sum stops there.
-                let whole = owed
-                    .check
-                    .limit
-                    .capacity
-                    .get()
-                    .max(owed.check.limit.quota.limit());
-                held.check.cost = held.check.cost.saturating_add(owed.check.cost).min(whole);
-                held.until = held.until.max(owed.until);
+                held.check.cost = held.check.cost.min(whole(&held.check));
             }
             hash_map::Entry::Vacant(free) if room => {
-                free.insert(owed);
+                let owed = free.insert(owed);
+                owed.check.cost = owed.check.cost.min(whole(&owed.check));
+                self.len.fetch_add(1, Ordering::Relaxed);
             }
             hash_map::Entry::Vacant(_) => {
                 self.dropped
@@ -113,6 +125,7 @@ impl Unsynced {
     pub(crate) fn take(&self, now: UnixNanos) -> Vec<Owed> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         self.overflowed.store(false, Ordering::Relaxed);
+        self.len.store(0, Ordering::Relaxed);
         entries
             .drain()
             .map(|(_, owed)| owed)
@@ -122,10 +135,13 @@ impl Unsynced {
 
     /// Whether any units wait to be charged.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Counts units that will not be charged: Redis refuses their key (one holding another
+    /// type), however often it is asked.
+    pub(crate) fn drop_units(&self, units: u32) {
+        self.dropped.fetch_add(u64::from(units), Ordering::Relaxed);
     }
 
     /// Counts units charged to Redis.
@@ -139,6 +155,16 @@ impl Unsynced {
             self.resynced.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// The most units of `check`'s budget: what an empty budget holds.
+fn whole(check: &Check) -> u32 {
+    match check.algorithm {
+        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket | AlgorithmKind::Gcra => {
+            check.limit.capacity.get()
+        }
+        _ => check.limit.quota.limit(),
     }
 }
 
@@ -228,6 +254,20 @@ mod tests {
             [3, 4, 5],
             "the windows ended at 660 s, the leaky bucket at 636 s"
         );
+    }
+
+    #[test]
+    fn a_later_window_replaces_the_units_of_the_one_before() {
+        let unsynced = Unsynced::new(10);
+        let a = check(1, AlgorithmKind::FixedWindow, 10, 60, 4);
+        unsynced.record(&[a], 630 * S);
+        unsynced.record(&[Check { cost: 1, ..a }], 661 * S);
+        let owed = unsynced.take(662 * S);
+        assert_eq!(owed[0].check.cost, 1, "the window [600 s, 660 s) ended");
+        // A bucket adds up, capped at its capacity (a leaky bucket's is 1 by default).
+        let leaky = check(2, AlgorithmKind::LeakyBucket, 10, 60, 1);
+        unsynced.record(&[leaky, leaky, leaky], 630 * S);
+        assert_eq!(unsynced.take(631 * S)[0].check.cost, 1);
     }
 
     #[test]

@@ -111,11 +111,10 @@ async fn serve(
                 }
             }
         };
-        if send_batch(connection, script.clone(), Arc::clone(&options), batch)
-            .await
-            .is_err()
+        if let Err(error) =
+            send_batch(connection, script.clone(), Arc::clone(&options), batch).await
         {
-            endpoint.failed();
+            endpoint.failed_with(&error);
         }
     }
 }

@@ -460,6 +460,9 @@ impl RedisStore {
     }
 }
 
+/// How often the store's thread tries to connect to a new master that does not answer yet.
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
 /// The store's thread: connects, then sends waiting decisions in batches until the store is
 /// dropped. Behind Sentinel it also asks the sentinels again when calls fail, and remakes its
 /// connection when they name another master.
@@ -512,10 +515,14 @@ fn serve_decisions(
             }
         };
         let _ = ready.send(Ok(()));
+        let mut last_try: Option<tokio::time::Instant> = None;
         while let Some(first) = queue.recv().await {
-            if endpoint.generation() != generation {
+            let due = last_try.is_none_or(|at| at.elapsed() >= RECONNECT_EVERY);
+            if endpoint.generation() != generation && due {
                 // Another master: its connection is made before the work goes on; should it
-                // fail, the old one serves (its calls fail) until the next try.
+                // fail, the old one serves (its calls fail) until the next try, a quarter of
+                // a second later at the soonest.
+                last_try = Some(tokio::time::Instant::now());
                 match connect(&endpoint).await {
                     Ok((new, new_generation)) => (manager, generation) = (new, new_generation),
                     Err(e) => tracing::debug!("rate limiter: {e}"),
@@ -542,8 +549,8 @@ fn serve_decisions(
                 (manager.clone(), script.clone(), Arc::clone(&options));
             let endpoint = endpoint.clone();
             tokio::spawn(async move {
-                if send_batch(manager, script, options, batch).await.is_err() {
-                    endpoint.failed();
+                if let Err(error) = send_batch(manager, script, options, batch).await {
+                    endpoint.failed_with(&error);
                 }
             });
         }
@@ -562,8 +569,8 @@ async fn send_command(
     let answer = query(&command, script, &mut manager)
         .await
         .map_err(redis_error);
-    if answer.is_err() {
-        endpoint.failed();
+    if let Err(error) = &answer {
+        endpoint.failed_with(error);
     }
     if let Some(done) = done {
         let _ = done.send(answer);

@@ -63,6 +63,14 @@ impl Endpoint {
             master.suspect.notify_one();
         }
     }
+
+    /// A call failed with `error`: unless it is the decision's own fault (a key holding
+    /// another type), which says nothing of where the master is.
+    pub(super) fn failed_with(&self, error: &StoreError) {
+        if !error.is_unsupported() {
+            self.failed();
+        }
+    }
 }
 
 /// The master of a set of sentinels, as they last named it.
@@ -78,6 +86,8 @@ pub(super) struct Master {
 const RETRY: Duration = Duration::from_millis(100);
 /// And asked for at most this often.
 const AT_MOST_EVERY: Duration = Duration::from_millis(250);
+/// The longest one resolution may take.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(5);
 
 impl Master {
     /// The sentinels of `master` (a name, or a URL whose host is the name and whose user,
@@ -128,7 +138,9 @@ impl Master {
     /// Asks the sentinels for the master; when they name another node than before, it becomes
     /// the current one, in a new generation.
     pub(super) async fn resolve(&self, options: &RedisOptions) -> Result<(), StoreError> {
-        let wait = options.timeout.max(Duration::from_secs(1));
+        // In the background, never in a request's way: long enough for a sentinel that drops
+        // packets to time out (a second, the `redis` crate's default) and the next to answer.
+        let wait = options.timeout.max(RESOLVE_WITHIN);
         let client = with_timeout(wait, async {
             let mut sentinels = self.sentinels.lock().await;
             sentinels.async_get_client().await.map_err(redis_error)
@@ -177,8 +189,8 @@ impl Master {
     }
 }
 
-/// What `REDIS_SENTINEL_MASTER` and `REDIS_SENTINEL_URLS` say, checked.
-#[derive(Debug)]
+/// What `REDIS_SENTINEL_MASTER` and `REDIS_SENTINEL_URLS` say, checked. (No `Debug`: it holds
+/// passwords.)
 pub(crate) struct SentinelSpec {
     name: String,
     sentinels: Vec<ConnectionAddr>,
@@ -281,6 +293,14 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Why `parse` refuses (it must).
+    fn refused(master: &str, sentinels: &[&str]) -> String {
+        match SentinelSpec::parse(master, &urls(sentinels)) {
+            Ok(_) => panic!("accepted: {master} {sentinels:?}"),
+            Err(why) => why,
+        }
+    }
+
     #[test]
     fn a_plain_name_takes_the_sentinels_credentials_and_tls() {
         let spec = SentinelSpec::parse(
@@ -314,21 +334,18 @@ mod tests {
 
     #[test]
     fn mistakes_are_named_without_passwords() {
-        let no_sentinels = SentinelSpec::parse("m", &[]).unwrap_err();
+        let no_sentinels = refused("m", &[]);
         assert!(
             no_sentinels.contains("at least one sentinel"),
             "{no_sentinels}"
         );
-        let unnamed = SentinelSpec::parse(" ", &urls(&["redis://h1:26379"])).unwrap_err();
+        let unnamed = refused(" ", &["redis://h1:26379"]);
         assert!(unnamed.contains("REDIS_SENTINEL_MASTER"), "{unnamed}");
-        let mixed = SentinelSpec::parse("m", &urls(&["redis://h1:26379", "rediss://h2:26379"]))
-            .unwrap_err();
+        let mixed = refused("m", &["redis://h1:26379", "rediss://h2:26379"]);
         assert!(mixed.contains("mix"), "{mixed}");
-        let differing =
-            SentinelSpec::parse("m", &urls(&["redis://:a@h1:26379", "redis://:b@h2:26379"]))
-                .unwrap_err();
+        let differing = refused("m", &["redis://:a@h1:26379", "redis://:b@h2:26379"]);
         assert!(differing.contains("same user and password"), "{differing}");
-        let garbage = SentinelSpec::parse("m", &urls(&["http://:secret@h1"])).unwrap_err();
+        let garbage = refused("m", &["http://:secret@h1"]);
         assert!(
             garbage.contains("invalid sentinel URL") && !garbage.contains("secret"),
             "{garbage}"

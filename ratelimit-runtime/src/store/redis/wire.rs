@@ -59,14 +59,14 @@ pub(super) async fn connect_manager(
     Ok(manager)
 }
 
-/// Sends a batch of decisions in one call and answers each; `Err` when the call failed (each
-/// decision then has the error).
+/// Sends a batch of decisions in one call and answers each; the error when the call failed
+/// (each decision then has it).
 pub(super) async fn send_batch(
     mut manager: ConnectionManager,
     script: Script,
     options: Arc<RedisOptions>,
     mut batch: Vec<Job>,
-) -> Result<(), ()> {
+) -> Result<(), StoreError> {
     // A caller that gave up (timed out, its client gone) was answered by the failure policy:
     // deciding it now would charge a request that may have been refused.
     batch.retain(|job| !job.done.is_closed());
@@ -92,7 +92,7 @@ pub(super) async fn send_batch(
             for job in batch {
                 let _ = job.done.send(Err(error.clone()));
             }
-            Err(())
+            Err(error)
         }
     }
 }
