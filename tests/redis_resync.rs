@@ -7,7 +7,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use support::{ExampleServer, RedisServer};
 
 /// `/rate-limited` (a fixed window per client address), overridden to 20 an hour: a window
@@ -18,23 +17,11 @@ const WINDOW_SECS: u64 = 3_600;
 
 /// Sends `count` requests to `/rate-limited` of `server` at once; their statuses.
 async fn hit(server: &ExampleServer, count: usize) -> Vec<u16> {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let requests = (0..count).map(|_| {
-        let request = client.get(server.url("/rate-limited")).send();
-        async move {
-            request
-                .await
-                .map(|r| r.status().as_u16())
-                .expect("answered")
-        }
-    });
-    join_all(requests).await
+    support::send(&[server], "/rate-limited", None, count).await
 }
 
 fn passed(statuses: &[u16]) -> usize {
-    statuses.iter().filter(|&&s| s == 200).count()
+    support::count(statuses, 200)
 }
 
 /// What Redis holds as spent in the window: the one fixed-window state (`<end> <spent>`) among
@@ -75,18 +62,7 @@ async fn units_admitted_alone_during_a_stall_are_charged_to_redis_when_it_answer
 
     // Both connected (they connect on first use, in the background), on another rule.
     for server in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let before = redis.script_calls();
-        while redis.script_calls() == before {
-            assert!(Instant::now() < deadline, "no decision reached Redis");
-            let client = awc::Client::default();
-            let _ = client
-                .get(server.url("/data"))
-                .insert_header(("X-API-Key", "warm-up"))
-                .send()
-                .await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        support::until_decided(server, || redis.script_calls()).await;
     }
     // On Redis: 5 of the 20 spent, across the fleet.
     assert_eq!(passed(&hit(&a, 3).await), 3);

@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-use support::{free_port, ExampleServer};
+use support::{count, data, free_port, ExampleServer};
 
 const PASSWORD: &str = "master-pw-51c2";
 const SENTINEL_PASSWORD: &str = "sentinel-pw-9e07";
@@ -190,28 +189,6 @@ fn client() -> awc::Client {
     awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish()
-}
-
-/// Sends `count` requests to `/data` with `key`, spread over `servers`, at once; statuses.
-async fn data(servers: &[&ExampleServer], key: &str, count: usize) -> Vec<u16> {
-    let client = client();
-    let requests = (0..count).map(|i| {
-        let request = client
-            .get(servers[i % servers.len()].url("/data"))
-            .insert_header(("X-API-Key", key))
-            .send();
-        async move {
-            request
-                .await
-                .map(|r| r.status().as_u16())
-                .expect("answered")
-        }
-    });
-    join_all(requests).await
-}
-
-fn count(statuses: &[u16], status: u16) -> usize {
-    statuses.iter().filter(|&&s| s == status).count()
 }
 
 /// Decisions `server` made on Redis so far, from its metrics.

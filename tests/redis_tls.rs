@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use support::{free_port, ExampleServer};
+use support::{count, data, free_port, ExampleServer};
 
 const USER: &str = "app";
 const PASSWORD: &str = "s3cret-pw-7f2a";
@@ -160,43 +159,9 @@ fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ratelimit-tls-{}-{name}", std::process::id()))
 }
 
-/// Sends `count` requests to `/data` with `key`, spread over `servers`; the statuses.
-async fn data(servers: &[&ExampleServer], key: &str, count: usize) -> Vec<u16> {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let requests = (0..count).map(|i| {
-        let request = client
-            .get(servers[i % servers.len()].url("/data"))
-            .insert_header(("X-API-Key", key))
-            .send();
-        async move {
-            request
-                .await
-                .map(|r| r.status().as_u16())
-                .expect("answered")
-        }
-    });
-    join_all(requests).await
-}
-
-/// Waits until a request to `server` is decided on Redis (the connection is made on first
-/// use, in the background).
+/// Waits until a request to `server` is decided on `redis`.
 async fn until_on_redis(redis: &TlsRedis, server: &ExampleServer) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let before = redis.script_calls();
-    while redis.script_calls() == before {
-        assert!(
-            Instant::now() < deadline,
-            "no decision reached Redis over TLS"
-        );
-        data(&[server], "warm-up", 1).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn count(statuses: &[u16], status: u16) -> usize {
-    statuses.iter().filter(|&&s| s == status).count()
+    support::until_decided(server, || redis.script_calls()).await;
 }
 
 #[actix_web::test]
@@ -548,16 +513,7 @@ async fn a_cluster_over_tls_shares_one_exact_budget() {
         ExampleServer::start_with(&env),
     );
     for server in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let before = script_calls();
-        while script_calls() == before {
-            assert!(
-                Instant::now() < deadline,
-                "no decision reached the cluster over TLS"
-            );
-            data(&[server], "warm-up", 1).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        support::until_decided(server, script_calls).await;
     }
     let before = script_calls();
     let statuses = data(&[&a, &b], "cluster-over-tls", 30).await;

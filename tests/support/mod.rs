@@ -317,17 +317,11 @@ impl ExampleServer {
 
     /// The requests the server itself refused on `/data` so far, from its `/metrics`.
     pub fn data_refusals(&self) -> u64 {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the server");
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let series =
-            r#"ratelimit_decisions_total{rule="server::data",outcome="denied",store="memory"} "#;
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .map_or(0, |n| n.trim().parse().expect("a count"))
+        let refused = self.metric_where(
+            "ratelimit_decisions_total",
+            r#"{rule="server::data",outcome="denied",store="memory"}"#,
+        );
+        refused as u64
     }
 }
 
@@ -343,6 +337,59 @@ impl Drop for ExampleServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends `count` requests at once to `path`, spread over `servers` in turn, each with the
+/// header `X-API-Key: key` when given; their statuses.
+pub async fn send(
+    servers: &[&ExampleServer],
+    path: &str,
+    key: Option<&str>,
+    count: usize,
+) -> Vec<u16> {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let requests = (0..count).map(|i| {
+        let mut request = client.get(servers[i % servers.len()].url(path));
+        if let Some(key) = key {
+            request = request.insert_header(("X-API-Key", key));
+        }
+        let request = request.send();
+        async move {
+            request
+                .await
+                .map(|r| r.status().as_u16())
+                .expect("answered")
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+/// `/data` (10 per 10 s per API key, a sliding log): `count` requests with `key`.
+pub async fn data(servers: &[&ExampleServer], key: &str, count: usize) -> Vec<u16> {
+    send(servers, "/data", Some(key), count).await
+}
+
+/// How many of `statuses` are `status`.
+pub fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&s| s == status).count()
+}
+
+/// Sends `/data` warm-up requests to `server` until `decided()` (script calls on the Redis it
+/// uses, say) grows: the connection is made on first use, in the background.
+pub async fn until_decided(server: &ExampleServer, decided: impl Fn() -> u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = decided();
+    while decided() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no decision of {} reached Redis",
+            server.port
+        );
+        data(&[server], "warm-up", 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
