@@ -19,7 +19,8 @@
 
 use std::num::NonZeroU32;
 
-use actix_web::{get, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
+use actix_web::http::Method;
+use actix_web::{get, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_ws::Message;
@@ -44,6 +45,7 @@ async fn endpoints() -> impl Responder {
             "GET /queued": "5 per second per client address (GCRA); a request whose turn comes within 2 s waits for it",
             "GET /feed": "1,000 per minute for every client together, shared by the fleet (leased with RATELIMIT_LEASES=1)",
             "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
+            "GET|POST /items": "needs X-API-Key; reading is unlimited, creating (POST) 3 per minute per key",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
@@ -81,6 +83,21 @@ async fn data(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
     }
     let remaining = info.map(|i| i.remaining());
     HttpResponse::Ok().json(json!({"data": [1, 2, 3], "remaining": remaining}))
+}
+
+/// `GET|POST /items`: one handler for both methods, per API key: reading is unlimited, creating
+/// is limited to 3 a minute (`methods = ["POST"]`: a GET neither counts nor is refused).
+#[route("/items", method = "GET", method = "POST")]
+#[ratelimit(limit = 3, per = 60, scope = "header:X-API-Key", methods = ["POST"], exempt = no_api_key)]
+async fn items(req: HttpRequest) -> HttpResponse {
+    if let Some(unauthorized) = missing_key(&req) {
+        return unauthorized;
+    }
+    if req.method() == Method::POST {
+        HttpResponse::Created().json(json!({"created": true}))
+    } else {
+        HttpResponse::Ok().json(json!({"items": []}))
+    }
 }
 
 /// The API keys this demo has issued, and their tiers (hourly quotas). A real service looks
@@ -317,6 +334,7 @@ async fn main() -> std::io::Result<()> {
             .service(endpoints)
             .service(rate_limited)
             .service(data)
+            .service(items)
             .service(tiered)
             .service(search)
             .service(shadow)

@@ -52,6 +52,23 @@ mod snippets {
     };
     use serde_json::json;
 
+    // Arguments: `methods`.
+
+    mod methods {
+        use super::*;
+        use actix_web::http::Method;
+        use actix_web::route;
+
+        #[route("/items", method = "GET", method = "POST")]
+        #[ratelimit(limit = 3, per = 60, scope = "header:X-API-Key", methods = ["POST"])]
+        async fn items(req: HttpRequest) -> HttpResponse {
+            match *req.method() {
+                Method::POST => HttpResponse::Created().finish(), // creates
+                _ => HttpResponse::Ok().finish(),                 // lists
+            }
+        }
+    }
+
     // The opening example, and the Flask comparison.
 
     mod opening {

@@ -39,10 +39,12 @@ pub struct Args {
     pub mode: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<u32>>,
     pub max_wait: Option<Spanned<u64>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub per_method: Option<Spanned<bool>>,
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 18] = [
     "limit",
     "per",
     "scope",
@@ -58,6 +60,8 @@ const KEYS: [&str; 16] = [
     "mode",
     "concurrency",
     "max_wait",
+    "methods",
+    "per_method",
     "rate",
 ];
 
@@ -126,7 +130,19 @@ impl Args {
                 &mut self.send_x_headers,
                 "send_x_headers",
                 span,
-                boolean(&value)?,
+                boolean(&value, "send_x_headers")?,
+            ),
+            "methods" => put(
+                &mut self.methods,
+                "methods",
+                span,
+                strings(&value, "methods")?,
+            ),
+            "per_method" => put(
+                &mut self.per_method,
+                "per_method",
+                span,
+                boolean(&value, "per_method")?,
             ),
             "over_limit" => put(
                 &mut self.over_limit,
@@ -291,14 +307,43 @@ fn path(value: &Expr, name: &str) -> syn::Result<Path> {
     }
 }
 
-fn boolean(value: &Expr) -> syn::Result<bool> {
+fn boolean(value: &Expr, name: &str) -> syn::Result<bool> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Bool(b), ..
         }) => Ok(b.value),
         _ => Err(syn::Error::new(
             value.span(),
-            "`send_x_headers` takes `true` or `false`",
+            format!("`{name}` takes `true` or `false`"),
         )),
     }
+}
+
+/// `["POST", "PUT"]`: string literals in brackets, each with its span.
+fn strings(value: &Expr, name: &str) -> syn::Result<Vec<Spanned<String>>> {
+    let wrong = || {
+        syn::Error::new(
+            value.span(),
+            format!("`{name}` takes a list of strings, e.g. `{name} = [\"POST\", \"PUT\"]`"),
+        )
+    };
+    let Expr::Array(array) = value else {
+        return Err(wrong());
+    };
+    array
+        .elems
+        .iter()
+        .map(|elem| match elem {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Ok(Spanned {
+                value: s.value(),
+                span: s.span(),
+            }),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{name}` takes string literals, e.g. `\"POST\"`"),
+            )),
+        })
+        .collect()
 }

@@ -42,7 +42,16 @@ pub struct RuleSpec {
     pub soft: Option<u32>,
     pub mode: &'static str,
     pub max_wait_millis: Option<u64>,
+    /// The methods it applies to, in capitals; empty: all.
+    pub methods: Vec<String>,
+    /// With `per_method`, the one method whose own budget this rule is.
+    pub own_method: Option<String>,
 }
+
+/// The request methods `methods` accepts (RFC 9110 and PATCH).
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// The largest limit of a `sliding_log`: `ratelimit_runtime::algorithm::SlidingLog::MAX_LIMIT`,
 /// which says why (this crate cannot depend on the runtime; a test keeps the two equal).
@@ -78,14 +87,33 @@ impl Args {
         }
         let cost = self.cost.as_ref().map_or(1, |c| c.value);
         let mode = mode(self.mode.as_ref())?;
+        let methods = self.methods()?;
+        let per_method = self.per_method.as_ref().is_some_and(|p| p.value);
         self.check_max_wait(algorithm, mode)?;
         for quota in &quotas {
             check_cost(self.cost.as_ref(), quota, algorithm, burst)?;
             check_soft(self.soft.as_ref(), quota, algorithm, burst)?;
         }
-        Ok(quotas
+        // Each method its own budget: one rule per method, each named after it.
+        let budgets: Vec<(Vec<String>, Option<String>)> = if per_method {
+            methods
+                .iter()
+                .map(|m| (vec![m.clone()], Some(m.clone())))
+                .collect()
+        } else {
+            vec![(methods, None)]
+        };
+        Ok(budgets
             .into_iter()
-            .map(|quota| RuleSpec {
+            .flat_map(|budget| {
+                quotas
+                    .iter()
+                    .cloned()
+                    .map(move |quota| (quota, budget.clone()))
+            })
+            .map(|(quota, (methods, own_method))| RuleSpec {
+                methods,
+                own_method,
                 quota,
                 algorithm,
                 burst,
@@ -100,6 +128,47 @@ impl Args {
                 max_wait_millis: self.max_wait.as_ref().map(|w| w.value),
             })
             .collect())
+    }
+
+    /// `methods`, checked and in capitals; `per_method` needs them.
+    fn methods(&self) -> syn::Result<Vec<String>> {
+        let Some(methods) = &self.methods else {
+            return match self.per_method.as_ref().filter(|p| p.value) {
+                Some(per_method) => Err(syn::Error::new(
+                    per_method.span,
+                    "`per_method = true` gives each of `methods` its own budget: list them, e.g. `methods = [\"GET\", \"POST\"], per_method = true`",
+                )),
+                None => Ok(Vec::new()),
+            };
+        };
+        if methods.value.is_empty() {
+            return Err(syn::Error::new(
+                methods.span,
+                "`methods` is empty, so the limit would never apply; list methods, e.g. `methods = [\"POST\"]`, or leave `methods` out for every method",
+            ));
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for method in &methods.value {
+            let upper = method.value.trim().to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(syn::Error::new(
+                    method.span,
+                    format!(
+                        "unknown HTTP method `{}`; the methods are {}",
+                        method.value,
+                        METHODS.map(|m| format!("`{m}`")).join(", ")
+                    ),
+                ));
+            }
+            if seen.contains(&upper) {
+                return Err(syn::Error::new(
+                    method.span,
+                    format!("`{upper}` is listed twice in `methods`"),
+                ));
+            }
+            seen.push(upper);
+        }
+        Ok(seen)
     }
 
     fn quotas(&self, at: Span) -> syn::Result<Vec<QuotaSpec>> {

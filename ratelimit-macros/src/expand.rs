@@ -106,12 +106,14 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         scope(&a.scope),
         &a.shared,
         capacity(a),
+        &a.own_method,
     ) == (
         quota(&b.quota),
         b.algorithm,
         scope(&b.scope),
         &b.shared,
         capacity(b),
+        &b.own_method,
     )
 }
 
@@ -199,10 +201,15 @@ fn arg_type(arg: &FnArg) -> Option<&Type> {
 fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
     // Custom keys are told apart by name: the key function's path joins it.
-    let key_fn = match &rule.scope {
+    let mut key_fn = match &rule.scope {
         ScopeSpec::Custom(path) => format!("#key={}", path.to_token_stream()).replace(' ', ""),
         _ => String::new(),
     };
+    // A method's own budget (`per_method`) is told apart by the method.
+    if let Some(method) = &rule.own_method {
+        key_fn.push_str(&format!("#method={method}"));
+    }
+    let methods = &rule.methods;
     let name = match &rule.shared {
         Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared, #key_fn))),
         None => quote!(#rt::Cow::Borrowed(::core::concat!(
@@ -237,6 +244,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             soft: #soft,
             mode: #rt::Mode::#mode,
             max_wait: #max_wait,
+            methods: &[#(#methods),*],
             limiter_cache: #rt::LimiterCache::new(),
         }
     }

@@ -51,6 +51,8 @@ use proc_macro::TokenStream;
 /// | `over_limit = path::to::fn` | `fn(&HttpRequest, &RateLimitInfo) -> impl Responder` answers denied requests |
 /// | `soft = N` | a soft limit below the limit: past `N` spent, requests pass but `RateLimitInfo::degraded()` is true |
 /// | `mode = "shadow"` | a dry run: decided and charged, never refused; would-be denials logged and counted (`"enforce"` is the default) |
+/// | `methods = ["POST", "PUT"]` | the limit applies to requests of these methods only; the others skip it, uncounted |
+/// | `per_method = true` | with `methods`: each method its own budget (rules named `<handler>#method=POST`, ...) |
 ///
 /// A request without the header its scope names (or whose custom key is `None`) is counted per
 /// client address, in a budget of its own: a missing key never escapes the limit.

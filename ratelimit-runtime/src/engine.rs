@@ -188,11 +188,11 @@ impl State {
         Ok(())
     }
     /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
-    /// rates, dry-run rates. Exempt rules are left out.
+    /// rates, dry-run rates. Exempt rules, and rules of other methods, are left out.
     fn batches<'r>(&self, req: &HttpRequest, rules: &'r [Rule]) -> [Batch<'r>; 3] {
         let mut batches: [Batch<'r>; 3] = Default::default();
         for rule in rules {
-            if rule.exempt.is_some_and(|exempt| exempt(req)) {
+            if !rule.applies_to(req) || rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
             }
             let (limit, tier) = rule.tier_for(req);

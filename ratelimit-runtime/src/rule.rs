@@ -126,6 +126,9 @@ pub struct Rule {
     /// is then served (nginx's `delay`); `None` refuses at once. For the algorithms that
     /// [can reserve](AlgorithmKind::can_reserve) a turn; ignored by the others.
     pub max_wait: Option<Duration>,
+    /// The request methods the rule applies to, in capitals (`"POST"`); requests of other
+    /// methods skip it, uncounted. Empty: every method.
+    pub methods: &'static [&'static str],
     /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
     pub limiter_cache: LimiterCache,
@@ -148,8 +151,15 @@ impl Rule {
             soft: None,
             mode: Mode::Enforce,
             max_wait: None,
+            methods: &[],
             limiter_cache: LimiterCache::new(),
         }
+    }
+
+    /// Whether the rule applies to `req`: its method is one of [`methods`](Self::methods), or
+    /// the rule lists none.
+    pub fn applies_to(&self, req: &HttpRequest) -> bool {
+        self.methods.is_empty() || self.methods.contains(&req.method().as_str())
     }
 
     /// The limit that applies to `req`.
