@@ -77,6 +77,19 @@ impl Algorithm for FixedWindow {
         u64::from(state.end_secs) * NANOS_PER_SEC
     }
 
+    fn refund(
+        state: &mut FixedWindowState,
+        charged_at: UnixNanos,
+        _now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        // Only into the window it was charged in: a later one never saw it.
+        if u64::from(state.end_secs) == window_end(charged_at, limit.quota.period_secs()) {
+            state.spent = state.spent.saturating_sub(cost);
+        }
+    }
+
     fn held(state: &FixedWindowState, now: UnixNanos) -> u64 {
         if Self::expires_at(state) > now {
             u64::from(state.spent)

@@ -66,6 +66,21 @@ impl Algorithm for Gcra {
     fn expires_at(state: &GcraState) -> UnixNanos {
         state.tat
     }
+
+    fn refund(
+        state: &mut GcraState,
+        _charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        // The arrival time moves back by the units' intervals, never before now: what has
+        // drained since the charge is gone.
+        let step = interval(limit).saturating_mul(u64::from(cost));
+        if state.tat > now {
+            state.tat = state.tat.saturating_sub(step).max(now);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,24 @@ impl Algorithm for LeakyBucket {
         };
     }
 
+    fn refund(
+        state: &mut BucketLevel,
+        _charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        // What has leaked since the charge is gone: the level drops by at most what it holds.
+        let rate = u128::from(limit.quota.limit());
+        let level = level_at(state, now, limit)
+            .saturating_sub(u128::from(cost) * u128::from(limit.quota.period_nanos()));
+        let empty = u128::from(now) * rate + level;
+        *state = BucketLevel {
+            empty_at: u64::try_from(empty / rate).unwrap_or(u64::MAX),
+            frac: (empty % rate) as u32,
+        };
+    }
+
     fn expires_at(state: &BucketLevel) -> UnixNanos {
         state.empty_at.saturating_add(u64::from(state.frac > 0))
     }

@@ -95,6 +95,27 @@ impl Algorithm for SlidingLog {
         state.expiries.back().copied().unwrap_or(0)
     }
 
+    fn refund(
+        state: &mut SlidingLogState,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        // The request's own entries: `cost` copies of the instant it stops counting, which
+        // have not expired yet. (A clock that stepped back at the charge wrote a later instant:
+        // those entries stay, stricter.)
+        let expiry = charged_at.saturating_add(limit.quota.period_nanos());
+        if expiry <= now {
+            return;
+        }
+        let log = &mut state.expiries;
+        let first = log.partition_point(|&t| t < expiry);
+        let past = log.partition_point(|&t| t <= expiry);
+        let take = (past - first).min(cost as usize);
+        log.drain(past - take..past);
+    }
+
     fn heap_bytes(state: &SlidingLogState) -> usize {
         state.expiries.capacity() * std::mem::size_of::<UnixNanos>()
     }

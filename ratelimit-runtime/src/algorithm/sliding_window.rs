@@ -125,6 +125,34 @@ impl Algorithm for SlidingWindow {
         };
     }
 
+    fn refund(
+        state: &mut SlidingWindowState,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        let period = limit.quota.period_secs();
+        let c = counts(state, now, period);
+        let end = (c.start / u128::from(NANOS_PER_SEC)) as u64 + u64::from(period);
+        let charged_end = window_end(charged_at, period);
+        // Charged in the current window, or in the one before it (where it weighs less).
+        let (mut current, mut previous) = (c.current as u32, c.previous as u32);
+        if charged_end == end {
+            current = current.saturating_sub(cost);
+        } else if charged_end + u64::from(period) == end {
+            previous = previous.saturating_sub(cost);
+        } else {
+            return;
+        }
+        *state = SlidingWindowState {
+            end_secs: u32::try_from(end).unwrap_or(u32::MAX),
+            period_secs: period,
+            current,
+            previous,
+        };
+    }
+
     fn expires_at(state: &SlidingWindowState) -> UnixNanos {
         // Once the window after the current one has ended, neither counter weighs anything.
         (u64::from(state.end_secs) + u64::from(state.period_secs)) * NANOS_PER_SEC

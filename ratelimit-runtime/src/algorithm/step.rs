@@ -50,6 +50,19 @@ pub trait Algorithm {
     /// The instant from which `state` admits exactly what a fresh state admits.
     fn expires_at(state: &Self::State) -> UnixNanos;
 
+    /// Gives back, at `now`, `cost` units charged at `charged_at`: a request that turned out
+    /// not to count (`deduct_when`) or to cost less (`settle`). Only what still counts comes
+    /// back: units of a window that has ended, log entries that have expired, or the part of a
+    /// bucket that has drained meanwhile are gone already, and a state never gives back more
+    /// than it holds.
+    fn refund(
+        state: &mut Self::State,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    );
+
     /// What forgetting `state` at `now` would give back to its client, comparable between
     /// states of this algorithm: the units it holds where it counts them (the windows and the
     /// log), else the time until it is whole (the buckets and GCRA, whose states hold no count:
@@ -164,4 +177,68 @@ impl fmt::Display for AlgorithmKind {
 /// An instant computed in `u128`, saturated to `UnixNanos`.
 pub(crate) fn saturate(t: u128) -> UnixNanos {
     UnixNanos::try_from(t).unwrap_or(UnixNanos::MAX)
+}
+
+#[cfg(test)]
+mod refund_tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::algorithm::{
+        FixedWindow, Gcra, LeakyBucket, SlidingLog, SlidingWindow, TokenBucket,
+    };
+    use crate::clock::NANOS_PER_SEC;
+
+    const S: UnixNanos = NANOS_PER_SEC;
+    /// A multiple of 60 s: windows start here.
+    const T0: UnixNanos = 1_800_000_000 * S;
+
+    /// 10 per 60 s with a capacity of 10: 3 charged at `T0`, 2 of them refunded at `at`; what
+    /// remains for a request at `at`.
+    fn remaining_after_refund<A: Algorithm>(at: UnixNanos) -> u32 {
+        let limit = Limit::with_capacity(
+            Quota::from_parts(10, 60).unwrap(),
+            NonZeroU32::new(10).unwrap(),
+        );
+        let mut state = A::State::default();
+        assert!(A::step(&mut state, T0, &limit, 3).allowed);
+        A::refund(&mut state, T0, at, &limit, 2);
+        let before = A::evaluate(&mut state, at, &limit, 1).remaining;
+        // A refund never gives back more than was charged.
+        A::refund(&mut state, T0, at, &limit, 50);
+        let after = A::evaluate(&mut state, at, &limit, 1).remaining;
+        assert!(
+            after <= 9,
+            "{}: {after} left after refunding everything",
+            A::KIND
+        );
+        before
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_still_counts() {
+        // At once: 3 - 2 = 1 spent, whatever the algorithm (remaining counts the next unit).
+        assert_eq!(remaining_after_refund::<FixedWindow>(T0), 8);
+        assert_eq!(remaining_after_refund::<SlidingWindow>(T0), 8);
+        assert_eq!(remaining_after_refund::<SlidingLog>(T0), 8);
+        assert_eq!(remaining_after_refund::<TokenBucket>(T0), 8);
+        assert_eq!(remaining_after_refund::<LeakyBucket>(T0), 8);
+        assert_eq!(remaining_after_refund::<Gcra>(T0), 8);
+    }
+
+    #[test]
+    fn a_refund_after_the_units_stopped_counting_changes_nothing() {
+        // A minute on: the window ended, the log entries expired, the buckets drained.
+        let later = T0 + 61 * S;
+        assert_eq!(remaining_after_refund::<FixedWindow>(later), 9);
+        assert_eq!(remaining_after_refund::<SlidingLog>(later), 9);
+        assert_eq!(remaining_after_refund::<TokenBucket>(later), 9);
+        assert_eq!(remaining_after_refund::<Gcra>(later), 9);
+        // 9 s on, a bucket of one unit per 6 s has drained 1.5 of the 3: the refund of 2 takes
+        // the 1.5 left, not more (as many remain as from an empty bucket).
+        assert_eq!(remaining_after_refund::<TokenBucket>(T0 + 9 * S), 9);
+        assert_eq!(remaining_after_refund::<Gcra>(T0 + 9 * S), 9);
+        // The sliding window: charged in the previous window, refunded from its share.
+        assert_eq!(remaining_after_refund::<SlidingWindow>(T0 + 60 * S), 8);
+    }
 }

@@ -32,6 +32,16 @@ impl Algorithm for TokenBucket {
     fn expires_at(state: &BucketLevel) -> UnixNanos {
         LeakyBucket::expires_at(state)
     }
+
+    fn refund(
+        state: &mut BucketLevel,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+        limit: &Limit,
+        cost: u32,
+    ) {
+        LeakyBucket::refund(state, charged_at, now, limit, cost);
+    }
 }
 
 #[cfg(test)]
