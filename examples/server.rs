@@ -19,8 +19,8 @@
 
 use std::num::NonZeroU32;
 
-use actix_web::http::Method;
-use actix_web::{get, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_ws::Message;
@@ -46,6 +46,7 @@ async fn endpoints() -> impl Responder {
             "GET /feed": "1,000 per minute for every client together, shared by the fleet (leased with RATELIMIT_LEASES=1)",
             "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
             "GET|POST /items": "needs X-API-Key; reading is unlimited, creating (POST) 3 per minute per key",
+            "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
@@ -98,6 +99,24 @@ async fn items(req: HttpRequest) -> HttpResponse {
     } else {
         HttpResponse::Ok().json(json!({"items": []}))
     }
+}
+
+/// `POST /login`: JSON `{"user", "password"}`, `letmein` the demo password. Only failed
+/// attempts count, 5 a minute per client address: each is charged before the handler, as
+/// always, and a response `failed_login` does not accept (a success) gives its unit back, so
+/// concurrent guesses cannot slip past the limit.
+#[post("/login")]
+#[ratelimit(limit = 5, per = 60, deduct_when = failed_login)]
+async fn login(body: web::Json<serde_json::Value>) -> HttpResponse {
+    match body.get("password").and_then(|p| p.as_str()) {
+        Some("letmein") => HttpResponse::Ok().json(json!({"login": "ok"})),
+        _ => HttpResponse::Unauthorized().json(json!({"error": "invalid_credentials"})),
+    }
+}
+
+/// A failed login: the response `/login` counts.
+fn failed_login(res: &HttpResponse) -> bool {
+    res.status() == StatusCode::UNAUTHORIZED
 }
 
 /// The API keys this demo has issued, and their tiers (hourly quotas). A real service looks
@@ -335,6 +354,7 @@ async fn main() -> std::io::Result<()> {
             .service(rate_limited)
             .service(data)
             .service(items)
+            .service(login)
             .service(tiered)
             .service(search)
             .service(shadow)

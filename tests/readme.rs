@@ -52,6 +52,33 @@ mod snippets {
     };
     use serde_json::json;
 
+    // Counting only what matters: `deduct_when`.
+
+    mod deduct_when {
+        use super::*;
+        use actix_web::http::StatusCode;
+        use actix_web::post;
+
+        #[derive(serde::Deserialize)]
+        struct Credentials {
+            password: String,
+        }
+
+        fn failed_login(res: &HttpResponse) -> bool {
+            res.status() == StatusCode::UNAUTHORIZED
+        }
+
+        #[post("/login")]
+        #[ratelimit(limit = 5, per = 60, deduct_when = failed_login)]
+        async fn login(body: web::Json<Credentials>) -> HttpResponse {
+            if body.password == "letmein" {
+                HttpResponse::Ok().json(json!({"login": "ok"}))
+            } else {
+                HttpResponse::Unauthorized().json(json!({"error": "invalid_credentials"}))
+            }
+        }
+    }
+
     // Arguments: `methods`.
 
     mod methods {

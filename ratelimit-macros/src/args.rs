@@ -41,10 +41,11 @@ pub struct Args {
     pub max_wait: Option<Spanned<u64>>,
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub per_method: Option<Spanned<bool>>,
+    pub deduct_when: Option<Spanned<Path>>,
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 19] = [
     "limit",
     "per",
     "scope",
@@ -62,6 +63,7 @@ const KEYS: [&str; 18] = [
     "max_wait",
     "methods",
     "per_method",
+    "deduct_when",
     "rate",
 ];
 
@@ -131,6 +133,12 @@ impl Args {
                 "send_x_headers",
                 span,
                 boolean(&value, "send_x_headers")?,
+            ),
+            "deduct_when" => put(
+                &mut self.deduct_when,
+                "deduct_when",
+                span,
+                path(&value, "deduct_when")?,
             ),
             "methods" => put(
                 &mut self.methods,

@@ -46,6 +46,8 @@ pub struct RuleSpec {
     pub methods: Vec<String>,
     /// With `per_method`, the one method whose own budget this rule is.
     pub own_method: Option<String>,
+    /// `fn(&HttpResponse) -> bool`: only responses it accepts keep their charge.
+    pub deduct_when: Option<Path>,
 }
 
 /// The request methods `methods` accepts (RFC 9110 and PATCH).
@@ -114,6 +116,7 @@ impl Args {
             .map(|(quota, (methods, own_method))| RuleSpec {
                 methods,
                 own_method,
+                deduct_when: self.deduct_when.as_ref().map(|d| d.value.clone()),
                 quota,
                 algorithm,
                 burst,
@@ -210,6 +213,7 @@ impl Args {
             ("soft", self.soft.as_ref().map(|s| s.span)),
             ("mode", self.mode.as_ref().map(|m| m.span)),
             ("max_wait", self.max_wait.as_ref().map(|w| w.span)),
+            ("deduct_when", self.deduct_when.as_ref().map(|d| d.span)),
         ];
         if let Some((name, Some(span))) = meaningless.into_iter().find(|(_, s)| s.is_some()) {
             return Err(syn::Error::new(

@@ -210,6 +210,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
         key_fn.push_str(&format!("#method={method}"));
     }
     let methods = &rule.methods;
+    let deduct_when = option(rule.deduct_when.as_ref().map(deduct_when_expr));
     let name = match &rule.shared {
         Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared, #key_fn))),
         None => quote!(#rt::Cow::Borrowed(::core::concat!(
@@ -245,6 +246,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             mode: #rt::Mode::#mode,
             max_wait: #max_wait,
             methods: &[#(#methods),*],
+            deduct_when: #deduct_when,
             limiter_cache: #rt::LimiterCache::new(),
         }
     }
@@ -290,6 +292,14 @@ fn exempt_expr(path: &Path) -> TokenStream {
     at(
         path,
         quote!(|req: &#rt::HttpRequest| -> bool { #rt::IsExempt::into_exempt(#path(req)) }),
+    )
+}
+
+fn deduct_when_expr(path: &Path) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    at(
+        path,
+        quote!(|res: &#rt::HttpResponse| -> bool { #rt::Deducts::deducts(#path(res)) }),
     )
 }
 

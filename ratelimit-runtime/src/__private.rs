@@ -107,6 +107,23 @@ impl IsExempt for bool {
     }
 }
 
+/// What a `deduct_when` function returns.
+#[diagnostic::on_unimplemented(
+    message = "a `deduct_when` function returns `bool`, not `{Self}`",
+    label = "this `deduct_when` function returns `{Self}`",
+    note = "expected `fn(&HttpResponse) -> bool`: true keeps the request charged (a failed login), false gives its units back"
+)]
+pub trait Deducts {
+    /// Whether the response keeps its charge.
+    fn deducts(self) -> bool;
+}
+
+impl Deducts for bool {
+    fn deducts(self) -> bool {
+        self
+    }
+}
+
 /// What a `limit = fn` function returns: a quota for this request.
 #[diagnostic::on_unimplemented(
     message = "a `limit` function returns a `Tier` or a `Quota`, not `{Self}`",

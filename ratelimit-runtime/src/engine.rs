@@ -5,6 +5,10 @@
 //! or every rule of a limiter built with `.shadow(true)`) are decided as a second decision once
 //! the enforced ones let the request through, so that a would-be denial of a dry run never
 //! keeps the enforced rules from being charged.
+//!
+//! Settlement after the response: the units of a rule whose `deduct_when` refuses the response
+//! are given back ([`Refunds`]): in memory before the response leaves, on Redis in one round
+//! trip sent after it, never delaying it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +46,32 @@ pub struct Pass {
     /// How long the request waited for its turn.
     waited: Duration,
     slots: Vec<Slot>,
+    /// The charges the response may give back (rules with `deduct_when`).
+    refunds: Option<Box<Refunds>>,
+}
+
+/// Charges of one request that its response may give back.
+struct Refunds {
+    state: Arc<State>,
+    charges: SmallVec<[Charge; 2]>,
+}
+
+/// One rule's charge: the rule (its `deduct_when`, its metrics), the check charged, where and
+/// when.
+struct Charge {
+    rule: Rule,
+    tier: &'static str,
+    check: Check,
+    store: StoreLabel,
+    charged_at: UnixNanos,
+}
+
+impl std::fmt::Debug for Refunds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refunds")
+            .field("charges", &self.charges.len())
+            .finish()
+    }
 }
 
 /// Where a [`DefaultLimits`](crate::DefaultLimits) middleware collects the handler's decision,
@@ -70,7 +100,7 @@ pub(crate) enum Decided {
 impl State {
     /// Decides `rules` for `req` (see [`RateLimiter::check`](crate::RateLimiter::check)).
     pub(crate) async fn check(
-        &self,
+        self: &Arc<Self>,
         req: &HttpRequest,
         rules: &[Rule],
     ) -> Result<Pass, HttpResponse> {
@@ -83,13 +113,14 @@ impl State {
             concurrency: None,
             waited: Duration::ZERO,
             slots: Vec::new(),
+            refunds: None,
         };
         // Slots first: a request refused for its rates gives them back (with `pass`).
         self.take_slots(req, &concurrent, now, &mut pass).await?;
         let mut info = None;
         if !enforced.checks.is_empty() {
-            match self.decide(&enforced, now, now, Mode::Enforce).await {
-                Decided::Verdict(verdict) if verdict.allowed => {
+            match self.decide_on(&enforced, now, now, Mode::Enforce).await {
+                (Decided::Verdict(verdict), store) if verdict.allowed => {
                     // A turn reserved later than now (`max_wait`) is waited for here.
                     let turn = verdict
                         .decisions
@@ -104,19 +135,25 @@ impl State {
                     info = shown_info(&enforced, &verdict, turn, self)
                         .map(|i| i.waited_for(pass.waited));
                     pass.headers = Some(shown).filter(|s| !s.policies.is_empty());
+                    self.keep_refunds(&mut pass, &enforced, store, turn);
                 }
-                Decided::Verdict(verdict) => return Err(self.refuse(req, &enforced, &verdict, now)),
-                Decided::Refused(refused) => return Err(unsupported_limit(&refused)),
-                Decided::Unlimited => return Ok(pass),
-                Decided::Unavailable(secs) => return Err(unavailable(secs)),
+                (Decided::Verdict(verdict), _) => {
+                    return Err(self.refuse(req, &enforced, &verdict, now))
+                }
+                (Decided::Refused(refused), _) => return Err(unsupported_limit(&refused)),
+                (Decided::Unlimited, _) => return Ok(pass),
+                (Decided::Unavailable(secs), _) => return Err(unavailable(secs)),
             }
         }
         if !shadow.checks.is_empty() {
             let started = self.clock.now();
             // A dry run this limiter cannot decide is skipped (and logged): it never refuses.
-            if let Decided::Verdict(verdict) =
-                self.decide(&shadow, now, started, Mode::Shadow).await
+            if let (Decided::Verdict(verdict), store) =
+                self.decide_on(&shadow, now, started, Mode::Shadow).await
             {
+                if verdict.allowed {
+                    self.keep_refunds(&mut pass, &shadow, store, now);
+                }
                 self.log_shadow_denial(&shadow, &verdict, now);
                 if info.is_none() {
                     info =
@@ -223,8 +260,19 @@ impl State {
         started: UnixNanos,
         mode: Mode,
     ) -> Decided {
+        self.decide_on(batch, now, started, mode).await.0
+    }
+
+    /// [`decide`](Self::decide), and which store decided.
+    async fn decide_on(
+        &self,
+        batch: &Batch<'_>,
+        now: UnixNanos,
+        started: UnixNanos,
+        mode: Mode,
+    ) -> (Decided, StoreLabel) {
         if let Some(refused) = self.refusal(batch) {
-            return Decided::Refused(refused);
+            return (Decided::Refused(refused), StoreLabel::Memory);
         }
         // A soft limit reads the remaining count, which a lease would understate.
         let leasable = batch.rules.iter().all(|(rule, _)| rule.soft.is_none());
@@ -239,7 +287,38 @@ impl State {
             Answer::Unavailable(secs) => Decided::Unavailable(secs),
         };
         self.count(batch, &decided, store, mode);
-        decided
+        (decided, store)
+    }
+
+    /// Keeps in `pass` the charges of `batch` (allowed, charged by `store` at `charged_at`)
+    /// that a rule's `deduct_when` may give back once the response exists.
+    fn keep_refunds(
+        self: &Arc<Self>,
+        pass: &mut Pass,
+        batch: &Batch<'_>,
+        store: StoreLabel,
+        charged_at: UnixNanos,
+    ) {
+        let charges = batch
+            .rules
+            .iter()
+            .zip(&batch.checks)
+            .filter(|((rule, _), _)| rule.deduct_when.is_some());
+        for (&(rule, tier), check) in charges {
+            let refunds = pass.refunds.get_or_insert_with(|| {
+                Box::new(Refunds {
+                    state: Arc::clone(self),
+                    charges: SmallVec::new(),
+                })
+            });
+            refunds.charges.push(Charge {
+                rule: rule.clone(),
+                tier,
+                check: *check,
+                store,
+                charged_at,
+            });
+        }
     }
 
     /// The first limit of `batch` this limiter cannot decide (known only now: a quota chosen
@@ -520,7 +599,10 @@ impl Pass {
 
     /// The after-response hook: adds the limit headers to `response` unless the handler set
     /// them, or hands them to an enclosing [`DefaultLimits`](crate::DefaultLimits) hook.
-    pub fn finish(self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
+    pub fn finish(mut self, mut response: HttpResponse, req: &HttpRequest) -> HttpResponse {
+        if let Some(refunds) = self.refunds.take() {
+            refunds.settle(&response);
+        }
         let headers = response.headers_mut();
         if let Some((limit, left)) = self.concurrency {
             add_concurrency_headers(headers, limit, left);
@@ -554,6 +636,64 @@ impl Pass {
     }
 }
 
+impl Refunds {
+    /// Gives back the charges whose rule's `deduct_when` refuses `response`: in memory at
+    /// once, on Redis in a task of its own (the response does not wait for it).
+    fn settle(self: Box<Self>, response: &HttpResponse) {
+        let Refunds { state, charges } = *self;
+        let back: SmallVec<[Charge; 2]> = charges
+            .into_iter()
+            .filter(|c| c.rule.deduct_when.is_some_and(|counts| !counts(response)))
+            .collect();
+        if back.is_empty() {
+            return;
+        }
+        if !state.backend.is_shared() {
+            let now = state.clock.now();
+            for charge in &back {
+                state
+                    .store
+                    .refund_now(std::slice::from_ref(&charge.check), charge.charged_at, now);
+                charge.counted(&state);
+            }
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("rate limiter: no runtime to give units back on; they stay spent");
+            return;
+        };
+        runtime.spawn(async move {
+            let now = state.clock.now();
+            for charge in &back {
+                state
+                    .backend
+                    .refund(
+                        &state.store,
+                        std::slice::from_ref(&charge.check),
+                        charge.store,
+                        charge.charged_at,
+                        now,
+                    )
+                    .await;
+                charge.counted(&state);
+            }
+        });
+    }
+}
+
+impl Charge {
+    /// Counts the charge given back: `outcome="refunded"`, and its units.
+    fn counted(&self, state: &State) {
+        state.metrics.count(
+            &self.rule,
+            self.tier,
+            Outcome::Refunded,
+            self.store,
+            self.check.cost,
+        );
+    }
+}
+
 /// What one limit of a request came to and the units it spent; `None`: nothing to count.
 type Counted = Option<(Outcome, u32)>;
 
@@ -563,7 +703,7 @@ fn worse(a: Counted, b: Counted) -> Counted {
     let rank = |o: &Counted| match o {
         Some((Outcome::Denied | Outcome::ShadowDenied, _)) => 3,
         Some((Outcome::Degraded, _)) => 2,
-        Some((Outcome::Allowed, _)) => 1,
+        Some((Outcome::Allowed | Outcome::Refunded, _)) => 1,
         None => 0,
     };
     let units = |o: &Counted| o.map_or(0, |(_, units)| units);

@@ -129,6 +129,10 @@ pub struct Rule {
     /// The request methods the rule applies to, in capitals (`"POST"`); requests of other
     /// methods skip it, uncounted. Empty: every method.
     pub methods: &'static [&'static str],
+    /// Only responses it accepts are charged (Flask-Limiter's `deduct_when`): the units are
+    /// charged before the handler, as always, and given back after the response when it
+    /// returns false. A failed login counts; a successful one does not.
+    pub deduct_when: Option<fn(&HttpResponse) -> bool>,
     /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
     pub limiter_cache: LimiterCache,
@@ -152,6 +156,7 @@ impl Rule {
             mode: Mode::Enforce,
             max_wait: None,
             methods: &[],
+            deduct_when: None,
             limiter_cache: LimiterCache::new(),
         }
     }

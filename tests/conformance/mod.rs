@@ -372,6 +372,49 @@ pub async fn reset_is_when_whole_again<S: Store>(store: &S) {
     }
 }
 
+/// Refunds: units charged earlier come back where they still count, the same on every store.
+pub async fn refunds_give_back_what_still_counts<S: Store>(store: &S) {
+    let refund = |subject: &Subject<'_, S>, charged_at: UnixNanos, now: UnixNanos, units: u32| {
+        let check = Check {
+            cost: units,
+            ..subject.check()
+        };
+        async move { store.refund(&[check], charged_at, now).await.unwrap() }
+    };
+    for algorithm in AlgorithmKind::ALL {
+        // 3 of 10 spent, 2 given back at once: as if 1 had been spent.
+        let subject = Subject::new(store, algorithm, 10, 60).with_capacity(10);
+        assert!(subject.spend(T0, 3).await.allowed, "{algorithm}");
+        refund(&subject, T0, T0, 2).await;
+        assert_eq!(subject.spend(T0, 1).await.remaining, 8, "{algorithm}");
+        // Never more than was charged: the budget is whole at most.
+        refund(&subject, T0, T0, 50).await;
+        assert_eq!(subject.spend(T0, 1).await.remaining, 9, "{algorithm}");
+    }
+    // A window that has ended keeps its units: the current one is not refunded for them.
+    let window = Subject::new(store, AlgorithmKind::FixedWindow, 10, 60);
+    assert!(window.spend(T0, 3).await.allowed);
+    assert!(window.spend(T0 + MIN, 4).await.allowed);
+    refund(&window, T0, T0 + MIN, 2).await;
+    assert_eq!(window.spend(T0 + MIN, 1).await.remaining, 5);
+    // The log gives back the request's own entries, which expire when its units would have.
+    let log = Subject::new(store, AlgorithmKind::SlidingLog, 10, 60);
+    assert!(log.spend(T0, 3).await.allowed);
+    assert!(log.spend(T0 + 30 * SEC, 4).await.allowed);
+    refund(&log, T0, T0 + 30 * SEC, 2).await;
+    // At T0 + 60 s the one left of the first request expires: 4 held.
+    assert_eq!(log.spend(T0 + MIN, 1).await.remaining, 5);
+    // A bucket gives back at most what it still holds: 12 s on, 2 of the 3 units drained.
+    let bucket = Subject::new(store, AlgorithmKind::TokenBucket, 10, 60);
+    assert!(bucket.spend(T0, 3).await.allowed);
+    refund(&bucket, T0, T0 + 12 * SEC, 3).await;
+    assert_eq!(
+        bucket.spend(T0 + 12 * SEC, 10).await.remaining,
+        0,
+        "whole again"
+    );
+}
+
 /// Calls `$callback!` with the name of every case, after `$arg;` when given.
 #[macro_export]
 macro_rules! with_cases {
@@ -382,7 +425,8 @@ macro_rules! with_cases {
             fixed_window_edges, fixed_window_boundary_burst, sliding_log_five_per_five_minutes,
             sliding_window_84_36, token_bucket_ten_per_minute, bursts, sliding_log_at_its_bound,
             gcra_above_ten_thousand_per_second, leaky_bucket_smooths,
-            stacked_checks_all_or_nothing, clock_stepping_back, reset_is_when_whole_again
+            stacked_checks_all_or_nothing, clock_stepping_back, reset_is_when_whole_again,
+            refunds_give_back_what_still_counts
         }
     };
 }

@@ -79,6 +79,24 @@ impl Backend {
         }
     }
 
+    /// Gives back `checks`' costs, charged at `charged_at` by `store`: in memory at once; on
+    /// Redis in one round trip (or in memory, where the fallback decided). A failure leaves
+    /// the units spent (stricter), logged at debug level.
+    pub(crate) async fn refund(
+        &self,
+        memory: &MemoryStore,
+        checks: &[Check],
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] store: StoreLabel,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+    ) {
+        match self {
+            Backend::Memory => memory.refund_now(checks, charged_at, now),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.refund(memory, checks, store, charged_at, now).await,
+        }
+    }
+
     /// Takes one of `limit` slots of `check`'s key (a concurrency limit).
     pub(crate) async fn take_slot(
         &self,

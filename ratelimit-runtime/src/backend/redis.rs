@@ -260,6 +260,33 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// Gives back units charged at `charged_at` by `store`: on Redis, or in the fallback's
+    /// memory where it decided (see [`Backend::refund`](super::Backend::refund)).
+    pub(crate) async fn refund(
+        self: &Arc<Self>,
+        memory: &MemoryStore,
+        checks: &[Check],
+        store: StoreLabel,
+        charged_at: UnixNanos,
+        now: UnixNanos,
+    ) {
+        if store == StoreLabel::Fallback {
+            return memory.refund_now(&self.local(checks), charged_at, now);
+        }
+        // Units of a key Redis denied lately are answered from the local cache until the
+        // denial's instant: forgotten, so that the units given back can be spent.
+        self.blocked.forget(checks);
+        let refunded = match self.store().await {
+            Ok(store) => store.refund(checks, charged_at, now).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = refunded {
+            tracing::debug!(
+                "rate limiter: units could not be given back ({error}); they stay spent"
+            );
+        }
+    }
+
     /// Counts a decision refused before it reached Redis: a limit Redis cannot decide exactly.
     pub(crate) fn count_refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);

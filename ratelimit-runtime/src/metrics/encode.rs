@@ -14,7 +14,7 @@ use super::{Metrics, RuleCounters, RuleLabel, StoreLabel};
 
 const STORES: [&str; 3] = ["memory", "redis", "fallback"];
 
-const OUTCOMES: [&str; 4] = ["allowed", "denied", "shadow_denied", "degraded"];
+const OUTCOMES: [&str; 5] = ["allowed", "denied", "shadow_denied", "degraded", "refunded"];
 
 pub(crate) fn single(
     encoder: &mut DescriptorEncoder,
@@ -55,7 +55,7 @@ fn encode_rules(
     };
     let mut decisions = encoder.encode_descriptor(
         "ratelimit_decisions",
-        "Decisions per rule, by outcome (allowed, denied, shadow_denied, degraded) and store",
+        "Decisions per rule, by outcome (allowed, denied, shadow_denied, degraded; refunded: allowed, then given back after the response) and store",
         None,
         MetricType::Counter,
     )?;
@@ -81,6 +81,20 @@ fn encode_rules(
             let mut series = labels(label);
             series.push(("store", STORES[store as usize].to_string()));
             ConstCounter::new(counters.units(store)).encode(units.encode_family(&series)?)?;
+        }
+    }
+    let mut refunded = encoder.encode_descriptor(
+        "ratelimit_units_refunded",
+        "Units given back after the response (deduct_when, settle), per rule and store",
+        None,
+        MetricType::Counter,
+    )?;
+    for (label, counters) in &rules {
+        for &store in stores {
+            let mut series = labels(label);
+            series.push(("store", STORES[store as usize].to_string()));
+            let count = counters.refunded_units[store as usize].load(Ordering::Relaxed);
+            ConstCounter::new(count).encode(refunded.encode_family(&series)?)?;
         }
     }
     let mut in_flight = encoder.encode_descriptor(

@@ -41,6 +41,9 @@ pub(crate) enum Outcome {
     ShadowDenied = 2,
     /// Allowed above the rule's soft limit.
     Degraded = 3,
+    /// Allowed, and its units given back after the response (`deduct_when`, `settle`): the
+    /// units counted are those given back.
+    Refunded = 4,
 }
 
 /// Upper bounds of the decision-latency buckets, in nanoseconds (1 µs to 250 ms: memory
@@ -106,7 +109,9 @@ impl Equivalent<RuleLabel> for RuleLabelRef<'_> {
 /// The counters of one rule (and tier).
 #[derive(Debug, Default)]
 pub(crate) struct RuleCounters {
-    decisions: [[AtomicU64; 3]; 4],
+    decisions: [[AtomicU64; 3]; 5],
+    /// Units given back after the response, by store.
+    refunded_units: [AtomicU64; 3],
     /// Units spent beyond one per passed decision (a `cost` above 1; -1 for a fail-open pass,
     /// which spends nothing): most decisions spend one unit and touch no counter here.
     extra_units: [AtomicI64; 3],
@@ -228,6 +233,10 @@ impl Metrics {
         let passed = matches!(outcome, Outcome::Allowed | Outcome::Degraded);
         let bump = |counters: &RuleCounters| {
             counters.decisions[outcome as usize][store as usize].fetch_add(1, Ordering::Relaxed);
+            if outcome == Outcome::Refunded {
+                counters.refunded_units[store as usize]
+                    .fetch_add(u64::from(units), Ordering::Relaxed);
+            }
             if passed && units != 1 {
                 counters.extra_units[store as usize]
                     .fetch_add(i64::from(units) - 1, Ordering::Relaxed);

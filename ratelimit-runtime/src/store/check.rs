@@ -157,4 +157,20 @@ pub trait Store: Send + Sync + 'static {
         let _ = checks;
         std::future::ready(Err(StoreError::unsupported("this store cannot reset")))
     }
+
+    /// Gives back, at `now`, each check's `cost` charged at `charged_at` (the instant of that
+    /// decision): units of a request that turned out not to count, or to cost less. Only what
+    /// still counts comes back (see [`Algorithm::refund`](crate::algorithm::Algorithm::refund)).
+    /// Unsupported unless the store implements it: the units then stay spent.
+    fn refund(
+        &self,
+        checks: &[Check],
+        charged_at: UnixNanos,
+        now: UnixNanos,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (checks, charged_at, now);
+        std::future::ready(Err(StoreError::unsupported(
+            "this store cannot give units back",
+        )))
+    }
 }

@@ -373,6 +373,23 @@ impl MemoryStore {
         }
     }
 
+    /// Gives back each check's `cost` charged at `charged_at`, where it still counts (see
+    /// [`Store::refund`]). A key no longer held has nothing to give back.
+    pub fn refund_now(&self, checks: &[Check], charged_at: UnixNanos, now: UnixNanos) {
+        for check in checks {
+            let key = check.fingerprint();
+            let mut shard = self.lock(shard_of(key));
+            with_algorithm!(check.algorithm, A => {
+                if let Some(state) = A::table(&mut shard).get_mut(key) {
+                    let before = A::heap_bytes(state);
+                    A::refund(state, charged_at, now, &check.limit, check.cost);
+                    let after = A::heap_bytes(state);
+                    shard.heap_bytes = (shard.heap_bytes + after).saturating_sub(before);
+                }
+            });
+        }
+    }
+
     fn charge(&self, shard: &mut Shard, check: &Check, now: UnixNanos) {
         with_algorithm!(check.algorithm, A => self.charge_in::<A>(shard, check, now))
     }
@@ -425,6 +442,16 @@ impl Store for MemoryStore {
 
     async fn reset(&self, checks: &[Check]) -> Result<(), StoreError> {
         self.reset_now(checks);
+        Ok(())
+    }
+
+    async fn refund(
+        &self,
+        checks: &[Check],
+        charged_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), StoreError> {
+        self.refund_now(checks, charged_at, now);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 mod lane;
 mod lease;
 mod options;
+mod refund;
 mod reply;
 #[cfg(test)]
 mod reply_properties;
@@ -204,6 +205,15 @@ impl Store for RedisStore {
 
     async fn peek(&self, checks: &[Check], now: UnixNanos) -> Result<Verdict, StoreError> {
         self.run(checks, now, false).await
+    }
+
+    async fn refund(
+        &self,
+        checks: &[Check],
+        charged_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), StoreError> {
+        self.refund_checks(checks, charged_at, now).await
     }
 
     async fn reset(&self, checks: &[Check]) -> Result<(), StoreError> {
