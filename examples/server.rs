@@ -46,6 +46,7 @@ async fn endpoints() -> impl Responder {
             "GET /feed": "1,000 per minute for every client together, shared by the fleet (leased with RATELIMIT_LEASES=1)",
             "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
             "GET|POST /items": "needs X-API-Key; reading is unlimited, creating (POST) 3 per minute per key",
+            "GET /llm?max_tokens=M&tokens=N": "needs X-API-Key; 1,000 tokens per minute per key: M reserved before the handler, settled to N after",
             "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
@@ -112,6 +113,38 @@ async fn login(body: web::Json<serde_json::Value>) -> HttpResponse {
         Some("letmein") => HttpResponse::Ok().json(json!({"login": "ok"})),
         _ => HttpResponse::Unauthorized().json(json!({"error": "invalid_credentials"})),
     }
+}
+
+/// A number of the query string, if given and valid.
+fn query_number(req: &HttpRequest, name: &str) -> Option<u32> {
+    web::Query::<std::collections::HashMap<String, u32>>::from_query(req.query_string())
+        .ok()?
+        .get(name)
+        .copied()
+}
+
+/// What `/llm` reserves before the handler: `max_tokens` (100 when absent).
+fn max_tokens(req: &HttpRequest) -> u32 {
+    query_number(req, "max_tokens").unwrap_or(100)
+}
+
+/// `GET /llm?max_tokens=M&tokens=N`: an API priced in tokens, 1,000 a minute per API key. `M`
+/// is reserved before the handler runs; the handler settles for the `N` it "produced" (at most
+/// `M`), and the rest goes back to the budget.
+#[get("/llm")]
+#[ratelimit(limit = 1000, per = 60, scope = "header:X-API-Key", cost = max_tokens, exempt = no_api_key)]
+async fn llm(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
+    if let Some(unauthorized) = missing_key(&req) {
+        return unauthorized;
+    }
+    let reserved = max_tokens(&req);
+    let tokens = query_number(&req, "tokens")
+        .unwrap_or(reserved)
+        .min(reserved);
+    if let Some(info) = info {
+        info.settle(tokens);
+    }
+    HttpResponse::Ok().json(json!({ "tokens": tokens }))
 }
 
 /// A failed login: the response `/login` counts.
@@ -355,6 +388,7 @@ async fn main() -> std::io::Result<()> {
             .service(data)
             .service(items)
             .service(login)
+            .service(llm)
             .service(tiered)
             .service(search)
             .service(shadow)

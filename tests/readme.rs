@@ -79,6 +79,28 @@ mod snippets {
         }
     }
 
+    // Costs known per request.
+
+    mod settle {
+        use super::*;
+        use std::collections::HashMap;
+
+        fn max_tokens(req: &HttpRequest) -> u32 {
+            web::Query::<HashMap<String, u32>>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.get("max_tokens").copied())
+                .unwrap_or(100)
+        }
+
+        #[get("/llm")]
+        #[ratelimit(limit = 1000, per = 60, scope = "header:X-API-Key", cost = max_tokens)]
+        async fn llm(info: RateLimitInfo) -> HttpResponse {
+            let used = 100; // what the model produced
+            info.settle(used);
+            HttpResponse::Ok().json(json!({ "tokens": used }))
+        }
+    }
+
     // Arguments: `methods`.
 
     mod methods {

@@ -42,6 +42,8 @@ pub struct Args {
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub per_method: Option<Spanned<bool>>,
     pub deduct_when: Option<Spanned<Path>>,
+    /// `cost = path::to::fn`: the units a request reserves, chosen per request.
+    pub cost_fn: Option<Spanned<Path>>,
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
@@ -125,7 +127,18 @@ impl Args {
                 string(&value, "algorithm")?,
             ),
             "burst" => put(&mut self.burst, "burst", span, positive(&value, "burst")?),
-            "cost" => put(&mut self.cost, "cost", span, positive(&value, "cost")?),
+            "cost" if matches!(value, Expr::Path(_)) => {
+                if self.cost.is_some() {
+                    return put(&mut self.cost, "cost", span, 0);
+                }
+                put(&mut self.cost_fn, "cost", span, path(&value, "cost")?)
+            }
+            "cost" => {
+                if self.cost_fn.is_some() {
+                    return put(&mut self.cost_fn, "cost", span, path(&value, "cost")?);
+                }
+                put(&mut self.cost, "cost", span, positive(&value, "cost")?)
+            }
             "shared" => put(&mut self.shared, "shared", span, string(&value, "shared")?),
             "exempt" => put(&mut self.exempt, "exempt", span, path(&value, "exempt")?),
             "send_x_headers" => put(

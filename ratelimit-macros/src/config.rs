@@ -48,6 +48,8 @@ pub struct RuleSpec {
     pub own_method: Option<String>,
     /// `fn(&HttpResponse) -> bool`: only responses it accepts keep their charge.
     pub deduct_when: Option<Path>,
+    /// `fn(&HttpRequest) -> u32`: the units a request reserves.
+    pub cost_fn: Option<Path>,
 }
 
 /// The request methods `methods` accepts (RFC 9110 and PATCH).
@@ -117,6 +119,7 @@ impl Args {
                 methods,
                 own_method,
                 deduct_when: self.deduct_when.as_ref().map(|d| d.value.clone()),
+                cost_fn: self.cost_fn.as_ref().map(|c| c.value.clone()),
                 quota,
                 algorithm,
                 burst,
@@ -210,6 +213,7 @@ impl Args {
             ("algorithm", self.algorithm.as_ref().map(|a| a.span)),
             ("burst", self.burst.as_ref().map(|b| b.span)),
             ("cost", self.cost.as_ref().map(|c| c.span)),
+            ("cost", self.cost_fn.as_ref().map(|c| c.span)),
             ("soft", self.soft.as_ref().map(|s| s.span)),
             ("mode", self.mode.as_ref().map(|m| m.span)),
             ("max_wait", self.max_wait.as_ref().map(|w| w.span)),

@@ -211,6 +211,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     }
     let methods = &rule.methods;
     let deduct_when = option(rule.deduct_when.as_ref().map(deduct_when_expr));
+    let cost_fn = option(rule.cost_fn.as_ref().map(cost_fn_expr));
     let name = match &rule.shared {
         Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared, #key_fn))),
         None => quote!(#rt::Cow::Borrowed(::core::concat!(
@@ -247,6 +248,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             max_wait: #max_wait,
             methods: &[#(#methods),*],
             deduct_when: #deduct_when,
+            cost_fn: #cost_fn,
             limiter_cache: #rt::LimiterCache::new(),
         }
     }
@@ -300,6 +302,14 @@ fn deduct_when_expr(path: &Path) -> TokenStream {
     at(
         path,
         quote!(|res: &#rt::HttpResponse| -> bool { #rt::Deducts::deducts(#path(res)) }),
+    )
+}
+
+fn cost_fn_expr(path: &Path) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    at(
+        path,
+        quote!(|req: &#rt::HttpRequest| -> u32 { #rt::IntoCost::into_cost(#path(req)) }),
     )
 }
 

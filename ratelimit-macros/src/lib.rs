@@ -44,6 +44,7 @@ use proc_macro::TokenStream;
 /// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_window"`, `"sliding_log"`, `"token_bucket"`, `"leaky_bucket"`, `"gcra"` |
 /// | `burst = N` | the capacity of algorithms that have one |
 /// | `cost = N` | what one request spends (default 1) |
+/// | `cost = path::to::fn` | `fn(&HttpRequest) -> u32`: the units a request reserves, read before its extractors; the handler settles the real cost with `RateLimitInfo::settle` |
 /// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Tier` (a named tier: the metrics' `tier` label) or `-> Quota` |
 /// | `shared = "name"` | handlers naming the same budget spend it together |
 /// | `exempt = path::to::fn` | `fn(&HttpRequest) -> bool`; true skips the limit |

@@ -124,6 +124,23 @@ impl Deducts for bool {
     }
 }
 
+/// What a `cost = fn` function returns: the units the request reserves.
+#[diagnostic::on_unimplemented(
+    message = "a `cost` function returns the units a request reserves, a `u32`, not `{Self}`",
+    label = "this `cost` function returns `{Self}`",
+    note = "expected `fn(&HttpRequest) -> u32`, read from the URI or headers (the body is not read yet); the handler settles the real cost with `RateLimitInfo::settle`"
+)]
+pub trait IntoCost {
+    /// The units.
+    fn into_cost(self) -> u32;
+}
+
+impl IntoCost for u32 {
+    fn into_cost(self) -> u32 {
+        self
+    }
+}
+
 /// What a `limit = fn` function returns: a quota for this request.
 #[diagnostic::on_unimplemented(
     message = "a `limit` function returns a `Tier` or a `Quota`, not `{Self}`",

@@ -25,7 +25,7 @@ use crate::headers::{
     add_concurrency_headers, add_denied_headers, add_limit_headers, add_waited_header, HeaderStyle,
     Policy, Shown,
 };
-use crate::info::RateLimitInfo;
+use crate::info::{RateLimitInfo, Settlement};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
 use crate::response::{too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule};
@@ -54,6 +54,9 @@ pub struct Pass {
 struct Refunds {
     state: Arc<State>,
     charges: SmallVec<[Charge; 2]>,
+    /// What the handler settled for (`RateLimitInfo::settle`), for charges a `cost`
+    /// function reserved.
+    settlement: Option<Settlement>,
 }
 
 /// One rule's charge: the rule (its `deduct_when`, its metrics), the check charged, where and
@@ -163,7 +166,9 @@ impl State {
         }
         // A handler with only concurrency limits reads those.
         if let Some(info) = info.or_else(|| pass.concurrency_info(now)) {
-            req.extensions_mut().insert(info);
+            let settlement = pass.refunds.as_ref().and_then(|r| r.settlement.clone());
+            req.extensions_mut()
+                .insert(info.settled_through(settlement));
         }
         Ok(pass)
     }
@@ -244,6 +249,10 @@ impl State {
             batches[batch]
                 .checks
                 .push(self.check_for(rule, limit, &identity));
+            // A cost chosen per request: the units it reserves.
+            if let (Some(cost_of), Some(check)) = (rule.cost_fn, batches[batch].checks.last_mut()) {
+                check.cost = cost_of(req);
+            }
             batches[batch].rules.push((rule, tier));
         }
         batches
@@ -303,14 +312,18 @@ impl State {
             .rules
             .iter()
             .zip(&batch.checks)
-            .filter(|((rule, _), _)| rule.deduct_when.is_some());
+            .filter(|((rule, _), _)| rule.deduct_when.is_some() || rule.cost_fn.is_some());
         for (&(rule, tier), check) in charges {
             let refunds = pass.refunds.get_or_insert_with(|| {
                 Box::new(Refunds {
                     state: Arc::clone(self),
                     charges: SmallVec::new(),
+                    settlement: None,
                 })
             });
+            if rule.cost_fn.is_some() && refunds.settlement.is_none() {
+                refunds.settlement = Some(Settlement::new());
+            }
             refunds.charges.push(Charge {
                 rule: rule.clone(),
                 tier,
@@ -365,7 +378,7 @@ impl State {
         // One per rule name and tier, in order.
         let mut counted: SmallVec<[(&Rule, &str, Counted); 4]> = SmallVec::new();
         for (i, &(rule, tier)) in batch.rules.iter().enumerate() {
-            let outcome = self.outcome_of(rule, i, decided, mode);
+            let outcome = self.outcome_of(rule, i, batch.checks[i].cost, decided, mode);
             match counted
                 .iter_mut()
                 .find(|(r, t, _)| r.name == rule.name && *t == tier)
@@ -383,15 +396,22 @@ impl State {
 
     /// What the `i`th limit of a batch came to, and the units it spent; `None` when it allowed
     /// a request another limit refused, or nothing was decided.
-    fn outcome_of(&self, rule: &Rule, i: usize, decided: &Decided, mode: Mode) -> Counted {
+    fn outcome_of(
+        &self,
+        rule: &Rule,
+        i: usize,
+        cost: u32,
+        decided: &Decided,
+        mode: Mode,
+    ) -> Counted {
         match decided {
             Decided::Verdict(verdict) => {
                 let decision = &verdict.decisions[i];
                 match (verdict.allowed, decision.allowed, mode) {
                     (true, _, _) if self.above_soft(rule, decision) => {
-                        Some((Outcome::Degraded, rule.cost.get()))
+                        Some((Outcome::Degraded, cost))
                     }
-                    (true, _, _) => Some((Outcome::Allowed, rule.cost.get())),
+                    (true, _, _) => Some((Outcome::Allowed, cost)),
                     (false, false, Mode::Enforce) => Some((Outcome::Denied, 0)),
                     (false, false, Mode::Shadow) => Some((Outcome::ShadowDenied, 0)),
                     (false, true, _) => None,
@@ -460,7 +480,7 @@ impl State {
             retry_after_secs = info.retry_after_secs(),
             "rate limit exceeded"
         );
-        req.extensions_mut().insert(info);
+        req.extensions_mut().insert(info.clone());
         let window = check.limit.quota.period_secs();
         let detail = || {
             format!(
@@ -505,7 +525,7 @@ impl State {
             retry_at: in_a_second,
         };
         let info = RateLimitInfo::new(decision, now);
-        req.extensions_mut().insert(info);
+        req.extensions_mut().insert(info.clone());
         let detail =
             || format!("Too many requests in flight: at most {limit} at once; retry in 1 s");
         let mut response = match rule.over_limit {
@@ -637,13 +657,34 @@ impl Pass {
 }
 
 impl Refunds {
-    /// Gives back the charges whose rule's `deduct_when` refuses `response`: in memory at
-    /// once, on Redis in a task of its own (the response does not wait for it).
+    /// Gives back the charges whose rule's `deduct_when` refuses `response`, and what the
+    /// handler did not spend of what a `cost` function reserved: in memory at once, on Redis
+    /// in a task of its own (the response does not wait for it).
     fn settle(self: Box<Self>, response: &HttpResponse) {
-        let Refunds { state, charges } = *self;
+        let Refunds {
+            state,
+            charges,
+            settlement,
+        } = *self;
+        let settled = settlement.as_ref().and_then(Settlement::settled);
         let back: SmallVec<[Charge; 2]> = charges
             .into_iter()
-            .filter(|c| c.rule.deduct_when.is_some_and(|counts| !counts(response)))
+            .filter_map(|mut charge| {
+                let reserved = charge.check.cost;
+                let back = if charge
+                    .rule
+                    .deduct_when
+                    .is_some_and(|counts| !counts(response))
+                {
+                    reserved
+                } else if charge.rule.cost_fn.is_some() {
+                    settled.map_or(0, |used| reserved.saturating_sub(used))
+                } else {
+                    0
+                };
+                charge.check.cost = back;
+                (back > 0).then_some(charge)
+            })
             .collect();
         if back.is_empty() {
             return;

@@ -1,6 +1,8 @@
 //! [`RateLimitInfo`]: a request's decision, as headers report it and handlers read it.
 
 use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -27,12 +29,39 @@ use crate::decision::Decision;
 ///
 /// Used on a handler without any limit it fails with a 500; take `Option<RateLimitInfo>` where
 /// a limit may be absent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RateLimitInfo {
     decision: Decision,
     now: UnixNanos,
     degraded: bool,
     waited: Duration,
+    /// Where [`settle`](Self::settle) writes the request's real cost, for rules whose cost a
+    /// `cost` function reserved.
+    settlement: Option<Settlement>,
+}
+
+impl PartialEq for RateLimitInfo {
+    fn eq(&self, other: &RateLimitInfo) -> bool {
+        (self.decision, self.now, self.degraded, self.waited)
+            == (other.decision, other.now, other.degraded, other.waited)
+    }
+}
+
+impl Eq for RateLimitInfo {}
+
+/// The real cost of a request, as its handler settled it: `u64::MAX` until it does.
+#[derive(Clone, Debug)]
+pub(crate) struct Settlement(Arc<AtomicU64>);
+
+impl Settlement {
+    pub(crate) fn new() -> Settlement {
+        Settlement(Arc::new(AtomicU64::new(u64::MAX)))
+    }
+
+    /// The units the handler settled for, if it did.
+    pub(crate) fn settled(&self) -> Option<u32> {
+        u32::try_from(self.0.load(Ordering::Relaxed)).ok()
+    }
 }
 
 impl RateLimitInfo {
@@ -42,6 +71,44 @@ impl RateLimitInfo {
             now,
             degraded: false,
             waited: Duration::ZERO,
+            settlement: None,
+        }
+    }
+
+    pub(crate) fn settled_through(mut self, settlement: Option<Settlement>) -> RateLimitInfo {
+        self.settlement = settlement;
+        self
+    }
+
+    /// Says what the request really cost, for the limits whose cost a `cost` function reserved
+    /// before the handler: the difference goes back to their budgets once the response is
+    /// sent (at most what was reserved comes back; a request cannot be charged more than it
+    /// reserved). The last call wins; without one, the request keeps what it reserved. Limits
+    /// of a fixed `cost` are not changed.
+    ///
+    /// ```
+    /// use actix_web::{get, web, HttpRequest, HttpResponse};
+    /// use ratelimit_runtime::{ratelimit, RateLimitInfo};
+    ///
+    /// /// Reserves `max_tokens` (100 when absent) of the budget before the handler runs.
+    /// fn max_tokens(req: &HttpRequest) -> u32 {
+    ///     web::Query::<std::collections::HashMap<String, u32>>::from_query(req.query_string())
+    ///         .ok()
+    ///         .and_then(|q| q.get("max_tokens").copied())
+    ///         .unwrap_or(100)
+    /// }
+    ///
+    /// #[get("/complete")]
+    /// #[ratelimit(limit = 1000, per = 60, scope = "header:X-API-Key", cost = max_tokens)]
+    /// async fn complete(info: RateLimitInfo) -> HttpResponse {
+    ///     let used = 42; // what the model really produced
+    ///     info.settle(used);
+    ///     HttpResponse::Ok().json(serde_json::json!({ "tokens": used }))
+    /// }
+    /// ```
+    pub fn settle(&self, units: u32) {
+        if let Some(settlement) = &self.settlement {
+            settlement.0.store(u64::from(units), Ordering::Relaxed);
         }
     }
 
@@ -134,7 +201,7 @@ impl FromRequest for RateLimitInfo {
         ready(
             req.extensions()
                 .get::<RateLimitInfo>()
-                .copied()
+                .cloned()
                 .ok_or_else(|| {
                     ErrorInternalServerError(
                         "RateLimitInfo is extracted on a handler without #[ratelimit]",

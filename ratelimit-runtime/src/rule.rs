@@ -133,6 +133,9 @@ pub struct Rule {
     /// charged before the handler, as always, and given back after the response when it
     /// returns false. A failed login counts; a successful one does not.
     pub deduct_when: Option<fn(&HttpResponse) -> bool>,
+    /// The units a request reserves, chosen per request (`cost = fn`) instead of
+    /// [`cost`](Self::cost); the handler may [settle](RateLimitInfo::settle) for fewer.
+    pub cost_fn: Option<fn(&HttpRequest) -> u32>,
     /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
     pub limiter_cache: LimiterCache,
@@ -157,6 +160,7 @@ impl Rule {
             max_wait: None,
             methods: &[],
             deduct_when: None,
+            cost_fn: None,
             limiter_cache: LimiterCache::new(),
         }
     }
