@@ -13,10 +13,7 @@ use support::{count, send, ExampleServer, RedisServer};
 /// the third would be refused); then 20 at once of 100 each: exactly 10 fit a fresh budget.
 async fn reserve_and_settle(servers: &[&ExampleServer]) {
     for i in 0..5 {
-        let before: f64 = servers
-            .iter()
-            .map(|s| s.metric("ratelimit_units_refunded_total"))
-            .sum();
+        let before = support::fleet_metric(servers, "ratelimit_units_refunded_total");
         let server = servers[i % servers.len()];
         let statuses = send(
             &[server],
@@ -28,12 +25,7 @@ async fn reserve_and_settle(servers: &[&ExampleServer]) {
         assert_eq!(statuses, [200], "request {i}");
         // On Redis the 400 unspent come back in a round trip after the response.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while servers
-            .iter()
-            .map(|s| s.metric("ratelimit_units_refunded_total"))
-            .sum::<f64>()
-            < before + 400.0
-        {
+        while support::fleet_metric(servers, "ratelimit_units_refunded_total") < before + 400.0 {
             assert!(
                 Instant::now() < deadline,
                 "request {i}: the rest never came back"

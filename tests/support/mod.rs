@@ -372,6 +372,11 @@ pub async fn data(servers: &[&ExampleServer], key: &str, count: usize) -> Vec<u1
     send(servers, "/data", Some(key), count).await
 }
 
+/// The sum of `name` (every series) over the `/metrics` of `servers`: a fleet's count.
+pub fn fleet_metric(servers: &[&ExampleServer], name: &str) -> f64 {
+    servers.iter().map(|s| s.metric(name)).sum()
+}
+
 /// How many of `statuses` are `status`.
 pub fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|&&s| s == status).count()

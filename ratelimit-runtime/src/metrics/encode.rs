@@ -38,6 +38,9 @@ impl Metrics {
     }
 }
 
+/// A per-store count of units of one rule's counters.
+type UnitsOf = fn(&RuleCounters, StoreLabel) -> u64;
+
 fn encode_rules(
     encoder: &mut DescriptorEncoder,
     metrics: &Metrics,
@@ -70,31 +73,26 @@ fn encode_rules(
             }
         }
     }
-    let mut units = encoder.encode_descriptor(
-        "ratelimit_units_spent",
-        "Units charged per rule (a request spends its `cost`), by store",
-        None,
-        MetricType::Counter,
-    )?;
-    for (label, counters) in &rules {
-        for &store in stores {
-            let mut series = labels(label);
-            series.push(("store", STORES[store as usize].to_string()));
-            ConstCounter::new(counters.units(store)).encode(units.encode_family(&series)?)?;
-        }
-    }
-    let mut refunded = encoder.encode_descriptor(
-        "ratelimit_units_refunded",
-        "Units given back after the response (deduct_when, settle), per rule and store",
-        None,
-        MetricType::Counter,
-    )?;
-    for (label, counters) in &rules {
-        for &store in stores {
-            let mut series = labels(label);
-            series.push(("store", STORES[store as usize].to_string()));
-            let count = counters.refunded_units[store as usize].load(Ordering::Relaxed);
-            ConstCounter::new(count).encode(refunded.encode_family(&series)?)?;
+    let units_counters: [(&str, &str, UnitsOf); 2] = [
+        (
+            "ratelimit_units_spent",
+            "Units charged per rule (a request spends its `cost`), by store",
+            RuleCounters::units,
+        ),
+        (
+            "ratelimit_units_refunded",
+            "Units given back after the response (deduct_when, settle), per rule and store",
+            |counters, store| counters.refunded_units[store as usize].load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in units_counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (label, counters) in &rules {
+            for &store in stores {
+                let mut series = labels(label);
+                series.push(("store", STORES[store as usize].to_string()));
+                ConstCounter::new(value(counters, store)).encode(family.encode_family(&series)?)?;
+            }
         }
     }
     let mut in_flight = encoder.encode_descriptor(

@@ -384,7 +384,7 @@ impl MemoryStore {
                     let before = A::heap_bytes(state);
                     A::refund(state, charged_at, now, &check.limit, check.cost);
                     let after = A::heap_bytes(state);
-                    shard.heap_bytes = (shard.heap_bytes + after).saturating_sub(before);
+                    self.account(&mut shard, before, after, now, key);
                 }
             });
         }
