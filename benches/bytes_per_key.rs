@@ -71,6 +71,7 @@ fn ours(algorithm: AlgorithmKind, ips: &[IpAddr]) -> MemoryStore {
                 limit,
                 cost: 1,
                 max_wait: 0,
+                probe: false,
             }],
             1_800_000_000_000_000_000,
         );

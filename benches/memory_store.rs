@@ -63,6 +63,7 @@ impl Ours {
             limit: self.limit,
             cost: 1,
             max_wait: 0,
+            probe: false,
         };
         self.store.decide_one(&check, now).allowed
     }

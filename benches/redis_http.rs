@@ -685,6 +685,7 @@ async fn redis_time_per_algorithm(redis: &RedisServer) {
                 limit,
                 cost: 1,
                 max_wait: 0,
+                probe: false,
             }
         };
         let before = RedisUsage::now(redis);

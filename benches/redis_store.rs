@@ -59,6 +59,7 @@ async fn run(store: &RedisStore, redis: &RedisServer, round: u64) -> (f64, f64, 
                         limit,
                         cost: 1,
                         max_wait: 0,
+                        probe: false,
                     };
                     let verdict = store.decide(&[check], 0).await.expect("Redis decides");
                     assert!(verdict.allowed);

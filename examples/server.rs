@@ -47,7 +47,7 @@ async fn endpoints() -> impl Responder {
             "GET /ws": "WebSocket echo, 5 messages per second per connection; over that, an error message instead",
             "GET|POST /items": "needs X-API-Key; reading is unlimited, creating (POST) 3 per minute per key",
             "GET /llm?max_tokens=M&tokens=N": "needs X-API-Key; 1,000 tokens per minute per key: M reserved before the handler, settled to N after",
-            "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted",
+            "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted; refused 3 times within 10 minutes, the address is refused for 10 minutes",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
@@ -105,9 +105,11 @@ async fn items(req: HttpRequest) -> HttpResponse {
 /// `POST /login`: JSON `{"user", "password"}`, `letmein` the demo password. Only failed
 /// attempts count, 5 a minute per client address: each is charged before the handler, as
 /// always, and a response `failed_login` does not accept (a success) gives its unit back, so
-/// concurrent guesses cannot slip past the limit.
+/// concurrent guesses cannot slip past the limit. A client refused 3 times within 10 minutes
+/// (still guessing past the limit) serves a penalty: every login is refused for 10 minutes,
+/// even one with the right password.
 #[post("/login")]
-#[ratelimit(limit = 5, per = 60, deduct_when = failed_login)]
+#[ratelimit(limit = 5, per = 60, deduct_when = failed_login, penalty = "3/10 minutes")]
 async fn login(body: web::Json<serde_json::Value>) -> HttpResponse {
     match body.get("password").and_then(|p| p.as_str()) {
         Some("letmein") => HttpResponse::Ok().json(json!({"login": "ok"})),

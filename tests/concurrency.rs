@@ -40,6 +40,7 @@ fn one_hot_key_admits_exactly_the_capacity() {
             limit: algorithm.default_limit(quota),
             cost: 1,
             max_wait: 0,
+            probe: false,
         };
         let expected = check.limit.capacity.get();
         assert_eq!(hammer(&store, &[check], T0), expected, "{algorithm}");
@@ -59,6 +60,7 @@ fn stacked_checks_under_contention_charge_all_or_none() {
         limit: limit(300),
         cost: 1,
         max_wait: 0,
+        probe: false,
     };
     let loose = Check {
         group: 0,
@@ -67,6 +69,7 @@ fn stacked_checks_under_contention_charge_all_or_none() {
         limit: limit(5_000),
         cost: 2,
         max_wait: 0,
+        probe: false,
     };
     let admitted = AtomicU32::new(0);
     thread::scope(|scope| {
@@ -108,6 +111,7 @@ fn a_million_key_flood_stays_at_a_cap_of_a_hundred_thousand() {
                 limit,
                 cost: 1,
                 max_wait: 0,
+                probe: false,
             };
             assert!(store.decide_one(&check, T0).allowed);
         }

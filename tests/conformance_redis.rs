@@ -74,6 +74,7 @@ async fn a_corrupt_key_fails_its_own_decision_only() {
             limit,
             cost: 1,
             max_wait: 0,
+            probe: false,
         })
         .collect();
     server.cli(&["SET", &store.key_of(&checks[7]), "not a state"]);
@@ -129,6 +130,7 @@ async fn reserved_turns_keep_their_keys_alive_on_redis_time() {
             limit: Limit::new(Quota::from_parts(per_second, 1).unwrap()),
             cost: per_second / 5,
             max_wait: 2_000_000_000,
+            probe: false,
         })
         .collect();
     let spike = |check: Check| {

@@ -1,8 +1,9 @@
 //! `deduct_when`: only the responses it accepts stay charged. Exact under concurrency: each
 //! request is charged before its handler, and a response that does not count gives its units
 //! back afterwards. Through the example server's `POST /login` (failed logins count,
-//! successful ones never), in memory and across two processes on Redis; and in one process on
-//! Redis's own clock for the algorithms whose give-back reads it.
+//! successful ones never, and a client still guessing past the limit serves a penalty), in
+//! memory and across two processes on Redis; and in one process on Redis's own clock for the
+//! algorithms whose give-back reads it.
 
 mod support;
 
@@ -16,24 +17,47 @@ use ratelimit_runtime::{ratelimit, RateLimiter};
 use serde_json::json;
 use support::{count, ExampleServer, RedisServer};
 
-/// `count` logins with `password` at once, spread over `servers`; their statuses.
-async fn logins(servers: &[&ExampleServer], password: &str, count: usize) -> Vec<u16> {
-    let client = awc::Client::builder()
+/// The client address the logins come from (the servers trust the local proxy).
+const ADA: &str = "198.51.100.7";
+
+/// `count` logins from `client` with `password` at once, spread over `servers`; their
+/// statuses and `Retry-After` values (0 when absent).
+async fn logins_from(
+    servers: &[&ExampleServer],
+    client: &str,
+    password: &str,
+    count: usize,
+) -> Vec<(u16, u64)> {
+    let http = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish();
     let requests = (0..count).map(|i| {
-        let request = client
+        let request = http
             .post(servers[i % servers.len()].url("/login"))
+            .insert_header(("X-Forwarded-For", client))
             .send_json(&json!({"user": "ada", "password": password}));
         async move {
-            request
-                .await
-                .map(|r| r.status().as_u16())
-                .expect("answered")
+            let res = request.await.expect("answered");
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
+            (res.status().as_u16(), retry)
         }
     });
     join_all(requests).await
 }
+
+/// `count` logins from `ADA` with `password` at once; their statuses.
+async fn logins(servers: &[&ExampleServer], password: &str, count: usize) -> Vec<u16> {
+    let answers = logins_from(servers, ADA, password, count).await;
+    answers.into_iter().map(|(status, _)| status).collect()
+}
+
+/// The environment of the example servers: local proxies trusted, so that `X-Forwarded-For`
+/// names the client.
+const TRUST_LOCAL: (&str, &str) = ("RATELIMIT_TRUSTED_PROXIES", "127.0.0.1/32");
 
 /// Successful logins one after another, then 20 failed ones at once.
 async fn successes_then_a_burst_of_failures(servers: &[&ExampleServer]) {
@@ -52,17 +76,30 @@ async fn successes_then_a_burst_of_failures(servers: &[&ExampleServer]) {
         (5, 15),
         "exactly the limit of failed logins, none of the successes: {statuses:?}"
     );
-    // And a correct password now waits for the window too: the failures spent it.
-    assert_eq!(logins(servers, "letmein", 1).await, [429]);
+    // The 15 refusals began a penalty (3 within 10 minutes do), once for the whole fleet: a
+    // correct password is refused too, for 10 minutes rather than the minute of the limit.
+    let [(status, retry)] = logins_from(servers, ADA, "letmein", 1).await[..] else {
+        unreachable!()
+    };
+    assert_eq!(status, 429);
+    assert!((590..=600).contains(&retry), "Retry-After: {retry}");
+    assert_eq!(
+        support::fleet_metric(servers, "ratelimit_penalties_total"),
+        1.0
+    );
+    // Another client is unaffected.
+    let other = logins_from(servers, "198.51.100.8", "letmein", 1).await;
+    assert_eq!(other, [(200, 0)]);
 }
 
 #[actix_web::test]
 async fn failed_logins_count_and_successful_ones_never_in_memory() {
-    let server = ExampleServer::start();
+    let server = ExampleServer::start_with(&[TRUST_LOCAL]);
     successes_then_a_burst_of_failures(&[&server]).await;
+    // The 10 successes and the other client's.
     assert_eq!(
         server.metric_where("ratelimit_decisions_total", "outcome=\"refunded\""),
-        10.0
+        11.0
     );
 }
 
@@ -73,6 +110,7 @@ async fn failed_logins_count_and_successful_ones_never_across_processes_on_redis
     let env = [
         ("REDIS_URL", url.as_str()),
         ("RATELIMIT_KEY_SECRET", "login-fleet"),
+        TRUST_LOCAL,
     ];
     let (a, b) = (
         ExampleServer::start_with(&env),

@@ -369,6 +369,7 @@ async fn a_key_of_another_type_fails_only_its_own_lease_call() {
         limit: Limit::new(Quota::from_parts(100, 60).unwrap()),
         cost: 1,
         max_wait: 0,
+        probe: false,
     };
     server.cli(&["LPUSH", &store.key_of(&check), "not a state"]);
     let ask = LeaseAsk {

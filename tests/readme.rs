@@ -69,7 +69,7 @@ mod snippets {
         }
 
         #[post("/login")]
-        #[ratelimit(limit = 5, per = 60, deduct_when = failed_login)]
+        #[ratelimit(limit = 5, per = 60, deduct_when = failed_login, penalty = "3/10 minutes")]
         async fn login(body: web::Json<Credentials>) -> HttpResponse {
             if body.password == "letmein" {
                 HttpResponse::Ok().json(json!({"login": "ok"}))

@@ -44,10 +44,12 @@ pub struct Args {
     pub deduct_when: Option<Spanned<Path>>,
     /// `cost = path::to::fn`: the units a request reserves, chosen per request.
     pub cost_fn: Option<Spanned<Path>>,
+    /// `penalty = "3/10 minutes"`: refusals within a period that earn a penalty of that period.
+    pub penalty: Option<Spanned<String>>,
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 20] = [
     "limit",
     "per",
     "scope",
@@ -66,6 +68,7 @@ const KEYS: [&str; 19] = [
     "methods",
     "per_method",
     "deduct_when",
+    "penalty",
     "rate",
 ];
 
@@ -152,6 +155,12 @@ impl Args {
                 "deduct_when",
                 span,
                 path(&value, "deduct_when")?,
+            ),
+            "penalty" => put(
+                &mut self.penalty,
+                "penalty",
+                span,
+                string(&value, "penalty")?,
             ),
             "methods" => put(
                 &mut self.methods,

@@ -50,6 +50,8 @@ pub struct RuleSpec {
     pub deduct_when: Option<Path>,
     /// `fn(&HttpRequest) -> u32`: the units a request reserves.
     pub cost_fn: Option<Path>,
+    /// Refusals (the limit) within a period that earn a penalty of that period.
+    pub penalty: Option<(u32, u32)>,
 }
 
 /// The request methods `methods` accepts (RFC 9110 and PATCH).
@@ -93,6 +95,7 @@ impl Args {
         let mode = mode(self.mode.as_ref())?;
         let methods = self.methods()?;
         let per_method = self.per_method.as_ref().is_some_and(|p| p.value);
+        let penalty = self.penalty()?;
         self.check_max_wait(algorithm, mode)?;
         for quota in &quotas {
             check_cost(self.cost.as_ref(), quota, algorithm, burst)?;
@@ -120,6 +123,7 @@ impl Args {
                 own_method,
                 deduct_when: self.deduct_when.as_ref().map(|d| d.value.clone()),
                 cost_fn: self.cost_fn.as_ref().map(|c| c.value.clone()),
+                penalty,
                 quota,
                 algorithm,
                 burst,
@@ -134,6 +138,31 @@ impl Args {
                 max_wait_millis: self.max_wait.as_ref().map(|w| w.value),
             })
             .collect())
+    }
+
+    /// `penalty`: one rate, refusals per period; the client's strikes are a sliding log of
+    /// them, bounded as its limit is.
+    fn penalty(&self) -> syn::Result<Option<(u32, u32)>> {
+        let Some(penalty) = &self.penalty else {
+            return Ok(None);
+        };
+        let invalid = |why: String| {
+            syn::Error::new(
+                penalty.span,
+                format!("invalid `penalty`: {why}; write refusals per period, e.g. `penalty = \"3/10 minutes\"`: 3 refusals within 10 minutes keep the client out for 10 minutes"),
+            )
+        };
+        let specs = rate::parse_rates(&penalty.value).map_err(|e| invalid(e.to_string()))?;
+        let [spec] = specs.as_slice() else {
+            return Err(invalid(format!("it takes one rate, not {}", specs.len())));
+        };
+        if spec.limit > MAX_SLIDING_LOG {
+            return Err(invalid(format!(
+                "at most {MAX_SLIDING_LOG} refusals are counted, not {}",
+                spec.limit
+            )));
+        }
+        Ok(Some((spec.limit, spec.period_secs)))
     }
 
     /// `methods`, checked and in capitals; `per_method` needs them.
@@ -218,6 +247,7 @@ impl Args {
             ("mode", self.mode.as_ref().map(|m| m.span)),
             ("max_wait", self.max_wait.as_ref().map(|w| w.span)),
             ("deduct_when", self.deduct_when.as_ref().map(|d| d.span)),
+            ("penalty", self.penalty.as_ref().map(|p| p.span)),
         ];
         if let Some((name, Some(span))) = meaningless.into_iter().find(|(_, s)| s.is_some()) {
             return Err(syn::Error::new(

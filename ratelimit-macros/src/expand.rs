@@ -212,6 +212,10 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let methods = &rule.methods;
     let deduct_when = option(rule.deduct_when.as_ref().map(deduct_when_expr));
     let cost_fn = option(rule.cost_fn.as_ref().map(cost_fn_expr));
+    let penalty = option(
+        rule.penalty
+            .map(|(refusals, secs)| quote!(#rt::quota(#refusals, #secs))),
+    );
     let name = match &rule.shared {
         Some(shared) => quote!(#rt::Cow::Borrowed(::core::concat!("shared:", #shared, #key_fn))),
         None => quote!(#rt::Cow::Borrowed(::core::concat!(
@@ -249,6 +253,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             methods: &[#(#methods),*],
             deduct_when: #deduct_when,
             cost_fn: #cost_fn,
+            penalty: #penalty,
             limiter_cache: #rt::LimiterCache::new(),
         }
     }

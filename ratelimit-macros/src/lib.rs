@@ -55,6 +55,7 @@ use proc_macro::TokenStream;
 /// | `methods = ["POST", "PUT"]` | the limit applies to requests of these methods only; the others skip it, uncounted |
 /// | `per_method = true` | with `methods`: each method its own budget (rules named `<handler>#method=POST`, ...) |
 /// | `deduct_when = path::to::fn` | `fn(&HttpResponse) -> bool`: only responses it accepts stay charged (failed logins); the others' units are given back after the response |
+/// | `penalty = "3/10 minutes"` | a client the limit refuses 3 times within 10 minutes is refused every request of the rule for the next 10 minutes (`Retry-After` says so) |
 ///
 /// A request without the header its scope names (or whose custom key is `None`) is counted per
 /// client address, in a budget of its own: a missing key never escapes the limit.

@@ -27,10 +27,11 @@ use crate::headers::{
 };
 use crate::info::{RateLimitInfo, Settlement};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
+use crate::quota::Quota;
 use crate::response::{too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
-use crate::state::State;
+use crate::state::{penalty_strikes, State};
 use crate::store::{Check, Verdict};
 use crate::unsupported::{self, UnsupportedLimit};
 
@@ -82,11 +83,14 @@ impl std::fmt::Debug for Refunds {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DeferredHeaders(pub(crate) Option<Shown>);
 
-/// The rules of one decision, their tiers and their checks.
+/// The rules of one decision, their tiers and their checks: one per rule, in order, then the
+/// probe of each rule name's penalty (`penalized` says whose).
 #[derive(Default)]
 pub(crate) struct Batch<'r> {
     pub(crate) rules: SmallVec<[(&'r Rule, &'static str); 4]>,
     pub(crate) checks: SmallVec<[Check; 4]>,
+    /// For each penalty probe (the checks after the rules' own), the index of its rule.
+    pub(crate) penalized: SmallVec<[usize; 1]>,
 }
 
 /// What a batch came to.
@@ -141,7 +145,8 @@ impl State {
                     self.keep_refunds(&mut pass, &enforced, store, turn);
                 }
                 (Decided::Verdict(verdict), _) => {
-                    return Err(self.refuse(req, &enforced, &verdict, now))
+                    let verdict = self.penalize(&enforced, verdict, now).await;
+                    return Err(self.refuse(req, &enforced, &verdict, now));
                 }
                 (Decided::Refused(refused), _) => return Err(unsupported_limit(&refused)),
                 (Decided::Unlimited, _) => return Ok(pass),
@@ -154,13 +159,16 @@ impl State {
             if let (Decided::Verdict(verdict), store) =
                 self.decide_on(&shadow, now, started, Mode::Shadow).await
             {
-                if verdict.allowed {
+                let verdict = if verdict.allowed {
                     self.keep_refunds(&mut pass, &shadow, store, now);
-                }
+                    verdict
+                } else {
+                    self.penalize(&shadow, verdict, now).await
+                };
                 self.log_shadow_denial(&shadow, &verdict, now);
                 if info.is_none() {
-                    info =
-                        most_restrictive(&verdict.decisions).map(|d| RateLimitInfo::new(*d, now));
+                    info = most_restrictive(shadow.own(&verdict.decisions))
+                        .map(|d| RateLimitInfo::new(*d, now));
                 }
             }
         }
@@ -171,6 +179,97 @@ impl State {
                 .insert(info.settled_through(settlement));
         }
         Ok(pass)
+    }
+
+    /// The verdict of a refused request as its client is to see it, once the penalties of
+    /// `batch`'s rules are settled: a rule whose client serves a penalty refuses until it ends;
+    /// a rule that refused counts a strike, and its strike too many begins the penalty.
+    async fn penalize(&self, batch: &Batch<'_>, mut verdict: Verdict, now: UnixNanos) -> Verdict {
+        let own = batch.rules.len();
+        for (j, &at) in batch.penalized.iter().enumerate() {
+            let (rule, tier) = batch.rules[at];
+            let Some(penalty) = rule.penalty else {
+                continue;
+            };
+            let probe = &batch.checks[own + j];
+            let serving = &verdict.decisions[own + j];
+            let mine = |i: &usize| batch.rules[*i].0.name == rule.name;
+            let ends = if !serving.allowed {
+                Some(serving.retry_at)
+            } else if (0..own).filter(mine).any(|i| !verdict.decisions[i].allowed) {
+                self.strike(probe, penalty, rule, tier, now).await
+            } else {
+                None
+            };
+            let Some(ends) = ends else {
+                continue;
+            };
+            for i in (0..own).filter(mine) {
+                let decision = &mut verdict.decisions[i];
+                // A decision the blocked-keys cache did not look at holds no limit: the check's.
+                if decision.limit == 0 {
+                    decision.limit = batch.checks[i].limit.capacity.get();
+                }
+                decision.allowed = false;
+                decision.remaining = 0;
+                decision.retry_at = decision.retry_at.max(ends);
+                decision.reset_at = decision.reset_at.max(ends);
+            }
+        }
+        verdict
+    }
+
+    /// Counts a refusal of `rule` against its `penalty` (the client's strikes: a sliding log of
+    /// `penalty.limit()` per period); the strike that fills them begins the penalty, by
+    /// charging its `probe`. When the client is serving a penalty now, when it ends.
+    async fn strike(
+        &self,
+        probe: &Check,
+        penalty: Quota,
+        rule: &Rule,
+        tier: &'static str,
+        now: UnixNanos,
+    ) -> Option<UnixNanos> {
+        let strikes = penalty_strikes(probe, penalty);
+        let struck = self.decide_alone(strikes, now).await?;
+        if struck.allowed && struck.remaining > 0 {
+            self.metrics
+                .with_rule(&rule.name, tier, |c| c.count_penalty(false));
+            return None;
+        }
+        // The strike too many (or, concurrently, one of them): the first to charge the probe
+        // begins the penalty; the others find it begun.
+        let begun = self
+            .decide_alone(
+                Check {
+                    probe: false,
+                    ..*probe
+                },
+                now,
+            )
+            .await?;
+        self.metrics
+            .with_rule(&rule.name, tier, |c| c.count_penalty(begun.allowed));
+        if !begun.allowed {
+            return Some(begun.retry_at);
+        }
+        tracing::info!(
+            rule = %rule.name,
+            strikes = penalty.limit(),
+            secs = penalty.period_secs(),
+            "rate limiter: a client refused too often serves a penalty: every request of the rule is refused until it ends"
+        );
+        Some(begun.reset_at)
+    }
+
+    /// Decides one check on the backend, charged if allowed: the decision, unless the store
+    /// decided nothing (fail-open, fail-closed).
+    async fn decide_alone(&self, check: Check, now: UnixNanos) -> Option<Decision> {
+        let (answer, _) = self.backend.decide(&self.store, &[check], now, false).await;
+        match answer {
+            Answer::Decided(verdict) => verdict.decisions.first().copied(),
+            Answer::Unlimited | Answer::Unavailable(_) => None,
+        }
     }
 
     /// Takes a slot of each concurrency limit in `batch` into `pass`; the response to send
@@ -233,6 +332,8 @@ impl State {
     /// rates, dry-run rates. Exempt rules, and rules of other methods, are left out.
     fn batches<'r>(&self, req: &HttpRequest, rules: &'r [Rule]) -> [Batch<'r>; 3] {
         let mut batches: [Batch<'r>; 3] = Default::default();
+        // The penalty probes of each batch: (rule index, probe), one per rule name.
+        let mut probes: [SmallVec<[(usize, Check); 1]>; 3] = Default::default();
         for rule in rules {
             if !rule.applies_to(req) || rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
@@ -253,7 +354,23 @@ impl State {
             if let (Some(cost_of), Some(check)) = (rule.cost_fn, batches[batch].checks.last_mut()) {
                 check.cost = cost_of(req);
             }
+            if let Some(penalty) = rule.penalty {
+                let named = &batches[batch].rules;
+                if !probes[batch]
+                    .iter()
+                    .any(|&(at, _)| named[at].0.name == rule.name)
+                {
+                    let probe = self.penalty_probe(rule, penalty, &identity);
+                    probes[batch].push((named.len(), probe));
+                }
+            }
             batches[batch].rules.push((rule, tier));
+        }
+        for (batch, probes) in batches.iter_mut().zip(probes) {
+            for (at, probe) in probes {
+                batch.checks.push(probe);
+                batch.penalized.push(at);
+            }
         }
         batches
     }
@@ -283,8 +400,10 @@ impl State {
         if let Some(refused) = self.refusal(batch) {
             return (Decided::Refused(refused), StoreLabel::Memory);
         }
-        // A soft limit reads the remaining count, which a lease would understate.
-        let leasable = batch.rules.iter().all(|(rule, _)| rule.soft.is_none());
+        // A soft limit reads the remaining count, which a lease would understate; a penalty is
+        // decided where it is kept.
+        let leasable =
+            batch.penalized.is_empty() && batch.rules.iter().all(|(rule, _)| rule.soft.is_none());
         let (answer, store) = self
             .backend
             .decide(&self.store, &batch.checks, now, leasable)
@@ -378,7 +497,7 @@ impl State {
         // One per rule name and tier, in order.
         let mut counted: SmallVec<[(&Rule, &str, Counted); 4]> = SmallVec::new();
         for (i, &(rule, tier)) in batch.rules.iter().enumerate() {
-            let outcome = self.outcome_of(rule, i, batch.checks[i].cost, decided, mode);
+            let outcome = self.outcome_of(batch, i, decided, mode);
             match counted
                 .iter_mut()
                 .find(|(r, t, _)| r.name == rule.name && *t == tier)
@@ -396,18 +515,14 @@ impl State {
 
     /// What the `i`th limit of a batch came to, and the units it spent; `None` when it allowed
     /// a request another limit refused, or nothing was decided.
-    fn outcome_of(
-        &self,
-        rule: &Rule,
-        i: usize,
-        cost: u32,
-        decided: &Decided,
-        mode: Mode,
-    ) -> Counted {
+    fn outcome_of(&self, batch: &Batch<'_>, i: usize, decided: &Decided, mode: Mode) -> Counted {
+        let (rule, cost) = (batch.rules[i].0, batch.checks[i].cost);
         match decided {
             Decided::Verdict(verdict) => {
                 let decision = &verdict.decisions[i];
-                match (verdict.allowed, decision.allowed, mode) {
+                // A client serving the rule's penalty is refused by the rule.
+                let allowed = decision.allowed && !batch.serving_penalty(rule, verdict);
+                match (verdict.allowed, allowed, mode) {
                     (true, _, _) if self.above_soft(rule, decision) => {
                         Some((Outcome::Degraded, cost))
                     }
@@ -468,7 +583,7 @@ impl State {
         verdict: &Verdict,
         now: UnixNanos,
     ) -> HttpResponse {
-        let at = (0..batch.checks.len())
+        let at = (0..batch.rules.len())
             .filter(|&i| !verdict.decisions[i].allowed)
             .max_by_key(|&i| verdict.decisions[i].retry_at)
             .unwrap_or(0);
@@ -576,7 +691,24 @@ fn shown_info(
         .iter()
         .zip(&verdict.decisions)
         .any(|((rule, _), decision)| inner.above_soft(rule, decision));
-    most_restrictive(&verdict.decisions).map(|d| RateLimitInfo::new(*d, now).degraded_if(degraded))
+    most_restrictive(batch.own(&verdict.decisions))
+        .map(|d| RateLimitInfo::new(*d, now).degraded_if(degraded))
+}
+
+impl Batch<'_> {
+    /// Whether `verdict` says the client serves `rule`'s penalty (its probe refused).
+    fn serving_penalty(&self, rule: &Rule, verdict: &Verdict) -> bool {
+        let own = self.rules.len();
+        self.penalized.iter().enumerate().any(|(j, &at)| {
+            self.rules[at].0.name == rule.name
+                && verdict.decisions.get(own + j).is_some_and(|d| !d.allowed)
+        })
+    }
+
+    /// The decisions of the rules' own checks, without the penalty probes.
+    pub(crate) fn own<'d>(&self, decisions: &'d [Decision]) -> &'d [Decision] {
+        &decisions[..self.rules.len().min(decisions.len())]
+    }
 }
 
 fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {

@@ -13,6 +13,7 @@ use crate::algorithm::Limit;
 use crate::backend::Backend;
 use crate::catalogue;
 use crate::clock::UnixNanos;
+use crate::decision::Decision;
 use crate::info::RateLimitInfo;
 use crate::key::{ClientIp, Identity, Scope};
 use crate::rule::{QuotaSource, Rule};
@@ -105,12 +106,14 @@ pub(crate) fn checks_of(
         .collect()
 }
 
-/// What `checks` (the limits of the rule `rule`) have left at `now`, without spending: the
-/// most restrictive of them.
+/// What `checks` (the limits of the rule `rule`, then from `own` on its penalty probes) have
+/// left at `now`, without spending: the most restrictive of them, or nothing left until a
+/// penalty the client serves ends.
 pub(crate) async fn peek(
     backend: &Backend,
     memory: &MemoryStore,
     checks: &[Check],
+    own: usize,
     now: UnixNanos,
     rule: &str,
 ) -> Result<RateLimitInfo, InspectError> {
@@ -118,7 +121,13 @@ pub(crate) async fn peek(
         .peek(memory, checks, now)
         .await
         .map_err(InspectError::Store)?;
-    let now_left = checks.iter().zip(&verdict.decisions).map(|(check, d)| {
+    let (limits, penalties) = verdict.decisions.split_at(own.min(verdict.decisions.len()));
+    let penalty_ends = penalties
+        .iter()
+        .filter(|d| !d.allowed)
+        .map(|d| d.retry_at)
+        .max();
+    let now_left = checks.iter().zip(limits).map(|(check, d)| {
         // A passing evaluation reports what would remain after the request: add it back.
         let mut left = *d;
         if d.allowed {
@@ -131,6 +140,16 @@ pub(crate) async fn peek(
         .ok_or_else(|| InspectError::UnknownRule {
             rule: rule.to_owned(),
         })?;
+    let decision = match penalty_ends {
+        Some(ends) => Decision {
+            allowed: false,
+            remaining: 0,
+            reset_at: decision.reset_at.max(ends),
+            retry_at: decision.retry_at.max(ends),
+            ..decision
+        },
+        None => decision,
+    };
     Ok(RateLimitInfo::new(decision, now))
 }
 

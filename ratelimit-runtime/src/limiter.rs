@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::overrides::{OverrideError, Overrides};
 use crate::response::DeniedBody;
 use crate::rule::{Mode, Rule};
-use crate::state::State;
+use crate::state::{penalty_strikes, State};
 #[cfg(feature = "redis")]
 use crate::store::RedisOptions;
 use crate::store::{Check, MemoryStore};
@@ -209,11 +209,14 @@ impl RateLimiter {
             .overrides
             .apply(&inspect::rules_named(rule)?)
             .into_owned();
-        let checks = self.checks_of(&rules, rule, key)?;
+        let mut checks = self.checks_of(&rules, rule, key)?;
+        let own = checks.len();
+        checks.extend(self.penalty_probes_of(&rules, rule, key)?);
         inspect::peek(
             &state.backend,
             &state.store,
             &checks,
+            own,
             state.clock.now(),
             rule,
         )
@@ -230,6 +233,17 @@ impl RateLimiter {
         // Under an override too: clearing it later must not bring back a blocked state.
         let mut checks = self.checks_of(&rules, rule, key)?;
         checks.extend(self.checks_of(&state.overrides.apply(&rules), rule, key)?);
+        // A penalty is lifted with the rest: its probe and the client's strikes.
+        for probe in self.penalty_probes_of(&rules, rule, key)? {
+            let penalty = rules.iter().find_map(|r| r.penalty);
+            checks.push(Check {
+                probe: false,
+                ..probe
+            });
+            if let Some(penalty) = penalty {
+                checks.push(penalty_strikes(&probe, penalty));
+            }
+        }
         inspect::reset(&state.backend, &state.store, &checks).await?;
         tracing::info!(rule, "rate limiter: a client's state was reset");
         Ok(())
@@ -279,6 +293,32 @@ impl RateLimiter {
         inspect::checks_of(rules, rule, key, &state.client_ip, |r, l, id| {
             state.check_for(r, l, id)
         })
+    }
+
+    /// The penalty probes of `key` under `rules` (one per rule name with a `penalty`).
+    fn penalty_probes_of(
+        &self,
+        rules: &[Rule],
+        rule: &str,
+        key: &str,
+    ) -> Result<SmallVec<[Check; 4]>, InspectError> {
+        let mut penalized: Vec<Rule> = Vec::new();
+        for r in rules.iter().filter(|r| r.penalty.is_some()) {
+            if !penalized.iter().any(|p| p.name == r.name) {
+                penalized.push(r.clone());
+            }
+        }
+        let state = &self.state;
+        inspect::checks_of(
+            &penalized,
+            rule,
+            key,
+            &state.client_ip,
+            |r, l, id| match r.penalty {
+                Some(penalty) => state.penalty_probe(r, penalty, id),
+                None => state.check_for(r, l, id),
+            },
+        )
     }
 
     // Observability: `metrics/` counts, `exposition.rs` renders (feature `metrics`).

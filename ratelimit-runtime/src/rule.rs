@@ -136,6 +136,12 @@ pub struct Rule {
     /// The units a request reserves, chosen per request (`cost = fn`) instead of
     /// [`cost`](Self::cost); the handler may [settle](RateLimitInfo::settle) for fewer.
     pub cost_fn: Option<fn(&HttpRequest) -> u32>,
+    /// A client this rule refuses `penalty.limit()` times within `penalty.period()` is refused
+    /// every request of the rule for the next `penalty.period()` (`penalty = "3/10 minutes"`):
+    /// a client hammering a spent limit is kept out longer. Kept in the store, so fleet-wide
+    /// on Redis; [`peek`](crate::RateLimiter::peek) sees it, [`reset`](crate::RateLimiter::reset)
+    /// lifts it.
+    pub penalty: Option<Quota>,
     /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
     pub limiter_cache: LimiterCache,
@@ -161,6 +167,7 @@ impl Rule {
             methods: &[],
             deduct_when: None,
             cost_fn: None,
+            penalty: None,
             limiter_cache: LimiterCache::new(),
         }
     }

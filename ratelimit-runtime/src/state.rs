@@ -7,16 +7,19 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use std::num::NonZeroU32;
+
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::algorithm::Limit;
+use crate::algorithm::{AlgorithmKind, Limit};
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::headers::HeaderStyle;
-use crate::key::fingerprint::{write_identity, FleetKey};
+use crate::key::fingerprint::{write_identity, write_str, FleetKey};
 use crate::key::{ClientIp, Identity};
 use crate::metrics::Metrics;
 use crate::overrides::Overrides;
+use crate::quota::Quota;
 use crate::response::DeniedBody;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore};
@@ -43,10 +46,48 @@ impl State {
     /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
     /// every process; in memory, they are seeded per process.
     pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {
+        self.check_tagged(rule, limit, identity, None)
+    }
+
+    /// The probe of `rule`'s penalty (its `penalty` quota) for the client `identity`: a GCRA of
+    /// one unit per period, which a request passes while the client serves no penalty.
+    /// Charged, it starts one (see `engine.rs`).
+    pub(crate) fn penalty_probe(
+        &self,
+        rule: &Rule,
+        penalty: Quota,
+        identity: &Identity<'_>,
+    ) -> Check {
+        let one = Quota::new(
+            NonZeroU32::MIN,
+            NonZeroU32::new(penalty.period_secs()).unwrap_or(NonZeroU32::MIN),
+        );
+        let limit = Limit::with_capacity(one, NonZeroU32::MIN);
+        Check {
+            algorithm: AlgorithmKind::Gcra,
+            cost: 1,
+            max_wait: 0,
+            probe: true,
+            ..self.check_tagged(rule, limit, identity, Some("penalty"))
+        }
+    }
+
+    /// [`check_for`](Self::check_for), the key told apart by `tag` (a check the rule keeps
+    /// besides its budget) when there is one.
+    fn check_tagged(
+        &self,
+        rule: &Rule,
+        limit: Limit,
+        identity: &Identity<'_>,
+        tag: Option<&str>,
+    ) -> Check {
         let (key, group) = if self.backend.is_shared() {
             let key = self.fleet_key.name(|h| {
                 rule.write_budget(h, &self.key_prefix, &limit);
                 write_identity(h, identity);
+                if let Some(tag) = tag {
+                    write_str(h, tag);
+                }
             });
             // The hash tag groups a rule's keys on one Cluster slot; it names the rule, not a
             // client, so it needs no secret.
@@ -58,6 +99,9 @@ impl State {
             let mut h = self.hasher.build_hasher();
             rule.write_budget(&mut h, &self.key_prefix, &limit);
             write_identity(&mut h, identity);
+            if let Some(tag) = tag {
+                write_str(&mut h, tag);
+            }
             (u128::from(h.finish()), 0)
         };
         Check {
@@ -67,6 +111,7 @@ impl State {
             limit,
             cost: rule.cost.get(),
             max_wait: rule.max_wait_nanos(),
+            probe: false,
         }
     }
 
@@ -101,5 +146,21 @@ impl fmt::Debug for State {
             .field("key_prefix", &self.key_prefix)
             .field("fleet_key", &self.fleet_key)
             .finish_non_exhaustive()
+    }
+}
+
+/// A client's strikes under `penalty`, whose probe is `probe`: a sliding log of
+/// `penalty.limit()` refusals per period, its key derived from the probe's (so the same in
+/// every process that shares it).
+pub(crate) fn penalty_strikes(probe: &Check, penalty: Quota) -> Check {
+    let mut h = Xxh3::with_seed(0);
+    h.update(&probe.key.to_le_bytes());
+    h.update(b"strikes");
+    Check {
+        key: h.digest128(),
+        algorithm: AlgorithmKind::SlidingLog,
+        limit: Limit::new(penalty),
+        probe: false,
+        ..*probe
     }
 }

@@ -53,6 +53,7 @@ impl<'s, S: Store> Subject<'s, S> {
             limit: algorithm.default_limit(quota),
             cost: 1,
             max_wait: 0,
+            probe: false,
         };
         Subject { store, check }
     }

@@ -325,7 +325,7 @@ impl RedisBackend {
             leasable
                 && checks
                     .iter()
-                    .all(|c| crate::store::can_lease(c) && c.max_wait == 0)
+                    .all(|c| crate::store::can_lease(c) && c.max_wait == 0 && !c.probe)
                 && !repeats_a_key(checks)
         });
         // Units held here are spent first, even for a key Redis denied lately: they are this
@@ -833,6 +833,7 @@ mod tests {
             limit: Limit::new(Quota::from_parts(10, 1).unwrap()),
             cost: 2,
             max_wait: 0,
+            probe: false,
         };
         assert!(!repeats_a_key(&[check(1), check(2), check(3)]));
         assert!(repeats_a_key(&[check(1), check(2), check(1)]));

@@ -65,10 +65,12 @@ impl Unsynced {
 
     /// Records the checks of a request admitted alone at `now` (their Redis keys).
     pub(crate) fn record(&self, checks: &[Check], now: UnixNanos) {
-        for check in checks {
+        // A probe charged nothing: nothing is owed.
+        for check in checks.iter().filter(|c| !c.probe) {
             self.add(Owed {
                 check: Check {
                     max_wait: 0,
+                    probe: false,
                     ..*check
                 },
                 until: counts_until(check, now),
@@ -203,6 +205,7 @@ mod tests {
             limit: algorithm.default_limit(Quota::from_parts(limit, period).unwrap()),
             cost,
             max_wait: 5 * NANOS_PER_SEC,
+            probe: false,
         }
     }
 

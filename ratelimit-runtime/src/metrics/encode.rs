@@ -95,6 +95,19 @@ fn encode_rules(
             }
         }
     }
+    let mut penalties = encoder.encode_descriptor(
+        "ratelimit_penalties",
+        "Penalties begun per rule (`penalty`: a client refused too often is refused for a while), decided by any store",
+        None,
+        MetricType::Counter,
+    )?;
+    for (label, counters) in rules
+        .iter()
+        .filter(|(_, c)| c.has_penalty.load(Ordering::Relaxed))
+    {
+        let begun = counters.penalties.load(Ordering::Relaxed);
+        ConstCounter::new(begun).encode(penalties.encode_family(&labels(label))?)?;
+    }
     let mut in_flight = encoder.encode_descriptor(
         "ratelimit_in_flight",
         "Requests holding a slot of a concurrency limit, in this process",

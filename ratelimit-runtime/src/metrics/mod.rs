@@ -112,6 +112,9 @@ pub(crate) struct RuleCounters {
     decisions: [[AtomicU64; 3]; 5],
     /// Units given back after the response, by store.
     refunded_units: [AtomicU64; 3],
+    /// Penalties this rule began (`penalty`), and whether the rule has one.
+    penalties: AtomicU64,
+    has_penalty: AtomicBool,
     /// Units spent beyond one per passed decision (a `cost` above 1; -1 for a fail-open pass,
     /// which spends nothing): most decisions spend one unit and touch no counter here.
     extra_units: [AtomicI64; 3],
@@ -135,6 +138,15 @@ impl RuleCounters {
             + load(&self.decisions[Outcome::Degraded as usize][store as usize]);
         let extra = self.extra_units[store as usize].load(Ordering::Relaxed);
         passed.saturating_add_signed(extra)
+    }
+
+    /// Marks the rule as one with a penalty (its series are shown from now on), and counts a
+    /// penalty begun when `began`.
+    pub(crate) fn count_penalty(&self, began: bool) {
+        self.has_penalty.store(true, Ordering::Relaxed);
+        if began {
+            self.penalties.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// True the first time only: a warning about the rule is logged once.

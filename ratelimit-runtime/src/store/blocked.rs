@@ -131,6 +131,7 @@ mod tests {
             limit,
             cost: 1,
             max_wait: 0,
+            probe: false,
         }
     }
 

@@ -26,6 +26,11 @@ pub struct Check {
     /// How long, in nanoseconds, a refused request may wait for its turn instead (0: refused
     /// at once). See [`Check::reservation`].
     pub max_wait: u64,
+    /// Decided with its cost like any other check, never charged: a condition the request
+    /// must meet (a rule's `penalty`, which a request passes only while its client is not
+    /// serving one). A store must evaluate a probe and must not write it, whatever the
+    /// verdict: [`MemoryStore`](crate::store::MemoryStore) and the Redis store do.
+    pub probe: bool,
 }
 
 impl Check {

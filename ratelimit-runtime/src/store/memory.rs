@@ -231,6 +231,9 @@ impl MemoryStore {
     /// Decides one check at `now` synchronously, charging it if allowed: the fast path.
     pub fn decide_one(&self, check: &Check, now: UnixNanos) -> Decision {
         let mut shard = self.lock(shard_of(check.fingerprint()));
+        if check.probe {
+            return shard.evaluate(check, now);
+        }
         with_algorithm!(check.algorithm, A => self.decide_in::<A>(&mut shard, check, now))
     }
 
@@ -311,7 +314,7 @@ impl MemoryStore {
         }
         let allowed = decisions.iter().all(|d| d.allowed);
         if allowed {
-            for check in checks {
+            for check in checks.iter().filter(|c| !c.probe) {
                 let at = guard_of(check.fingerprint());
                 self.charge(&mut guards[at], check, decided_at);
             }
@@ -562,6 +565,7 @@ mod tests {
             limit: Limit::new(Quota::from_parts(n, per).unwrap()),
             cost: 1,
             max_wait: 0,
+            probe: false,
         }
     }
 

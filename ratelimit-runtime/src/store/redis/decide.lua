@@ -4,7 +4,8 @@
 -- ARGV[1]      "server" to use the Redis server's clock (TIME), "client" to use each decision's
 -- ARGV[2]      the number of decisions; then per decision: its number of checks n (-n for a
 --              peek: decided the same way, nothing written), its instant (µs), and per check:
---              algorithm, limit, period (s), capacity, cost, max wait (µs, 0: refuse at once)
+--              algorithm, limit, period (s), capacity, cost, max wait (µs, 0: refuse at once;
+--              -1: a probe, decided like the others and never written)
 -- KEYS         the states of every check, in order (in a Cluster, one decision per call and all
 --              its keys share a hash tag)
 --
@@ -48,13 +49,14 @@ local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 -- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
 local function decide(first, arg, count, charge, out)
   local all = true
-  local values, expiries = {}, {}
+  local values, expiries, probes = {}, {}, {}
   for i = 1, count do
     local at = arg + PER_CHECK * (i - 1)
     local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
     local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
     local key = KEYS[first + i - 1]
     local allowed, remaining, reset, retry, value, expiry
+    probes[i] = tonumber(ARGV[at + 5]) < 0
 
     if algorithm == 6 then
       -- GCRA: one theoretical arrival time.
@@ -215,21 +217,24 @@ local function decide(first, arg, count, charge, out)
 
   if not all or not charge then return all end
   for i = 1, count do
-    local key, expiry = KEYS[first + i - 1], expiries[i]
-    local ttl = max(MIN_TTL, ceil_div(max(expiry - present, 0), 1000) + 1)
-    if values[i] then
-      redis.call('SET', key, values[i], 'PX', ttl)
-    else
-      -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
-      local instant = format('%.0f', expiry)
-      local left = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 4])
-      while left > 0 do
-        local batch = {}
-        for j = 1, min(left, 1000) do batch[j] = instant end
-        redis.call('RPUSH', key, unpack(batch))
-        left = left - #batch
+    -- A probe is never written (Lua 5.1 has no `continue`).
+    if not probes[i] then
+      local key, expiry = KEYS[first + i - 1], expiries[i]
+      local ttl = max(MIN_TTL, ceil_div(max(expiry - present, 0), 1000) + 1)
+      if values[i] then
+        redis.call('SET', key, values[i], 'PX', ttl)
+      else
+        -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
+        local instant = format('%.0f', expiry)
+        local left = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 4])
+        while left > 0 do
+          local batch = {}
+          for j = 1, min(left, 1000) do batch[j] = instant end
+          redis.call('RPUSH', key, unpack(batch))
+          left = left - #batch
+        end
+        redis.call('PEXPIRE', key, ttl)
       end
-      redis.call('PEXPIRE', key, ttl)
     end
   end
   return true

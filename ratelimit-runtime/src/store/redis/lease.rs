@@ -213,6 +213,7 @@ mod tests {
                 limit: Limit::new(Quota::from_parts(100, 60).unwrap()),
                 cost,
                 max_wait: 0,
+                probe: false,
             },
             want: 10,
             back: 0,

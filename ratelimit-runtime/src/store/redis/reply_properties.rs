@@ -73,6 +73,7 @@ fn check() -> impl Strategy<Value = Check> {
             ),
             cost,
             max_wait: 0,
+            probe: false,
         })
 }
 

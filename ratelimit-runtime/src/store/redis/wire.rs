@@ -157,7 +157,12 @@ pub(super) async fn call<C: ConnectionLike>(
             .arg(now / 1_000);
         for check in *checks {
             write_limit(&mut command, check);
-            command.arg(check.max_wait / 1_000);
+            // A probe is told by a max wait of -1: evaluated, never written.
+            if check.probe {
+                command.arg(-1);
+            } else {
+                command.arg(check.max_wait / 1_000);
+            }
         }
     }
     let reply = query(&command, Some(script), connection)
@@ -358,6 +363,7 @@ mod tests {
             limit,
             cost: 1,
             max_wait: 0,
+            probe: false,
         }
     }
 
