@@ -18,6 +18,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
+use crate::algorithm::Limit;
 use crate::backend::Outcome as Answer;
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
@@ -27,8 +28,9 @@ use crate::headers::{
 };
 use crate::info::{RateLimitInfo, Settlement};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
+use crate::overrides::KeyRule;
 use crate::quota::Quota;
-use crate::response::{too_many_requests, unavailable, unsupported_limit};
+use crate::response::{blocked, too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
 use crate::state::{penalty_strikes, State};
@@ -113,7 +115,10 @@ impl State {
     ) -> Result<Pass, HttpResponse> {
         let now = self.clock.now();
         let rules = self.overrides.apply(rules);
-        let [concurrent, enforced, shadow] = self.batches(req, &rules);
+        let [concurrent, enforced, shadow] = match self.batches(req, &rules) {
+            Ok(batches) => batches,
+            Err(blocked) => return Err(self.refuse_blocked(req, blocked)),
+        };
         let mut pass = Pass {
             headers: None,
             style: self.header_style,
@@ -329,11 +334,20 @@ impl State {
         Ok(())
     }
     /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
-    /// rates, dry-run rates. Exempt rules, and rules of other methods, are left out.
-    fn batches<'r>(&self, req: &HttpRequest, rules: &'r [Rule]) -> [Batch<'r>; 3] {
+    /// rates, dry-run rates. Exempt rules, rules of other methods and rules a per-client entry
+    /// makes `"unlimited"` for this client are left out; a rate rule's per-client rate replaces
+    /// its limits. `Err`: an enforced rule's per-client entry blocks this client.
+    fn batches<'r>(
+        &self,
+        req: &HttpRequest,
+        rules: &'r [Rule],
+    ) -> Result<[Batch<'r>; 3], &'r Rule> {
         let mut batches: [Batch<'r>; 3] = Default::default();
         // The penalty probes of each batch: (rule index, probe), one per rule name.
         let mut probes: [SmallVec<[(usize, Check); 1]>; 3] = Default::default();
+        // Per-client entries, when any is in force, and the rule names one decided.
+        let keyed = self.overrides.key_tables();
+        let mut by_key: SmallVec<[&str; 2]> = SmallVec::new();
         for rule in rules {
             if !rule.applies_to(req) || rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
@@ -347,12 +361,33 @@ impl State {
             } else {
                 1
             };
-            batches[batch]
-                .checks
-                .push(self.check_for(rule, limit, &identity));
-            // A cost chosen per request: the units it reserves.
-            if let (Some(cost_of), Some(check)) = (rule.cost_fn, batches[batch].checks.last_mut()) {
-                check.cost = cost_of(req);
+            let mut limits: SmallVec<[Limit; 1]> = SmallVec::from_elem(limit, 1);
+            if let Some(entry) = keyed.as_deref().and_then(|t| t.key_rule(rule, &identity)) {
+                // The first rate rule of a name stands for all of them.
+                if by_key.contains(&rule.name.as_ref()) {
+                    continue;
+                }
+                by_key.push(rule.name.as_ref());
+                match entry {
+                    KeyRule::Unlimited => continue,
+                    KeyRule::Blocked if batch == 2 => {
+                        tracing::info!(rule = %rule.name, "a per-client override blocks this client (shadow mode: let through)");
+                        continue;
+                    }
+                    KeyRule::Blocked => return Err(rule),
+                    KeyRule::Rate(quotas) => {
+                        limits = quotas.iter().map(|&quota| rule.limit_of(quota)).collect();
+                    }
+                }
+            }
+            for limit in limits {
+                let mut check = self.check_for(rule, limit, &identity);
+                // A cost chosen per request: the units it reserves.
+                if let Some(cost_of) = rule.cost_fn {
+                    check.cost = cost_of(req);
+                }
+                batches[batch].checks.push(check);
+                batches[batch].rules.push((rule, tier));
             }
             if let Some(penalty) = rule.penalty {
                 let named = &batches[batch].rules;
@@ -361,10 +396,10 @@ impl State {
                     .any(|&(at, _)| named[at].0.name == rule.name)
                 {
                     let probe = self.penalty_probe(rule, penalty, &identity);
-                    probes[batch].push((named.len(), probe));
+                    // The index of the rule's last check: a rule of that name.
+                    probes[batch].push((named.len() - 1, probe));
                 }
             }
-            batches[batch].rules.push((rule, tier));
         }
         for (batch, probes) in batches.iter_mut().zip(probes) {
             for (at, probe) in probes {
@@ -372,7 +407,7 @@ impl State {
                 batch.penalized.push(at);
             }
         }
-        batches
+        Ok(batches)
     }
 
     /// Decides `batch` on the backend and counts what it came to; `started` is when the
@@ -620,6 +655,17 @@ impl State {
             rule.send_x_headers,
         );
         response
+    }
+
+    /// The response to a request of a client a per-client override of `rule` blocks: 403
+    /// (an operator's decision, not a spent budget: retrying will not help, so no
+    /// `Retry-After`), the store not asked.
+    fn refuse_blocked(&self, req: &HttpRequest, rule: &Rule) -> HttpResponse {
+        let (_, tier) = rule.tier_for(req);
+        self.metrics
+            .count(rule, tier, Outcome::Denied, StoreLabel::Memory, 0);
+        tracing::debug!(rule = %rule.name, "a per-client override blocks this client");
+        blocked(&rule.name)
     }
 
     /// The response to a request refused by the concurrency limit `rule` of `limit`: 429 with

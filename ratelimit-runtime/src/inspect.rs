@@ -35,6 +35,16 @@ pub enum InspectError {
         /// The key given.
         key: String,
     },
+    /// A per-client override makes the key `"unlimited"` or `"blocked"` under the rule: it has
+    /// no budget to read.
+    KeyOverridden {
+        /// The rule.
+        rule: String,
+        /// The key given.
+        key: String,
+        /// `"unlimited"` or `"blocked"`.
+        setting: &'static str,
+    },
     /// The store failed (Redis unreachable, too slow, an error).
     Store(StoreError),
 }
@@ -48,6 +58,10 @@ impl fmt::Display for InspectError {
             InspectError::InvalidKey { rule, key } => write!(
                 f,
                 "rule `{rule}` counts per client address, and `{key}` is not an IP address"
+            ),
+            InspectError::KeyOverridden { rule, key, setting } => write!(
+                f,
+                "client `{key}` of rule `{rule}` is {setting} by a per-client override: it has no budget"
             ),
             InspectError::Store(e) => e.fmt(f),
         }

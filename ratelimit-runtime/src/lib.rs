@@ -105,7 +105,7 @@ pub use keyed::{InsufficientCapacity, KeyedLimit};
 pub use leases::{LeaseStats, Leases};
 pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
 pub use middleware::{DefaultLimits, DefaultLimitsService};
-pub use overrides::OverrideError;
+pub use overrides::{OverrideError, MAX_KEY_OVERRIDES};
 pub use quota::Quota;
 pub use ratelimit_macros::{quota, ratelimit};
 pub use response::DeniedBody;

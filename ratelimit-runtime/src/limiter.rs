@@ -29,7 +29,7 @@ use crate::keyed::{self, InsufficientCapacity, KeyedLimit};
 #[cfg(feature = "redis")]
 use crate::leases::Leases;
 use crate::metrics::Metrics;
-use crate::overrides::{OverrideError, Overrides};
+use crate::overrides::{self, KeyRule, OverrideError, Overrides};
 use crate::response::DeniedBody;
 use crate::rule::{Mode, Rule};
 use crate::state::{penalty_strikes, State};
@@ -209,6 +209,21 @@ impl RateLimiter {
             .overrides
             .apply(&inspect::rules_named(rule)?)
             .into_owned();
+        let rules = match state.overrides.key_rule_for(rule, key) {
+            None => rules,
+            Some(KeyRule::Rate(quotas)) => overrides::under_key_rate(&rules, &quotas),
+            Some(other) => {
+                return Err(InspectError::KeyOverridden {
+                    rule: rule.to_owned(),
+                    key: key.to_owned(),
+                    setting: if other == KeyRule::Blocked {
+                        "blocked"
+                    } else {
+                        "unlimited"
+                    },
+                })
+            }
+        };
         let mut checks = self.checks_of(&rules, rule, key)?;
         let own = checks.len();
         checks.extend(self.penalty_probes_of(&rules, rule, key)?);
@@ -233,6 +248,10 @@ impl RateLimiter {
         // Under an override too: clearing it later must not bring back a blocked state.
         let mut checks = self.checks_of(&rules, rule, key)?;
         checks.extend(self.checks_of(&state.overrides.apply(&rules), rule, key)?);
+        if let Some(KeyRule::Rate(quotas)) = state.overrides.key_rule_for(rule, key) {
+            let under = overrides::under_key_rate(&rules, &quotas);
+            checks.extend(self.checks_of(&under, rule, key)?);
+        }
         // A penalty is lifted with the rest: its probe and the client's strikes.
         for probe in self.penalty_probes_of(&rules, rule, key)? {
             let penalty = rules.iter().find_map(|r| r.penalty);
@@ -259,6 +278,36 @@ impl RateLimiter {
     /// override counts in a budget of its own (see the README's *Overrides*).
     pub fn set_override(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
         self.state.overrides.set(rule, rate)
+    }
+
+    /// Gives the client `key` of the rule `rule` (the key as [`peek`](RateLimiter::peek) names
+    /// it: an address for a rule counted per client address, a header's or a key function's
+    /// value otherwise) its own `setting`, in force from its next request:
+    ///
+    /// - a rate (`"30/10 seconds"`, or several separated by `;`) replacing the rule's limits
+    ///   for that client, in a budget of its own;
+    /// - `"unlimited"`: the rule does not limit that client;
+    /// - `"blocked"`: every request of the rule from that client is answered 403, the store
+    ///   not asked.
+    ///
+    /// An entry of the API takes precedence over the overrides file's for the same key, and
+    /// over the rule's own override. Refused, and nothing changes, for a rule no handler has,
+    /// a rate that does not parse or that the rule cannot take, a key the rule cannot have
+    /// ([`OverrideError::InvalidKey`]), and beyond [`MAX_KEY_OVERRIDES`](crate::MAX_KEY_OVERRIDES)
+    /// entries.
+    pub fn set_key_override(
+        &self,
+        rule: &str,
+        key: &str,
+        setting: &str,
+    ) -> Result<(), OverrideError> {
+        self.state.overrides.set_key(rule, key, setting)
+    }
+
+    /// Removes the API's entry for the client `key` of `rule` (the file's, if any, then
+    /// applies); returns whether there was one.
+    pub fn clear_key_override(&self, rule: &str, key: &str) -> bool {
+        self.state.overrides.clear_key(rule, key)
     }
 
     /// Removes the API's override of `rule` (the file's, if any, then applies); returns
@@ -915,12 +964,13 @@ impl RateLimiterBuilder {
             );
         }
         #[cfg(feature = "overrides-file")]
-        let overrides = match self.overrides_file {
+        let mut overrides = match self.overrides_file {
             Some(path) => Overrides::with_file(path, on_redis),
             None => Overrides::new(on_redis),
         };
         #[cfg(not(feature = "overrides-file"))]
-        let overrides = Overrides::new(on_redis);
+        let mut overrides = Overrides::new(on_redis);
+        overrides.client_ip = client_ip.clone();
         Ok(RateLimiter {
             state: Arc::new(State {
                 store: Arc::new(store),

@@ -75,6 +75,20 @@ pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
         .body(body.to_string())
 }
 
+/// The answer to a client a per-client override blocks: `403`, no `Retry-After` (an
+/// operator's decision; retrying will not help).
+pub(crate) fn blocked(rule: &str) -> HttpResponse {
+    let body = json!({
+        "error": "blocked",
+        "rule": rule,
+        "message": "This client is blocked",
+    });
+    HttpResponse::build(StatusCode::FORBIDDEN)
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(body.to_string())
+}
+
 /// The answer to a request under a rule the limiter cannot decide (see `unsupported.rs`):
 /// `500`, the server's configuration being at fault, with a body naming the rule and why. No
 /// `Retry-After`: retrying will not help until the rule changes.

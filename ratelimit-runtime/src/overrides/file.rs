@@ -1,5 +1,7 @@
-//! The overrides file (feature `overrides-file`): `rule = "rate"` pairs in TOML, or JSON, read
-//! when the limiter is built and read again whenever a new version of it appears.
+//! The overrides file (feature `overrides-file`): `rule = "rate"` pairs in TOML, or JSON, and
+//! per-client entries in `[keys."<rule>"]` tables (`"vip" = "30/10 seconds"`, `"banned" =
+//! "blocked"`, `"partner" = "unlimited"`), read when the limiter is built and read again
+//! whenever a new version of it appears.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,13 @@ use std::time::Duration;
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 
-use super::{validate, OverrideError, Overrides, Table};
+use serde::Deserialize;
+
+use super::{
+    key_count, key_setting, validate, validate_key, KeyRule, KeyTable, OverrideError, Overrides,
+    Table, MAX_KEY_OVERRIDES,
+};
+use crate::key::ClientIp;
 use crate::quota::Quota;
 
 /// A limiter's overrides file.
@@ -86,11 +94,11 @@ impl Overrides {
         };
         let path = &source.path;
         let stamp = FileStamp::of(path);
-        let read = read_file(path, self.on_redis);
+        let read = read_file(path, self.on_redis, &self.client_ip);
         // A failed read keeps no stamp, so that the next event in the directory tries again.
         let stamp = stamp.filter(|_| read.is_ok());
         *source.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
-        let (file, pending) = match read {
+        let (file, pending, keys) = match read {
             Ok(read) => {
                 source.reloads.fetch_add(1, Ordering::Relaxed);
                 read
@@ -100,10 +108,11 @@ impl Overrides {
                 return Err(e);
             }
         };
-        let count = file.len() + pending.len();
+        let count = file.len() + pending.len() + key_count(&keys);
         self.update(|tables| {
             tables.file = file;
             tables.pending = pending;
+            tables.file_keys = keys;
         });
         Ok(count)
     }
@@ -180,10 +189,28 @@ impl Overrides {
     }
 }
 
-/// `rule = "rate"` pairs from a TOML file, or a JSON object when the file ends in `.json`;
-/// every rate must parse and suit the rules of its name, or nothing is taken. Returns the
-/// entries of known rules, and apart those of rules not known yet (checked when they appear).
-fn read_file(path: &Path, on_redis: bool) -> Result<(Table, Table), OverrideError> {
+/// One top-level entry of the file: a rule's rate, or the `keys` table of per-client entries.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Rate(String),
+    Keys(BTreeMap<String, BTreeMap<String, String>>),
+    /// Anything else, refused with the form it should take.
+    Other(serde::de::IgnoredAny),
+}
+
+/// The name of the table of per-client entries.
+const KEYS: &str = "keys";
+
+/// `rule = "rate"` pairs and `[keys."<rule>"]` tables from a TOML file, or a JSON object when
+/// the file ends in `.json`; every entry must parse and suit the rules of its name, or nothing
+/// is taken. Returns the entries of known rules, apart those of rules not known yet (checked
+/// when they appear), and the per-client entries.
+fn read_file(
+    path: &Path,
+    on_redis: bool,
+    client_ip: &ClientIp,
+) -> Result<(Table, Table, KeyTable), OverrideError> {
     let fail = |message: String| OverrideError::File {
         path: path.to_owned(),
         message,
@@ -192,13 +219,30 @@ fn read_file(path: &Path, on_redis: bool) -> Result<(Table, Table), OverrideErro
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let entries: BTreeMap<String, String> = if is_json {
+    let entries: BTreeMap<String, Entry> = if is_json {
         serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}")))?
     } else {
         toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?
     };
-    let (mut table, mut pending) = (Table::new(), Table::new());
-    for (rule, rate) in entries {
+    let (mut table, mut pending, mut keys) = (Table::new(), Table::new(), KeyTable::new());
+    for (rule, entry) in entries {
+        let rate = match entry {
+            Entry::Rate(rate) => rate,
+            Entry::Keys(per_rule) if rule == KEYS => {
+                keys = read_keys(per_rule, on_redis, client_ip).map_err(|e| fail(e.to_string()))?;
+                continue;
+            }
+            _ if rule == KEYS => {
+                return Err(fail(
+                    "`keys` holds a table per rule of client keys and their settings, e.g. `[keys.\"server::data\"]` then `\"vip\" = \"30/10 seconds\"`".into(),
+                ))
+            }
+            Entry::Keys(_) | Entry::Other(_) => {
+                return Err(fail(format!(
+                    "`{rule}` takes a rate string such as \"20/minute\"; per-client entries go in `[keys.\"{rule}\"]`"
+                )))
+            }
+        };
         let quotas = match validate(&rule, &rate, on_redis) {
             Ok(quotas) => quotas,
             // Default limits join the catalogue when the app is built, which may come after the
@@ -225,5 +269,64 @@ fn read_file(path: &Path, on_redis: bool) -> Result<(Table, Table), OverrideErro
         };
         table.insert(rule, quotas);
     }
-    Ok((table, pending))
+    Ok((table, pending, keys))
+}
+
+/// The `[keys."<rule>"]` tables: each entry checked against its rule (which must be known:
+/// a client key means something only under its rule's scope), at most
+/// [`MAX_KEY_OVERRIDES`] in all.
+fn read_keys(
+    per_rule: BTreeMap<String, BTreeMap<String, String>>,
+    on_redis: bool,
+    client_ip: &ClientIp,
+) -> Result<KeyTable, OverrideError> {
+    let count: usize = per_rule.values().map(BTreeMap::len).sum();
+    if count > MAX_KEY_OVERRIDES {
+        return Err(OverrideError::TooManyKeys {
+            max: MAX_KEY_OVERRIDES,
+        });
+    }
+    let mut keys = KeyTable::new();
+    for (rule, entries) in per_rule {
+        let mut of_rule: std::collections::HashMap<String, KeyRule> = Default::default();
+        for (key, setting) in entries {
+            let (key, entry) = match validate_key(&rule, &key, &setting, on_redis, client_ip) {
+                Ok(valid) => valid,
+                // A default limit's rule may join the catalogue after the file was read: its
+                // entries are taken as written (an address grouped), their rates parsed.
+                Err(OverrideError::UnknownRule { .. }) => {
+                    tracing::warn!(
+                        rule,
+                        "rate limiter: the overrides file has per-client entries for a rule not known yet; they apply once a rule of that name exists"
+                    );
+                    unchecked_key(&rule, &key, &setting, client_ip)?
+                }
+                Err(e) => return Err(e),
+            };
+            of_rule.insert(key, entry);
+        }
+        keys.insert(rule, of_rule);
+    }
+    Ok(keys)
+}
+
+/// A per-client entry of a rule not known yet: its key as written (an address grouped as the
+/// limiter groups them), its setting parsed.
+fn unchecked_key(
+    rule: &str,
+    key: &str,
+    setting: &str,
+    client_ip: &ClientIp,
+) -> Result<(String, KeyRule), OverrideError> {
+    let key = match key.trim().parse::<std::net::IpAddr>() {
+        Ok(ip) => client_ip.group(ip.to_canonical()).to_string(),
+        Err(_) => key.to_owned(),
+    };
+    let entry = key_setting(setting, |rate| {
+        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+            rule: rule.to_owned(),
+            error,
+        })
+    })?;
+    Ok((key, entry))
 }

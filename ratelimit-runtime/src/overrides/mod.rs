@@ -1,6 +1,13 @@
 //! Runtime overrides: an operator changes a rule's limit without a rebuild, through the API or
 //! a file (`RATELIMIT_OVERRIDES`) that is watched and reloaded when it changes.
 //!
+//! Per-client entries (`[keys."<rule>"]` in the file, [`set_key_override`] through the API) say
+//! what one client key of a rule gets instead: another rate, `"unlimited"` (the rule is skipped
+//! for it) or `"blocked"` (answered 403 without asking the store). They take precedence over
+//! the rule's own override, and the API's over the file's.
+//!
+//! [`set_key_override`]: crate::RateLimiter::set_key_override
+//!
 //! An override replaces every quota of the rule it names (a handler with `"100/hour;10/second"`
 //! given `"20/minute"` then has that one limit); algorithm, scope, cost and the other options
 //! stay. Overrides set through the API take precedence over the file's.
@@ -17,6 +24,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::catalogue;
+use crate::key::{ClientIp, Identity, Scope};
 use crate::quota::Quota;
 use crate::rate::RateError;
 use crate::rule::{QuotaSource, Rule};
@@ -63,6 +72,22 @@ pub enum OverrideError {
     /// The new limit is one the limiter cannot decide (a `sliding_log` above its maximum, or on
     /// Redis a limit its script cannot keep exact); the error says why and what to do instead.
     UnsupportedLimit(UnsupportedLimit),
+    /// A per-client entry names a key its rule cannot have: not an IP address for a rule
+    /// counted per client address, any key for a rule counting everyone together, an empty key.
+    InvalidKey {
+        /// The rule.
+        rule: String,
+        /// The key given.
+        key: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// More per-client entries than a limiter holds ([`MAX_KEY_OVERRIDES`], the file's and the
+    /// API's each).
+    TooManyKeys {
+        /// The most a table holds.
+        max: usize,
+    },
     /// The overrides file cannot be read or parsed, or the limiter has none.
     File {
         /// The file.
@@ -92,6 +117,13 @@ impl fmt::Display for OverrideError {
                 write!(f, "invalid rate for rule `{rule}`: {error}")
             }
             OverrideError::UnsupportedLimit(e) => e.fmt(f),
+            OverrideError::InvalidKey { rule, key, why } => {
+                write!(f, "invalid client key `{key}` for rule `{rule}`: {why}")
+            }
+            OverrideError::TooManyKeys { max } => write!(
+                f,
+                "too many per-client overrides: at most {max} (clear some, or give the clients a tier of their own)"
+            ),
             OverrideError::File { path, message } => {
                 write!(f, "rate-limit overrides file {}: {message}", path.display())
             }
@@ -103,6 +135,24 @@ impl std::error::Error for OverrideError {}
 
 pub(crate) type Table = HashMap<String, Vec<Quota>>;
 
+/// The most per-client entries one table holds (the file's, the API's): each stays in memory
+/// and a client's requests look theirs up.
+pub const MAX_KEY_OVERRIDES: usize = 10_000;
+
+/// What one client key of a rule gets instead of the rule's limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRule {
+    /// These quotas, in a budget of their own.
+    Rate(Vec<Quota>),
+    /// No limit from this rule.
+    Unlimited,
+    /// Every request refused (403), the store not asked.
+    Blocked,
+}
+
+/// Rule name -> client key (as `peek` and `reset` name it, addresses grouped) -> its entry.
+pub(crate) type KeyTable = HashMap<String, HashMap<String, KeyRule>>;
+
 /// The overrides in force: the API's, then the file's; and the file's entries for rules not
 /// known when it was read, checked against their rule when it first decides a request.
 #[derive(Clone, Default)]
@@ -110,12 +160,63 @@ pub(crate) struct Tables {
     api: Table,
     pub(crate) file: Table,
     pub(crate) pending: Table,
+    api_keys: KeyTable,
+    pub(crate) file_keys: KeyTable,
 }
 
 impl Tables {
     fn is_empty(&self) -> bool {
-        self.api.is_empty() && self.file.is_empty() && self.pending.is_empty()
+        self.api.is_empty() && self.file.is_empty() && self.pending.is_empty() && !self.has_keys()
     }
+
+    fn has_keys(&self) -> bool {
+        !self.api_keys.is_empty() || !self.file_keys.is_empty()
+    }
+
+    /// The per-client entry of `rule` for the client `identity`, if any: the API's, then the
+    /// file's.
+    pub(crate) fn key_rule(&self, rule: &Rule, identity: &Identity<'_>) -> Option<&KeyRule> {
+        let name = rule.name.as_ref();
+        let (api, file) = (self.api_keys.get(name), self.file_keys.get(name));
+        if (api.is_none() && file.is_none()) || !is_rate(rule) {
+            return None;
+        }
+        let text;
+        let key: &str = match identity {
+            Identity::Ip(ip) => {
+                text = ip.to_string();
+                &text
+            }
+            Identity::Header(bytes) => std::str::from_utf8(bytes).ok()?,
+            Identity::Custom(key) => key,
+            Identity::Global | Identity::Anonymous(_) | Identity::Unknown => return None,
+        };
+        api.and_then(|keys| keys.get(key))
+            .or_else(|| file.and_then(|keys| keys.get(key)))
+    }
+
+    /// The per-client entry of `rule` for `key` as an operator names it (already normal).
+    pub(crate) fn key_rule_named(&self, rule: &str, key: &str) -> Option<&KeyRule> {
+        let api = self.api_keys.get(rule).and_then(|keys| keys.get(key));
+        api.or_else(|| self.file_keys.get(rule).and_then(|keys| keys.get(key)))
+    }
+}
+
+/// `rules` (those of one name) under a per-client rate: its quotas replace the rate rules'.
+pub(crate) fn under_key_rate(rules: &[Rule], quotas: &[Quota]) -> Vec<Rule> {
+    let mut under: Vec<Rule> = rules.iter().filter(|r| !is_rate(r)).cloned().collect();
+    if let Some(first) = rules.iter().find(|r| is_rate(r)) {
+        under.extend(quotas.iter().map(|&quota| Rule {
+            quota: QuotaSource::Fixed(quota),
+            ..first.clone()
+        }));
+    }
+    under
+}
+
+/// The number of entries of `table`.
+pub(crate) fn key_count(table: &KeyTable) -> usize {
+    table.values().map(HashMap::len).sum()
 }
 
 /// The overrides of one limiter.
@@ -130,6 +231,11 @@ pub(crate) struct Overrides {
     pub(crate) file: Option<file::File>,
     /// Whether the limiter is on Redis: overrides must then be limits Redis decides exactly.
     on_redis: bool,
+    /// Whether any per-client entry is in force: requests then look theirs up.
+    keys_active: AtomicBool,
+    /// How the limiter groups client addresses, so that an entry's address names the group a
+    /// request counts in.
+    pub(crate) client_ip: ClientIp,
 }
 
 impl Overrides {
@@ -138,6 +244,21 @@ impl Overrides {
             on_redis,
             ..Overrides::default()
         }
+    }
+
+    /// The tables, when a per-client entry is in force (one flag read otherwise).
+    pub(crate) fn key_tables(&self) -> Option<Arc<Tables>> {
+        self.keys_active
+            .load(Ordering::Relaxed)
+            .then(|| self.tables.load_full())
+    }
+
+    /// The per-client entry of `rule` for `key` as `peek` and `reset` take it.
+    pub(crate) fn key_rule_for(&self, rule: &str, key: &str) -> Option<KeyRule> {
+        let tables = self.key_tables()?;
+        let rules = rate_rules_named(rule, std::iter::empty());
+        let key = normal_key(&rules, rule, key, &self.client_ip).ok()?;
+        tables.key_rule_named(rule, &key).cloned()
     }
 
     /// The overrides file's path, if there is one.
@@ -227,8 +348,10 @@ impl Overrides {
         let mut tables = (**self.tables.load()).clone();
         change(&mut tables);
         let active = !tables.is_empty();
+        let keys_active = tables.has_keys();
         self.tables.store(Arc::new(tables));
         self.active.store(active, Ordering::Relaxed);
+        self.keys_active.store(keys_active, Ordering::Relaxed);
     }
 }
 
@@ -252,6 +375,68 @@ pub(crate) fn validate(
     })?;
     check_rules(rule, &rules, &quotas, on_redis)?;
     Ok(quotas)
+}
+
+/// The entry `setting` (a rate, `"unlimited"` or `"blocked"`) for the client `key` of the
+/// known rule `rule`, and the key as requests name it (an address grouped as the limiter
+/// groups them).
+pub(crate) fn validate_key(
+    rule: &str,
+    key: &str,
+    setting: &str,
+    on_redis: bool,
+    client_ip: &ClientIp,
+) -> Result<(String, KeyRule), OverrideError> {
+    let rules = rate_rules_named(rule, std::iter::empty());
+    if rules.is_empty() {
+        return Err(OverrideError::UnknownRule {
+            rule: rule.to_owned(),
+            known: catalogue::names().into_iter().collect(),
+        });
+    }
+    let key = normal_key(&rules, rule, key, client_ip)?;
+    let entry = key_setting(setting, |rate| validate(rule, rate, on_redis))?;
+    Ok((key, entry))
+}
+
+/// A per-client entry's setting: `"unlimited"`, `"blocked"` (any case), or a rate, which
+/// `rate` checks.
+pub(crate) fn key_setting(
+    setting: &str,
+    rate: impl FnOnce(&str) -> Result<Vec<Quota>, OverrideError>,
+) -> Result<KeyRule, OverrideError> {
+    Ok(match setting.trim() {
+        s if s.eq_ignore_ascii_case("unlimited") => KeyRule::Unlimited,
+        s if s.eq_ignore_ascii_case("blocked") => KeyRule::Blocked,
+        written => KeyRule::Rate(rate(written)?),
+    })
+}
+
+/// `key` as the requests of `rules` (named `rule`) name their client.
+fn normal_key(
+    rules: &[Rule],
+    rule: &str,
+    key: &str,
+    client_ip: &ClientIp,
+) -> Result<String, OverrideError> {
+    let invalid = |why| OverrideError::InvalidKey {
+        rule: rule.to_owned(),
+        key: key.to_owned(),
+        why,
+    };
+    match rules.first().map(|r| &r.scope) {
+        Some(Scope::Global) => Err(invalid(
+            "the rule counts everyone together, so it has no per-client entries",
+        )),
+        Some(Scope::Ip) => match key.trim().parse::<IpAddr>() {
+            Ok(ip) => Ok(client_ip.group(ip.to_canonical()).to_string()),
+            Err(_) => Err(invalid(
+                "the rule counts per client address, and this is not an IP address",
+            )),
+        },
+        _ if key.is_empty() => Err(invalid("a key is not empty")),
+        _ => Ok(key.to_owned()),
+    }
 }
 
 /// Whether an override applies to `rule`: overrides change rates, and a concurrency limit is
@@ -301,6 +486,59 @@ impl Overrides {
         tracing::info!(rule, rate, "rate limiter: override set");
         self.update(|tables| drop(tables.api.insert(rule.to_owned(), quotas)));
         Ok(())
+    }
+
+    /// See [`RateLimiter::set_key_override`](crate::RateLimiter::set_key_override).
+    pub(crate) fn set_key(
+        &self,
+        rule: &str,
+        key: &str,
+        setting: &str,
+    ) -> Result<(), OverrideError> {
+        let (key, entry) = validate_key(rule, key, setting, self.on_redis, &self.client_ip)?;
+        let mut result = Ok(());
+        self.update(|tables| {
+            let known = tables
+                .api_keys
+                .get(rule)
+                .is_some_and(|keys| keys.contains_key(&key));
+            if !known && key_count(&tables.api_keys) >= MAX_KEY_OVERRIDES {
+                result = Err(OverrideError::TooManyKeys {
+                    max: MAX_KEY_OVERRIDES,
+                });
+                return;
+            }
+            tables
+                .api_keys
+                .entry(rule.to_owned())
+                .or_default()
+                .insert(key.clone(), entry);
+        });
+        if result.is_ok() {
+            tracing::info!(rule, key, setting, "rate limiter: per-client override set");
+        }
+        result
+    }
+
+    /// See [`RateLimiter::clear_key_override`](crate::RateLimiter::clear_key_override).
+    pub(crate) fn clear_key(&self, rule: &str, key: &str) -> bool {
+        let rules = rate_rules_named(rule, std::iter::empty());
+        let Ok(key) = normal_key(&rules, rule, key, &self.client_ip) else {
+            return false;
+        };
+        let mut had = false;
+        self.update(|tables| {
+            if let Some(keys) = tables.api_keys.get_mut(rule) {
+                had = keys.remove(&key).is_some();
+                if keys.is_empty() {
+                    tables.api_keys.remove(rule);
+                }
+            }
+        });
+        if had {
+            tracing::info!(rule, key, "rate limiter: per-client override cleared");
+        }
+        had
     }
 
     /// See [`RateLimiter::clear_override`](crate::RateLimiter::clear_override).
