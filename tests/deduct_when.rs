@@ -38,12 +38,7 @@ async fn logins_from(
             .send_json(&json!({"user": "ada", "password": password}));
         async move {
             let res = request.await.expect("answered");
-            let retry = res
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()?.parse().ok())
-                .unwrap_or(0);
-            (res.status().as_u16(), retry)
+            (res.status().as_u16(), support::retry_after(res.headers()))
         }
     });
     join_all(requests).await

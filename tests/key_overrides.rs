@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, App, HttpResponse};
-use ratelimit_runtime::store::{RedisOptions, TimeSource};
 use ratelimit_runtime::{
-    ratelimit, InspectError, ManualClock, OverrideError, Quota, RateLimiter, MAX_KEY_OVERRIDES,
+    ratelimit, InspectError, ManualClock, OverrideError, RateLimiter, MAX_KEY_OVERRIDES,
 };
 use support::{ExampleServer, RedisServer};
 
@@ -198,25 +197,9 @@ async fn per_client_entries_from_the_file_in_memory() {
 async fn per_client_entries_from_the_file_on_redis() {
     let redis = RedisServer::start();
     let path = file("redis", &overrides());
-    let limiter = RateLimiter::builder()
-        .ignore_env()
-        .clock(ManualClock::at_secs(T0))
-        .overrides_file(&path)
-        .redis(redis.url())
-        .redis_options(RedisOptions {
-            time: TimeSource::Client,
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        })
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while limiter.redis_stats().unwrap().degraded || redis.script_calls() == 0 {
-        assert!(Instant::now() < deadline, "never on Redis");
-        let warm_up = Quota::from_parts(100, 60).unwrap();
-        let _ = limiter.check_key(&warm_up, "warm-up", 1).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let clock = ManualClock::at_secs(T0);
+    let builder = RateLimiter::builder().overrides_file(&path);
+    let limiter = support::limiter_on_redis(&redis, &clock, builder).await;
     per_client_entries(limiter.clone(), path, || redis.script_calls()).await;
     assert_eq!(limiter.redis_stats().unwrap().degraded_decisions, 0);
 }

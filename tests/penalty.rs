@@ -7,14 +7,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, App, HttpResponse};
 use futures_util::future::join_all;
-use ratelimit_runtime::store::{RedisOptions, TimeSource};
-use ratelimit_runtime::{ratelimit, ManualClock, Quota, RateLimiter};
+use ratelimit_runtime::{ratelimit, ManualClock, RateLimiter};
 use support::RedisServer;
 
 /// Aligned to the minute: the fixed window's refusals say 60 s.
@@ -40,12 +39,7 @@ const BOB: [u8; 4] = [203, 0, 113, 2];
 
 /// The status and `Retry-After` (0 when absent) of a response.
 fn answer<B>(res: &ServiceResponse<B>) -> (u16, u64) {
-    let retry = res
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    (res.status().as_u16(), retry)
+    (res.status().as_u16(), support::retry_after(res.headers()))
 }
 
 async fn ask<S, B>(app: &S, ip: [u8; 4]) -> (u16, u64)
@@ -126,25 +120,7 @@ async fn a_client_refused_too_often_serves_a_penalty_in_memory() {
 
 /// On Redis on the limiter's (manual) clock; connected before the story begins.
 async fn on_redis(redis: &RedisServer, clock: &ManualClock) -> RateLimiter {
-    let limiter = RateLimiter::builder()
-        .ignore_env()
-        .clock(clock.clone())
-        .redis(redis.url())
-        .redis_options(RedisOptions {
-            time: TimeSource::Client,
-            timeout: Duration::from_secs(2),
-            ..RedisOptions::default()
-        })
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while limiter.redis_stats().unwrap().degraded || redis.script_calls() == 0 {
-        assert!(Instant::now() < deadline, "never on Redis");
-        let warm_up = Quota::from_parts(100, 60).unwrap();
-        let _ = limiter.check_key(&warm_up, "warm-up", 1).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    limiter
+    support::limiter_on_redis(redis, clock, RateLimiter::builder()).await
 }
 
 #[actix_web::test]

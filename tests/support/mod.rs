@@ -420,3 +420,40 @@ macro_rules! serve {
 // Each test uses some of what is here.
 #[allow(unused_imports)]
 pub(crate) use serve;
+
+/// The `Retry-After` of a response, in seconds; 0 when absent.
+pub fn retry_after(headers: &actix_web::http::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A limiter on `redis` deciding on the limiter's (manual) `clock`, connected before it is
+/// returned (the connection is made on first use).
+pub async fn limiter_on_redis(
+    redis: &RedisServer,
+    clock: &ratelimit_runtime::ManualClock,
+    builder: ratelimit_runtime::RateLimiterBuilder,
+) -> ratelimit_runtime::RateLimiter {
+    use ratelimit_runtime::store::{RedisOptions, TimeSource};
+    let limiter = builder
+        .ignore_env()
+        .clock(clock.clone())
+        .redis(redis.url())
+        .redis_options(RedisOptions {
+            time: TimeSource::Client,
+            timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        })
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limiter.redis_stats().unwrap().degraded || redis.script_calls() == 0 {
+        assert!(Instant::now() < deadline, "never on Redis");
+        let warm_up = ratelimit_runtime::Quota::from_parts(100, 60).unwrap();
+        let _ = limiter.check_key(&warm_up, "warm-up", 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    limiter
+}
