@@ -50,7 +50,11 @@ where
 }
 
 fn penalties(limiter: &RateLimiter) -> f64 {
-    let series = format!("ratelimit_penalties_total{{rule=\"{RULE}\"}}");
+    penalties_of(limiter, RULE)
+}
+
+fn penalties_of(limiter: &RateLimiter, rule: &str) -> f64 {
+    let series = format!("ratelimit_penalties_total{{rule=\"{rule}\"}}");
     limiter
         .metrics()
         .lines()
@@ -130,6 +134,51 @@ async fn a_client_refused_too_often_serves_a_penalty_on_redis() {
     let limiter = on_redis(&redis, &clock).await;
     penalty_story(limiter.clone(), clock).await;
     assert_eq!(limiter.redis_stats().unwrap().degraded_decisions, 0);
+}
+
+#[get("/daily")]
+#[ratelimit(limit = 2, per = 86400, penalty = "3/10 minutes")]
+async fn daily() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// A limit whose refusal outlasts its penalty (the later of the two is what `Retry-After`
+/// says): while the penalty runs, its refusals are answered from the cache of refused keys (no
+/// round trip) and count no strikes, so once it ends it takes 3 more refusals to begin the next.
+#[actix_web::test]
+async fn a_running_penalty_costs_no_round_trip_and_counts_no_strikes() {
+    let redis = RedisServer::start();
+    let clock = ManualClock::at_secs(T0);
+    let limiter = on_redis(&redis, &clock).await;
+    let app = test::init_service(App::new().app_data(limiter.clone()).service(daily)).await;
+    let daily_from = || {
+        TestRequest::get()
+            .uri("/daily")
+            .peer_addr(SocketAddr::from((ADA, 40_000)))
+            .to_request()
+    };
+    let ask = || async { answer(&test::call_service(&app, daily_from()).await) };
+    let begun = || penalties_of(&limiter, concat!(module_path!(), "::daily"));
+    // T0 is 8 hours into its day: the day's window ends in 57,600 s.
+    assert_eq!([ask().await, ask().await], [(200, 0), (200, 0)]);
+    // Strikes 100 s apart: the penalty begins at the third, T0 + 200, until T0 + 800.
+    for _ in 0..3 {
+        assert_eq!(ask().await.0, 429);
+        clock.advance(Duration::from_secs(100));
+    }
+    assert_eq!(begun(), 1.0);
+    let calls = redis.script_calls();
+    // Past the first strike's 10 minutes, within the penalty: no strike is counted.
+    clock.advance(Duration::from_secs(400));
+    for _ in 0..10 {
+        assert_eq!(ask().await, (429, 57_600 - 700));
+    }
+    assert_eq!(redis.script_calls(), calls, "answered from the cache");
+    clock.advance(Duration::from_secs(100));
+    assert_eq!([ask().await.0, ask().await.0], [429, 429]);
+    assert_eq!(begun(), 1.0, "a fresh count after the penalty");
+    assert_eq!(ask().await.0, 429);
+    assert_eq!(begun(), 2.0);
 }
 
 /// 30 requests at once, two processes' worth of limiters on one Redis: 2 pass, 28 are

@@ -213,7 +213,12 @@ impl State {
                 let decision = &mut verdict.decisions[i];
                 // A decision the blocked-keys cache did not look at holds no limit: the check's.
                 if decision.limit == 0 {
-                    decision.limit = batch.checks[i].limit.capacity.get();
+                    let limit = &batch.checks[i].limit;
+                    decision.limit = if rule.algorithm.reports_capacity() {
+                        limit.capacity.get()
+                    } else {
+                        limit.quota.limit()
+                    };
                 }
                 decision.allowed = false;
                 decision.remaining = 0;
@@ -255,8 +260,15 @@ impl State {
             .await?;
         self.metrics
             .with_rule(&rule.name, tier, |c| c.count_penalty(begun.allowed));
+        let ends = if begun.allowed {
+            begun.reset_at
+        } else {
+            begun.retry_at
+        };
+        // Until it ends, the probe refuses where refusals are cached, without a round trip.
+        self.backend.remember_refused(probe, ends, now);
         if !begun.allowed {
-            return Some(begun.retry_at);
+            return Some(ends);
         }
         tracing::info!(
             rule = %rule.name,
@@ -264,7 +276,7 @@ impl State {
             secs = penalty.period_secs(),
             "rate limiter: a client refused too often serves a penalty: every request of the rule is refused until it ends"
         );
-        Some(begun.reset_at)
+        Some(ends)
     }
 
     /// Decides one check on the backend, charged if allowed: the decision, unless the store
@@ -371,7 +383,13 @@ impl State {
                 match entry {
                     KeyRule::Unlimited => continue,
                     KeyRule::Blocked if batch == 2 => {
-                        tracing::info!(rule = %rule.name, "a per-client override blocks this client (shadow mode: let through)");
+                        let now = self.clock.now();
+                        if self
+                            .metrics
+                            .with_rule(&rule.name, tier, |c| c.shadow_log_due(now))
+                        {
+                            tracing::info!(rule = %rule.name, "a per-client override blocks this client (shadow mode: let through)");
+                        }
                         continue;
                     }
                     KeyRule::Blocked => return Err(rule),

@@ -60,6 +60,17 @@ impl Backend {
         !matches!(self, Backend::Memory)
     }
 
+    /// Remembers, where a remote store's refusals are cached, that `check` is refused until
+    /// `until` (a penalty begun or found: its probe then refuses without a round trip).
+    pub(crate) fn remember_refused(&self, check: &Check, until: UnixNanos, now: UnixNanos) {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(redis) = self {
+            redis.remember_refused(check, until, now);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (check, until, now);
+    }
+
     /// Decides `checks`, and says which store did. `leasable`: the rules allow leases (no
     /// soft limit reads the remaining count).
     pub(crate) async fn decide(

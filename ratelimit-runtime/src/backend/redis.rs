@@ -11,6 +11,7 @@ use tokio::sync::{Notify, OnceCell};
 use super::resync::{Owed, Unsynced, MAX_KEYS};
 use super::{take_in_memory, Outcome};
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::decision::Decision;
 use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
 use crate::metrics::StoreLabel;
 use crate::slots::{slot_id, Held, SlotAnswer};
@@ -314,6 +315,23 @@ impl RedisBackend {
 }
 
 impl RedisBackend {
+    /// See [`Backend::remember_refused`](super::Backend::remember_refused).
+    pub(crate) fn remember_refused(&self, check: &Check, until: UnixNanos, now: UnixNanos) {
+        let refused = Decision {
+            allowed: false,
+            limit: check.limit.quota.limit(),
+            remaining: 0,
+            reset_at: until,
+            retry_at: until,
+        };
+        let verdict = Verdict {
+            decisions: smallvec::smallvec![refused],
+            allowed: false,
+        };
+        self.blocked
+            .remember(std::slice::from_ref(check), &verdict, now);
+    }
+
     pub(crate) async fn decide(
         self: &Arc<Self>,
         memory: &MemoryStore,

@@ -245,6 +245,9 @@ impl Metrics {
         let passed = matches!(outcome, Outcome::Allowed | Outcome::Degraded);
         let bump = |counters: &RuleCounters| {
             counters.decisions[outcome as usize][store as usize].fetch_add(1, Ordering::Relaxed);
+            if rule.penalty.is_some() {
+                counters.has_penalty.store(true, Ordering::Relaxed);
+            }
             if outcome == Outcome::Refunded {
                 counters.refunded_units[store as usize]
                     .fetch_add(u64::from(units), Ordering::Relaxed);

@@ -40,15 +40,11 @@ impl BlockedKeys {
     }
 
     /// A denial for `checks` at `now` from the cache, if one of their keys is still blocked for
-    /// at least their cost (the one blocked longest decides, as Redis would).
+    /// at least their cost: each check's cached denial where it has one (the one blocked
+    /// longest decides, as Redis would).
     pub fn lookup(&self, checks: &[Check], now: UnixNanos) -> Option<Verdict> {
-        let (at, denied) = checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| Some((i, self.get(c, now)?)))
-            .max_by_key(|(_, d)| d.retry_at)?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        // The other checks are not looked at: with one denied, none is charged.
+        // The checks without a cached denial are not decided: with one denied, none is
+        // charged. They read as allowed, with no limit known.
         let placeholder = Decision {
             allowed: true,
             limit: 0,
@@ -56,8 +52,14 @@ impl BlockedKeys {
             reset_at: now,
             retry_at: now,
         };
-        let mut decisions: SmallVec<[Decision; 4]> = SmallVec::from_elem(placeholder, checks.len());
-        decisions[at] = denied;
+        let decisions: SmallVec<[Decision; 4]> = checks
+            .iter()
+            .map(|c| self.get(c, now).unwrap_or(placeholder))
+            .collect();
+        if decisions.iter().all(|d| d.allowed) {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
         Some(Verdict {
             decisions,
             allowed: false,
