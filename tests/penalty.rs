@@ -142,6 +142,34 @@ async fn daily() -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
+/// On Redis Cluster: the penalty's keys share the rule's slot, decided with its limit.
+#[actix_web::test]
+async fn a_client_refused_too_often_serves_a_penalty_on_redis_cluster() {
+    let cluster = support::RedisCluster::start();
+    let clock = ManualClock::at_secs(T0);
+    let limiter = RateLimiter::builder()
+        .ignore_env()
+        .clock(clock.clone())
+        .redis_cluster(cluster.urls())
+        .redis_options(ratelimit_runtime::store::RedisOptions {
+            time: ratelimit_runtime::store::TimeSource::Client,
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let calls = || cluster.nodes.iter().map(|n| n.script_calls()).sum::<u64>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while limiter.redis_stats().unwrap().degraded || calls() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never on the cluster");
+        let warm_up = ratelimit_runtime::Quota::from_parts(100, 60).unwrap();
+        let _ = limiter.check_key(&warm_up, "warm-up", 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    penalty_story(limiter.clone(), clock).await;
+    assert_eq!(limiter.redis_stats().unwrap().degraded_decisions, 0);
+}
+
 /// A limit whose refusal outlasts its penalty (the later of the two is what `Retry-After`
 /// says): while the penalty runs, its refusals are answered from the cache of refused keys (no
 /// round trip) and count no strikes, so once it ends it takes 3 more refusals to begin the next.
