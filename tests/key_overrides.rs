@@ -270,3 +270,40 @@ async fn the_example_server_reloads_per_client_entries() {
     // The banned key is an ordinary client again.
     assert_eq!(support::data(&[&server], "banned", 1).await, [200]);
 }
+
+/// A default limit joins the program's rules when the app is built, which may be after the
+/// limiter read the file: its per-client entries wait, and are checked when it first decides a
+/// request. One it cannot have is refused with an error; the others apply.
+#[actix_web::test]
+async fn entries_for_a_rule_not_known_yet_are_checked_when_it_appears() {
+    let path = file(
+        "pending",
+        "[keys.\"late-keys\"]\n\"203.0.113.60\" = \"blocked\"\n\"203.0.113.61\" = \"1/minute\"\n\"not-an-address\" = \"blocked\"\n",
+    );
+    let limiter = RateLimiter::builder()
+        .ignore_env()
+        .overrides_file(&path)
+        .build()
+        .unwrap();
+    let defaults = ratelimit_runtime::DefaultLimits::new("3/minute")
+        .unwrap()
+        .name("late-keys");
+    let app = test::init_service(
+        App::new()
+            .app_data(limiter.clone())
+            .wrap(defaults)
+            .service(actix_web::web::resource("/").to(|| async { "ok" })),
+    )
+    .await;
+    let from = |last: u8| {
+        move || {
+            TestRequest::get()
+                .uri("/")
+                .peer_addr(SocketAddr::from(([203, 0, 113, last], 40_000)))
+                .to_request()
+        }
+    };
+    assert_eq!(statuses(&app, 2, from(60)).await, [403, 403]);
+    assert_eq!(statuses(&app, 2, from(61)).await, [200, 429]);
+    assert_eq!(statuses(&app, 4, from(62)).await, [200, 200, 200, 429]);
+}

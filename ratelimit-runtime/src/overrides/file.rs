@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{
     key_count, key_setting, validate, validate_key, KeyRule, KeyTable, OverrideError, Overrides,
-    Table, MAX_KEY_OVERRIDES,
+    PendingKeys, Table, MAX_KEY_OVERRIDES,
 };
 use crate::key::ClientIp;
 use crate::quota::Quota;
@@ -98,7 +98,7 @@ impl Overrides {
         // A failed read keeps no stamp, so that the next event in the directory tries again.
         let stamp = stamp.filter(|_| read.is_ok());
         *source.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
-        let (file, pending, keys) = match read {
+        let (file, pending, (keys, pending_keys)) = match read {
             Ok(read) => {
                 source.reloads.fetch_add(1, Ordering::Relaxed);
                 read
@@ -108,11 +108,15 @@ impl Overrides {
                 return Err(e);
             }
         };
-        let count = file.len() + pending.len() + key_count(&keys);
+        let count = file.len()
+            + pending.len()
+            + key_count(&keys)
+            + pending_keys.values().map(Vec::len).sum::<usize>();
         self.update(|tables| {
             tables.file = file;
             tables.pending = pending;
             tables.file_keys = keys;
+            tables.pending_keys = pending_keys;
         });
         Ok(count)
     }
@@ -210,7 +214,7 @@ fn read_file(
     path: &Path,
     on_redis: bool,
     client_ip: &ClientIp,
-) -> Result<(Table, Table, KeyTable), OverrideError> {
+) -> Result<(Table, Table, (KeyTable, PendingKeys)), OverrideError> {
     let fail = |message: String| OverrideError::File {
         path: path.to_owned(),
         message,
@@ -224,7 +228,8 @@ fn read_file(
     } else {
         toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?
     };
-    let (mut table, mut pending, mut keys) = (Table::new(), Table::new(), KeyTable::new());
+    let (mut table, mut pending) = (Table::new(), Table::new());
+    let mut keys = (KeyTable::new(), PendingKeys::new());
     for (rule, entry) in entries {
         let rate = match entry {
             Entry::Rate(rate) => rate,
@@ -272,61 +277,52 @@ fn read_file(
     Ok((table, pending, keys))
 }
 
-/// The `[keys."<rule>"]` tables: each entry checked against its rule (which must be known:
-/// a client key means something only under its rule's scope), at most
-/// [`MAX_KEY_OVERRIDES`] in all.
+/// The `[keys."<rule>"]` tables, at most [`MAX_KEY_OVERRIDES`] entries in all: each entry
+/// checked against its rule, or, for a rule not known yet, kept as written (its rate parsed)
+/// to be checked when the rule first decides a request.
 fn read_keys(
     per_rule: BTreeMap<String, BTreeMap<String, String>>,
     on_redis: bool,
     client_ip: &ClientIp,
-) -> Result<KeyTable, OverrideError> {
+) -> Result<(KeyTable, PendingKeys), OverrideError> {
     let count: usize = per_rule.values().map(BTreeMap::len).sum();
     if count > MAX_KEY_OVERRIDES {
         return Err(OverrideError::TooManyKeys {
             max: MAX_KEY_OVERRIDES,
         });
     }
-    let mut keys = KeyTable::new();
+    let (mut keys, mut pending) = (KeyTable::new(), PendingKeys::new());
     for (rule, entries) in per_rule {
         let mut of_rule: std::collections::HashMap<String, KeyRule> = Default::default();
         for (key, setting) in entries {
             let (key, entry) = match validate_key(&rule, &key, &setting, on_redis, client_ip) {
                 Ok(valid) => valid,
                 // A default limit's rule may join the catalogue after the file was read: its
-                // entries are taken as written (an address grouped), their rates parsed.
+                // entries wait for it, their rates parsed.
                 Err(OverrideError::UnknownRule { .. }) => {
                     tracing::warn!(
                         rule,
-                        "rate limiter: the overrides file has per-client entries for a rule not known yet; they apply once a rule of that name exists"
+                        "rate limiter: the overrides file has a per-client entry for a rule not known yet; it is checked and applies once a rule of that name exists"
                     );
-                    unchecked_key(&rule, &key, &setting, client_ip)?
+                    key_setting(&setting, |rate| {
+                        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+                            rule: rule.clone(),
+                            error,
+                        })
+                    })?;
+                    pending
+                        .entry(rule.clone())
+                        .or_default()
+                        .push((key, setting));
+                    continue;
                 }
                 Err(e) => return Err(e),
             };
             of_rule.insert(key, entry);
         }
-        keys.insert(rule, of_rule);
+        if !of_rule.is_empty() {
+            keys.insert(rule, of_rule);
+        }
     }
-    Ok(keys)
-}
-
-/// A per-client entry of a rule not known yet: its key as written (an address grouped as the
-/// limiter groups them), its setting parsed.
-fn unchecked_key(
-    rule: &str,
-    key: &str,
-    setting: &str,
-    client_ip: &ClientIp,
-) -> Result<(String, KeyRule), OverrideError> {
-    let key = match key.trim().parse::<std::net::IpAddr>() {
-        Ok(ip) => client_ip.group(ip.to_canonical()).to_string(),
-        Err(_) => key.to_owned(),
-    };
-    let entry = key_setting(setting, |rate| {
-        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
-            rule: rule.to_owned(),
-            error,
-        })
-    })?;
-    Ok((key, entry))
+    Ok((keys, pending))
 }

@@ -153,6 +153,10 @@ pub(crate) enum KeyRule {
 /// Rule name -> client key (as `peek` and `reset` name it, addresses grouped) -> its entry.
 pub(crate) type KeyTable = HashMap<String, HashMap<String, KeyRule>>;
 
+/// Rule name -> the file's per-client entries for it as written (key, setting), the rule not
+/// known when the file was read: checked when it first decides a request.
+pub(crate) type PendingKeys = HashMap<String, Vec<(String, String)>>;
+
 /// The overrides in force: the API's, then the file's; and the file's entries for rules not
 /// known when it was read, checked against their rule when it first decides a request.
 #[derive(Clone, Default)]
@@ -162,11 +166,16 @@ pub(crate) struct Tables {
     pub(crate) pending: Table,
     api_keys: KeyTable,
     pub(crate) file_keys: KeyTable,
+    pub(crate) pending_keys: PendingKeys,
 }
 
 impl Tables {
     fn is_empty(&self) -> bool {
-        self.api.is_empty() && self.file.is_empty() && self.pending.is_empty() && !self.has_keys()
+        self.api.is_empty()
+            && self.file.is_empty()
+            && self.pending.is_empty()
+            && self.pending_keys.is_empty()
+            && !self.has_keys()
     }
 
     fn has_keys(&self) -> bool {
@@ -277,10 +286,11 @@ impl Overrides {
         }
         let mut tables = self.tables.load();
         // Rates only: a concurrency limit of the same handler stays as it is.
-        if rules
-            .iter()
-            .any(|r| is_rate(r) && tables.pending.contains_key(r.name.as_ref()))
-        {
+        if rules.iter().any(|r| {
+            let name = r.name.as_ref();
+            is_rate(r)
+                && (tables.pending.contains_key(name) || tables.pending_keys.contains_key(name))
+        }) {
             self.adopt_pending(rules);
             tables = self.tables.load();
         }
@@ -322,13 +332,16 @@ impl Overrides {
         self.update(|tables| {
             for rule in rules {
                 let name = rule.name.as_ref();
-                let Some(quotas) = tables.pending.remove(name) else {
-                    continue;
-                };
                 // The rules of that name at hand (those of `RateLimiter::check` need not be in
                 // the catalogue) and the program's.
                 let at_hand = rules.iter().filter(|r| r.name == rule.name).cloned();
                 let named = rate_rules_named(name, at_hand);
+                if let Some(entries) = tables.pending_keys.remove(name) {
+                    self.adopt_keys(tables, name, &named, entries);
+                }
+                let Some(quotas) = tables.pending.remove(name) else {
+                    continue;
+                };
                 match check_rules(name, &named, &quotas, self.on_redis) {
                     Ok(()) => {
                         tracing::info!(rule = name, "rate limiter: overrides file entry in force");
@@ -341,6 +354,45 @@ impl Overrides {
                 }
             }
         });
+    }
+
+    /// The file's per-client `entries` of the rule `name` (its rate rules `named`), now known:
+    /// each one it can take is put in force, each other refused with an error naming it (that
+    /// client keeps the rule's limit).
+    fn adopt_keys(
+        &self,
+        tables: &mut Tables,
+        name: &str,
+        named: &[Rule],
+        entries: Vec<(String, String)>,
+    ) {
+        for (key, setting) in entries {
+            let checked = normal_key(named, name, &key, &self.client_ip).and_then(|key| {
+                let entry = key_setting(&setting, |rate| {
+                    let quotas =
+                        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+                            rule: name.to_owned(),
+                            error,
+                        })?;
+                    check_rules(name, named, &quotas, self.on_redis)?;
+                    Ok(quotas)
+                })?;
+                Ok((key, entry))
+            });
+            match checked {
+                Ok((key, entry)) => {
+                    tables
+                        .file_keys
+                        .entry(name.to_owned())
+                        .or_default()
+                        .insert(key, entry);
+                }
+                Err(e) => tracing::error!(
+                    file = %self.file_path().unwrap_or(Path::new("")).display(),
+                    "rate limiter: the overrides file's per-client entry is refused: {e}; the client keeps the rule's limit"
+                ),
+            }
+        }
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut Tables)) {
