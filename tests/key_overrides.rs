@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, App, HttpResponse};
 use ratelimit_runtime::{
     ratelimit, InspectError, ManualClock, OverrideError, RateLimiter, MAX_KEY_OVERRIDES,
 };
-use support::{ExampleServer, RedisServer};
+use support::{statuses, ExampleServer, RedisServer};
 
 const T0: u64 = 1_800_000_000;
 
@@ -71,18 +70,6 @@ fn keyed_from(key: &str) -> actix_http::Request {
         .insert_header(("X-API-Key", key))
         .peer_addr(SocketAddr::from(([203, 0, 113, 9], 40_000)))
         .to_request()
-}
-
-/// The statuses of `n` requests made by `request`.
-async fn statuses<S, B>(app: &S, n: usize, request: impl Fn() -> actix_http::Request) -> Vec<u16>
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(test::call_service(app, request()).await.status().as_u16());
-    }
-    out
 }
 
 fn repeat(status: u16, n: usize) -> Vec<u16> {

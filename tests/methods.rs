@@ -11,7 +11,7 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{route, App, HttpResponse};
 use ratelimit_runtime::store::{RedisOptions, TimeSource};
 use ratelimit_runtime::{ratelimit, ManualClock, RateLimiter};
-use support::{ExampleServer, RedisServer};
+use support::{statuses, ExampleServer, RedisServer};
 
 const T0: u64 = 1_800_000_000;
 
@@ -35,18 +35,6 @@ fn request(method: Method, path: &str) -> actix_http::Request {
         .to_request()
 }
 
-/// The statuses of `count` requests of `method` to `path`.
-macro_rules! statuses {
-    ($app:expr, $method:expr, $path:expr, $count:expr) => {{
-        let mut statuses = Vec::new();
-        for _ in 0..$count {
-            let res = test::call_service(&$app, request($method, $path)).await;
-            statuses.push(res.status().as_u16());
-        }
-        statuses
-    }};
-}
-
 /// Both handlers under `limiter`: POST and PUT share 3, GET is never counted; GET and POST
 /// of `/each` have 2 each.
 async fn exercise(limiter: RateLimiter) {
@@ -57,14 +45,17 @@ async fn exercise(limiter: RateLimiter) {
             .service(each),
     )
     .await;
-    assert_eq!(statuses!(app, Method::GET, "/items", 10), [200; 10]);
     assert_eq!(
-        statuses!(app, Method::POST, "/items", 2),
+        statuses(&app, 10, || request(Method::GET, "/items")).await,
+        [200; 10]
+    );
+    assert_eq!(
+        statuses(&app, 2, || request(Method::POST, "/items")).await,
         [200, 200],
         "POST counts"
     );
     assert_eq!(
-        statuses!(app, Method::PUT, "/items", 2),
+        statuses(&app, 2, || request(Method::PUT, "/items")).await,
         [200, 429],
         "PUT shares POST's budget"
     );
@@ -75,9 +66,12 @@ async fn exercise(limiter: RateLimiter) {
         "nor told of a limit that does not apply to it"
     );
 
-    assert_eq!(statuses!(app, Method::GET, "/each", 3), [200, 200, 429]);
     assert_eq!(
-        statuses!(app, Method::POST, "/each", 3),
+        statuses(&app, 3, || request(Method::GET, "/each")).await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        statuses(&app, 3, || request(Method::POST, "/each")).await,
         [200, 200, 429],
         "POST has its own 2"
     );

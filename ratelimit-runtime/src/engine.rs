@@ -213,12 +213,7 @@ impl State {
                 let decision = &mut verdict.decisions[i];
                 // A decision the blocked-keys cache did not look at holds no limit: the check's.
                 if decision.limit == 0 {
-                    let limit = &batch.checks[i].limit;
-                    decision.limit = if rule.algorithm.reports_capacity() {
-                        limit.capacity.get()
-                    } else {
-                        limit.quota.limit()
-                    };
+                    decision.limit = batch.checks[i].reported_limit();
                 }
                 decision.allowed = false;
                 decision.remaining = 0;
@@ -243,8 +238,6 @@ impl State {
         let strikes = penalty_strikes(probe, penalty);
         let struck = self.decide_alone(strikes, now).await?;
         if struck.allowed && struck.remaining > 0 {
-            self.metrics
-                .with_rule(&rule.name, tier, |c| c.count_penalty(false));
             return None;
         }
         // The strike too many (or, concurrently, one of them): the first to charge the probe
@@ -258,24 +251,21 @@ impl State {
                 now,
             )
             .await?;
-        self.metrics
-            .with_rule(&rule.name, tier, |c| c.count_penalty(begun.allowed));
         let ends = if begun.allowed {
+            self.metrics
+                .with_rule(&rule.name, tier, RuleCounters::count_penalty);
+            tracing::info!(
+                rule = %rule.name,
+                strikes = penalty.limit(),
+                secs = penalty.period_secs(),
+                "rate limiter: a client refused too often serves a penalty: every request of the rule is refused until it ends"
+            );
             begun.reset_at
         } else {
             begun.retry_at
         };
         // Until it ends, the probe refuses where refusals are cached, without a round trip.
         self.backend.remember_refused(probe, ends, now);
-        if !begun.allowed {
-            return Some(ends);
-        }
-        tracing::info!(
-            rule = %rule.name,
-            strikes = penalty.limit(),
-            secs = penalty.period_secs(),
-            "rate limiter: a client refused too often serves a penalty: every request of the rule is refused until it ends"
-        );
         Some(ends)
     }
 

@@ -253,13 +253,12 @@ impl RateLimiter {
             checks.extend(self.checks_of(&under, rule, key)?);
         }
         // A penalty is lifted with the rest: its probe and the client's strikes.
-        for probe in self.penalty_probes_of(&rules, rule, key)? {
-            let penalty = rules.iter().find_map(|r| r.penalty);
-            checks.push(Check {
-                probe: false,
-                ..probe
-            });
-            if let Some(penalty) = penalty {
+        if let Some(penalty) = rules.iter().find_map(|r| r.penalty) {
+            for probe in self.penalty_probes_of(&rules, rule, key)? {
+                checks.push(Check {
+                    probe: false,
+                    ..probe
+                });
                 checks.push(penalty_strikes(&probe, penalty));
             }
         }

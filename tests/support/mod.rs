@@ -457,3 +457,24 @@ pub async fn limiter_on_redis(
     }
     limiter
 }
+
+/// The statuses of `n` requests to `app`, one after another, each made by `request`.
+pub async fn statuses<S, B>(
+    app: &S,
+    n: usize,
+    request: impl Fn() -> actix_http::Request,
+) -> Vec<u16>
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let res = actix_web::test::call_service(app, request()).await;
+        out.push(res.status().as_u16());
+    }
+    out
+}

@@ -319,7 +319,7 @@ impl RedisBackend {
     pub(crate) fn remember_refused(&self, check: &Check, until: UnixNanos, now: UnixNanos) {
         let refused = Decision {
             allowed: false,
-            limit: check.limit.quota.limit(),
+            limit: check.reported_limit(),
             remaining: 0,
             reset_at: until,
             retry_at: until,

@@ -112,7 +112,8 @@ pub(crate) struct RuleCounters {
     decisions: [[AtomicU64; 3]; 5],
     /// Units given back after the response, by store.
     refunded_units: [AtomicU64; 3],
-    /// Penalties this rule began (`penalty`), and whether the rule has one.
+    /// Penalties this rule began (`penalty`), and whether the rule has one (set by its
+    /// decisions: its series are shown from then on).
     penalties: AtomicU64,
     has_penalty: AtomicBool,
     /// Units spent beyond one per passed decision (a `cost` above 1; -1 for a fail-open pass,
@@ -140,13 +141,9 @@ impl RuleCounters {
         passed.saturating_add_signed(extra)
     }
 
-    /// Marks the rule as one with a penalty (its series are shown from now on), and counts a
-    /// penalty begun when `began`.
-    pub(crate) fn count_penalty(&self, began: bool) {
-        self.has_penalty.store(true, Ordering::Relaxed);
-        if began {
-            self.penalties.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a penalty begun (the rule's decisions mark it as one with a penalty).
+    pub(crate) fn count_penalty(&self) {
+        self.penalties.fetch_add(1, Ordering::Relaxed);
     }
 
     /// True the first time only: a warning about the rule is logged once.

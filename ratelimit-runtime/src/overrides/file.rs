@@ -15,11 +15,10 @@ use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 use serde::Deserialize;
 
 use super::{
-    key_count, key_setting, validate, validate_key, KeyRule, KeyTable, OverrideError, Overrides,
-    PendingKeys, Table, MAX_KEY_OVERRIDES,
+    key_count, key_setting, parse_rate, validate, validate_key, KeyRule, KeyTable, OverrideError,
+    Overrides, PendingKeys, Table, MAX_KEY_OVERRIDES,
 };
 use crate::key::ClientIp;
-use crate::quota::Quota;
 
 /// A limiter's overrides file.
 pub(crate) struct File {
@@ -258,15 +257,7 @@ fn read_file(
                     file = %path.display(),
                     "rate limiter: the overrides file names a rule not known yet; it applies once a rule of that name exists"
                 );
-                let quotas = Quota::parse_many(&rate).map_err(|error| {
-                    fail(
-                        OverrideError::InvalidRate {
-                            rule: rule.clone(),
-                            error,
-                        }
-                        .to_string(),
-                    )
-                })?;
+                let quotas = parse_rate(&rule, &rate).map_err(|e| fail(e.to_string()))?;
                 pending.insert(rule, quotas);
                 continue;
             }
@@ -304,12 +295,7 @@ fn read_keys(
                         rule,
                         "rate limiter: the overrides file has a per-client entry for a rule not known yet; it is checked and applies once a rule of that name exists"
                     );
-                    key_setting(&setting, |rate| {
-                        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
-                            rule: rule.clone(),
-                            error,
-                        })
-                    })?;
+                    key_setting(&setting, |rate| parse_rate(&rule, rate))?;
                     pending
                         .entry(rule.clone())
                         .or_default()

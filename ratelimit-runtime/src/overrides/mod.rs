@@ -200,8 +200,7 @@ impl Tables {
             Identity::Custom(key) => key,
             Identity::Global | Identity::Anonymous(_) | Identity::Unknown => return None,
         };
-        api.and_then(|keys| keys.get(key))
-            .or_else(|| file.and_then(|keys| keys.get(key)))
+        self.key_rule_named(name, key)
     }
 
     /// The per-client entry of `rule` for `key` as an operator names it (already normal).
@@ -369,11 +368,7 @@ impl Overrides {
         for (key, setting) in entries {
             let checked = normal_key(named, name, &key, &self.client_ip).and_then(|key| {
                 let entry = key_setting(&setting, |rate| {
-                    let quotas =
-                        Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
-                            rule: name.to_owned(),
-                            error,
-                        })?;
+                    let quotas = parse_rate(name, rate)?;
                     check_rules(name, named, &quotas, self.on_redis)?;
                     Ok(quotas)
                 })?;
@@ -421,12 +416,17 @@ pub(crate) fn validate(
             known: catalogue::names().into_iter().collect(),
         });
     }
-    let quotas = Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
-        rule: rule.to_owned(),
-        error,
-    })?;
+    let quotas = parse_rate(rule, rate)?;
     check_rules(rule, &rules, &quotas, on_redis)?;
     Ok(quotas)
+}
+
+/// The quotas of `rate`, written for the rule `rule`: parsed, not yet checked against it.
+pub(crate) fn parse_rate(rule: &str, rate: &str) -> Result<Vec<Quota>, OverrideError> {
+    Quota::parse_many(rate).map_err(|error| OverrideError::InvalidRate {
+        rule: rule.to_owned(),
+        error,
+    })
 }
 
 /// The entry `setting` (a rate, `"unlimited"` or `"blocked"`) for the client `key` of the

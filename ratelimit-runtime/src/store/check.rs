@@ -40,6 +40,16 @@ impl Check {
         (self.key as u64) ^ ((self.key >> 64) as u64)
     }
 
+    /// The limit a decision of this check reports (`X-RateLimit-Limit`): the capacity for the
+    /// algorithms that have one, the quota's limit otherwise.
+    pub fn reported_limit(&self) -> u32 {
+        if self.algorithm.reports_capacity() {
+            self.limit.capacity.get()
+        } else {
+            self.limit.quota.limit()
+        }
+    }
+
     /// When a request these `checks` refused at `now` (their `decisions`) may be decided again
     /// and pass, reserving its turn: the latest retry instant of the refusing checks, provided
     /// each is within that check's `max_wait`. `None`: refused.

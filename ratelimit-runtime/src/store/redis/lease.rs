@@ -10,7 +10,7 @@ use redis::Script;
 use smallvec::SmallVec;
 
 use super::reply::{flag, integers};
-use super::wire::{exact_check, key_of, reported_limit, shift, write_limit};
+use super::wire::{exact_check, key_of, shift, write_limit};
 use super::{RedisStore, TimeSource};
 use crate::clock::UnixNanos;
 use crate::decision::Decision;
@@ -179,7 +179,7 @@ fn parse(
         }
         answer.verdict.decisions.push(Decision {
             allowed: flag(v[0]).ok_or_else(garbage)?,
-            limit: reported_limit(&ask.check),
+            limit: ask.check.reported_limit(),
             remaining: u32::try_from(v[2]).map_err(|_| garbage())?,
             reset_at: at(v[3])?,
             retry_at: at(v[4])?,

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 
 use super::lease::read as read_lease;
 use super::read_slot;
-use super::wire::{read_reply, reported_limit, shift, Decide};
+use super::wire::{read_reply, shift, Decide};
 use super::{Grant, LeaseAnswer, LeaseAsk};
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::clock::UnixNanos;
@@ -408,7 +408,7 @@ fn decide_meaning(
             let at = |t| instant(t, server_now, decide.now, server_time);
             verdict.decisions.push(Decision {
                 allowed: flag(v[0])?,
-                limit: reported_limit(check),
+                limit: check.reported_limit(),
                 remaining: u32::try_from(v[1]).ok()?,
                 reset_at: at(v[2])?,
                 retry_at: at(v[3])?,
@@ -452,7 +452,7 @@ fn lease_meaning(
         let at = |t| instant(t, at_us.saturating_mul(1_000), now, server_time);
         answer.verdict.decisions.push(Decision {
             allowed: flag(v[0])?,
-            limit: reported_limit(&ask.check),
+            limit: ask.check.reported_limit(),
             remaining: u32::try_from(v[2]).ok()?,
             reset_at: at(v[3])?,
             retry_at: at(v[4])?,

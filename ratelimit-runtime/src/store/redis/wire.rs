@@ -320,7 +320,7 @@ fn parse_reply(
         for (v, check) in values.chunks_exact(4).zip(checks.iter()) {
             decisions.push(Decision {
                 allowed: flag(v[0]).ok_or_else(garbage)?,
-                limit: reported_limit(check),
+                limit: check.reported_limit(),
                 remaining: u32::try_from(v[1]).map_err(|_| garbage())?,
                 reset_at: at(v[2])?,
                 retry_at: at(v[3])?,
@@ -337,15 +337,6 @@ fn parse_reply(
         }));
     }
     Ok(answers)
-}
-
-/// The limit the memory store reports for the same check.
-pub(super) fn reported_limit(check: &Check) -> u32 {
-    if check.algorithm.reports_capacity() {
-        check.limit.capacity.get()
-    } else {
-        check.limit.quota.limit()
-    }
 }
 
 #[cfg(test)]
