@@ -18,6 +18,7 @@
 //! ```
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
@@ -26,8 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_ws::Message;
 use ratelimit_runtime::algorithm::AlgorithmKind;
 use ratelimit_runtime::{
-    metrics_endpoint, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo, RateLimiter,
-    RedisTarget, Rule, Tier,
+    metrics_endpoint, quota, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo,
+    RateLimiter, RedisTarget, Rule, Tier,
 };
 use serde_json::json;
 
@@ -39,6 +40,7 @@ async fn endpoints() -> impl Responder {
             "GET /rate-limited": "300 requests per 30 seconds per client address (fixed window)",
             "GET /data": "needs X-API-Key; 10 requests per 10 seconds per key (sliding log)",
             "GET /tiered": "needs X-API-Key; per hour: free_demo 100, pro_demo 1,000, ent_demo 10,000; a key not issued gets the free 100 of its client address",
+            "GET /plan": "needs X-API-Key; the key's plan looked up from a plans service 20 ms away (cached a minute): pro_... keys 20 per minute, down_... keys find the service down (503), others 5 per minute",
             "GET /search": "10 per 10 seconds per client address; past 5 the answer is degraded",
             "GET /shadow": "a dry run of 5 per 10 seconds per client address: never refused, would-be denials counted",
             "GET /slow?ms=N": "at most 2 requests in flight per client address; sleeps N ms (default 1000, at most 10000)",
@@ -201,6 +203,41 @@ async fn tiered(req: HttpRequest) -> HttpResponse {
         None => ("not issued: counted per address", "free", ISSUED_KEYS[0].2),
     };
     HttpResponse::Ok().json(json!({"tier": tier, "limit_per_hour": per_hour, "key": key}))
+}
+
+/// The plans a key may be on.
+const FREE_PLAN: Tier = Tier::new("free", quota!("5/minute"));
+const PRO_PLAN: Tier = Tier::new("pro", quota!("20/minute"));
+
+/// Lookups the plans "service" answered (`X-Plan-Lookups` on `/plan`'s answers).
+static PLAN_LOOKUPS: AtomicU64 = AtomicU64::new(0);
+
+/// The plan of an API key, as a plans service 20 ms away answers it: keys starting `pro_` are
+/// on the pro plan, keys starting `down_` find the service down, the others are free. The
+/// limiter asks it once per key and minute, and a burst of a new key once.
+async fn plan_of(api_key: String) -> Result<Tier, String> {
+    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    PLAN_LOOKUPS.fetch_add(1, Ordering::Relaxed);
+    if api_key.starts_with("down_") {
+        return Err("the plans service is down".to_owned());
+    }
+    Ok(match api_key.starts_with("pro_") {
+        true => PRO_PLAN,
+        false => FREE_PLAN,
+    })
+}
+
+/// `GET /plan`: a limit whose tier an async lookup chooses (`limit = plan_of`).
+#[get("/plan")]
+#[ratelimit(limit = plan_of, scope = "header:X-API-Key", exempt = no_api_key)]
+async fn plan(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
+    if let Some(unauthorized) = missing_key(&req) {
+        return unauthorized;
+    }
+    let limit = info.map_or(0, |info| info.limit());
+    HttpResponse::Ok()
+        .insert_header(("X-Plan-Lookups", PLAN_LOOKUPS.load(Ordering::Relaxed)))
+        .json(json!({ "limit_per_minute": limit }))
 }
 
 /// `GET /search`: past a soft limit of 5 in 10 seconds the answer is degraded (a cheaper
@@ -392,6 +429,7 @@ async fn main() -> std::io::Result<()> {
             .service(login)
             .service(llm)
             .service(tiered)
+            .service(plan)
             .service(search)
             .service(shadow)
             .service(slow)

@@ -101,6 +101,29 @@ mod snippets {
         }
     }
 
+    // Tiers that look things up.
+
+    mod lookups {
+        use super::*;
+
+        async fn plans_db(api_key: &str) -> Result<&'static str, String> {
+            Ok(if api_key.starts_with("pro_") { "pro" } else { "free" })
+        }
+
+        async fn plan_of(api_key: String) -> Result<Tier, String> {
+            match plans_db(&api_key).await? {                   // your own lookup
+                "pro" => Ok(Tier::new("pro", quota!("1000/hour"))),
+                _ => Ok(Tier::new("free", quota!("100/hour"))),
+            }
+        }
+
+        #[get("/reports")]
+        #[ratelimit(limit = plan_of, scope = "header:X-API-Key")]
+        async fn reports() -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+    }
+
     // Arguments: `methods`.
 
     mod methods {

@@ -24,7 +24,8 @@ pub enum ScopeSpec {
     Ip,
     Global,
     Header(String),
-    Custom(Path),
+    /// A key function; with the scope whose key it is asked (an async lookup only).
+    Custom(Path, Option<Box<ScopeSpec>>),
 }
 
 /// One validated limit, ready to expand.
@@ -301,11 +302,17 @@ impl Args {
 
     fn scope_spec(&self) -> syn::Result<ScopeSpec> {
         match (&self.scope, &self.key) {
-            (Some(_), Some(key)) => Err(syn::Error::new(
-                key.span,
-                "`key` replaces `scope`; keep one of them",
+            // Only an async lookup takes both: it is asked the scope's key (checked where the
+            // function's type is known, in the expansion).
+            (Some(scope), Some(_)) if scope.value == "global" => Err(syn::Error::new(
+                scope.span,
+                "a `key` lookup is asked the key its `scope` gives, and `\"global\"` gives none: use `\"ip\"` or `\"header:<Name>\"`, or drop `scope`",
             )),
-            (None, Some(key)) => Ok(ScopeSpec::Custom(key.value.clone())),
+            (Some(scope), Some(key)) => Ok(ScopeSpec::Custom(
+                key.value.clone(),
+                Some(Box::new(parse_scope(scope)?)),
+            )),
+            (None, Some(key)) => Ok(ScopeSpec::Custom(key.value.clone(), None)),
             (Some(scope), None) => parse_scope(scope),
             (None, None) => Ok(ScopeSpec::Ip),
         }

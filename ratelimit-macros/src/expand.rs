@@ -91,7 +91,7 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         ScopeSpec::Ip => "ip".to_string(),
         ScopeSpec::Global => "global".to_string(),
         ScopeSpec::Header(h) => format!("header:{h}"),
-        ScopeSpec::Custom(p) => text(p),
+        ScopeSpec::Custom(p, _) => text(p),
     };
     // The capacity as the runtime resolves it: no `burst` and the default burst are one state.
     let capacity = |r: &RuleSpec| match (&r.quota, r.burst) {
@@ -202,7 +202,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let rt = quote!(::ratelimit_runtime::__private);
     // Custom keys are told apart by name: the key function's path joins it.
     let mut key_fn = match &rule.scope {
-        ScopeSpec::Custom(path) => format!("#key={}", path.to_token_stream()).replace(' ', ""),
+        ScopeSpec::Custom(path, _) => format!("#key={}", path.to_token_stream()).replace(' ', ""),
         _ => String::new(),
     };
     // A method's own budget (`per_method`) is told apart by the method.
@@ -266,14 +266,17 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
             quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs)))
         }
         QuotaSpec::InFlight(n) => quote!(#rt::QuotaSource::InFlight(#rt::non_zero(#n))),
+        // A function of the request, or an async lookup of the client's key: the function's
+        // type tells which (`TierFn`).
         QuotaSpec::PerRequest(path) => {
             let choose = at(
                 path,
-                quote!(|req: &#rt::HttpRequest| -> #rt::Tier {
-                    #rt::IntoTier::into_tier(#path(req))
+                quote!(|__ratelimit_req: &#rt::HttpRequest, __ratelimit_key: ::core::option::Option<::std::string::String>| -> #rt::Choice<#rt::Tier> {
+                    #rt::TierFn::choose(&#path, __ratelimit_req, __ratelimit_key)
                 }),
             );
-            quote!(#rt::QuotaSource::PerRequest(#choose))
+            let looks_up = at(path, quote!(#rt::tier_looks_up(&#path)));
+            quote!(#rt::QuotaSource::Chosen(#rt::Chooser { choose: #choose, looks_up: #looks_up }))
         }
     }
 }
@@ -284,12 +287,29 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
         ScopeSpec::Ip => quote!(#rt::Scope::Ip),
         ScopeSpec::Global => quote!(#rt::Scope::Global),
         ScopeSpec::Header(name) => quote!(#rt::Scope::Header(#rt::Cow::Borrowed(#name))),
-        ScopeSpec::Custom(path) => {
-            let key = at(
+        ScopeSpec::Custom(path, of) => {
+            let choose = at(
                 path,
-                quote!(|req: &#rt::HttpRequest| #rt::IntoKey::into_key(#path(req))),
+                quote!(|__ratelimit_req: &#rt::HttpRequest, __ratelimit_key: ::core::option::Option<::std::string::String>| -> #rt::Choice<::core::option::Option<::std::string::String>> {
+                    #rt::KeyFn::choose(&#path, __ratelimit_req, __ratelimit_key)
+                }),
             );
-            quote!(#rt::Scope::Custom(#key))
+            let looks_up = at(path, quote!(#rt::key_looks_up(&#path)));
+            let of_expr = match of {
+                Some(of) => scope_expr(of),
+                None => quote!(#rt::Scope::Ip),
+            };
+            // A `scope` with a key function: it must be an async lookup, asked the scope's key.
+            let with_scope = of.as_ref().map(|_| {
+                at(
+                    path,
+                    quote!(const _: () = #rt::key_with_scope(#rt::key_looks_up(&#path));),
+                )
+            });
+            quote!(#rt::Scope::Chosen {
+                key: #rt::Chooser { choose: #choose, looks_up: { #with_scope #looks_up } },
+                of: &#of_expr,
+            })
         }
     }
 }

@@ -40,12 +40,12 @@ use proc_macro::TokenStream;
 /// | `limit = N, per = S` | N requests per S seconds; `per` also takes `"30s"`, `"5m"`, `"1h"`, `"1d"` |
 /// | `"100/minute"` | the Flask-Limiter notation, first and without a key: `"10 per second"`, `"5/5 minutes"`, `"100/hour;10/second"` (several limits) |
 /// | `scope = "ip"` | per client address (the default); `"global"`: one budget for all; `"header:X-API-Key"`: per header value |
-/// | `key = path::to::fn` | per value of `fn(&HttpRequest) -> K`, `K` a `String`, `&str` or `Option` of them |
+/// | `key = path::to::fn` | per value of `fn(&HttpRequest) -> K`, `K` a `String`, `&str` or `Option` of them; or of an async lookup `async fn(String) -> K` asked the key its `scope` gives, its answers cached (`ratelimit_runtime::lookup`) |
 /// | `algorithm = "fixed_window"` | the default, clock-aligned windows; or `"sliding_window"`, `"sliding_log"`, `"token_bucket"`, `"leaky_bucket"`, `"gcra"` |
 /// | `burst = N` | the capacity of algorithms that have one |
 /// | `cost = N` | what one request spends (default 1) |
 /// | `cost = path::to::fn` | `fn(&HttpRequest) -> u32`: the units a request reserves, read before its extractors; the handler settles the real cost with `RateLimitInfo::settle` |
-/// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Tier` (a named tier: the metrics' `tier` label) or `-> Quota` |
+/// | `limit = path::to::fn` | a quota per request, `fn(&HttpRequest) -> Tier` (a named tier: the metrics' `tier` label) or `-> Quota`; or an async lookup of the client's key, `async fn(String) -> Tier`, its answers cached (`ratelimit_runtime::lookup`) |
 /// | `shared = "name"` | handlers naming the same budget spend it together |
 /// | `exempt = path::to::fn` | `fn(&HttpRequest) -> bool`; true skips the limit |
 /// | `send_x_headers = false` | no `X-RateLimit-*` headers (denied responses keep `Retry-After`) |

@@ -1,7 +1,8 @@
 //! What `#[ratelimit]` expands to. Not a stable API: only the macro of the same version may use
 //! it, and it changes without notice.
 
-use std::future::{ready, Ready};
+use std::fmt;
+use std::future::{ready, Future, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::FromRequest;
@@ -12,6 +13,7 @@ pub use crate::engine::Pass;
 pub use crate::info::RateLimitInfo;
 pub use crate::key::Scope;
 pub use crate::limiter::RateLimiter;
+pub use crate::lookup::{Choice, Chooser};
 pub use crate::quota::Quota;
 pub use crate::rule::LimiterCache;
 pub use crate::rule::{Mode, QuotaSource, Rule, Tier};
@@ -161,6 +163,200 @@ impl IntoTier for Tier {
 impl IntoTier for Quota {
     fn into_tier(self) -> Tier {
         self.into()
+    }
+}
+
+/// A `limit = fn` function read from the request (`fn(&HttpRequest) -> Tier`).
+pub struct OfRequest;
+
+/// A `limit = fn` or `key = fn` function that looks the client's key up
+/// (`async fn(String) -> ..`).
+pub struct LookedUp;
+
+/// A `limit = fn` function: of the request, or an async lookup of the client's key.
+#[diagnostic::on_unimplemented(
+    message = "a `limit` function is `fn(&HttpRequest) -> Tier` or an async lookup `async fn(String) -> Tier`",
+    label = "this is not a `limit` function",
+    note = "`Quota` works in place of `Tier`; an async lookup takes the client's key as a `String` (not `&str`, not the request), is `Send`, and may return `Option<Tier>` or `Result<Tier, E>` (`None` and `Err` are failed lookups)"
+)]
+pub trait TierFn<M> {
+    /// Whether it looks the key up.
+    const LOOKS_UP: bool;
+    /// The tier of `req`, or the lookup of `key`.
+    fn choose(&self, req: &HttpRequest, key: Option<String>) -> Choice<Tier>;
+}
+
+impl<F, R> TierFn<OfRequest> for F
+where
+    F: Fn(&HttpRequest) -> R,
+    R: IntoTier,
+{
+    const LOOKS_UP: bool = false;
+    fn choose(&self, req: &HttpRequest, _: Option<String>) -> Choice<Tier> {
+        Choice::Now(self(req).into_tier())
+    }
+}
+
+impl<F, Fut> TierFn<LookedUp> for F
+where
+    F: Fn(String) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: TierAnswer,
+{
+    const LOOKS_UP: bool = true;
+    fn choose(&self, _: &HttpRequest, key: Option<String>) -> Choice<Tier> {
+        let lookup = self(key.unwrap_or_default());
+        Choice::Later(Box::pin(async move { lookup.await.into_answer() }))
+    }
+}
+
+/// Whether the `limit` function `f` looks the key up.
+pub const fn tier_looks_up<M, F: TierFn<M>>(_: &F) -> bool {
+    F::LOOKS_UP
+}
+
+/// What an async `limit` lookup returns.
+#[diagnostic::on_unimplemented(
+    message = "an async `limit` lookup returns a `Tier` or a `Quota` (or an `Option` or `Result` of one), not `{Self}`",
+    label = "this lookup returns `{Self}`"
+)]
+pub trait TierAnswer {
+    /// The tier, or why there is none.
+    fn into_answer(self) -> Result<Tier, String>;
+}
+
+impl TierAnswer for Tier {
+    fn into_answer(self) -> Result<Tier, String> {
+        Ok(self)
+    }
+}
+
+impl TierAnswer for Quota {
+    fn into_answer(self) -> Result<Tier, String> {
+        Ok(self.into())
+    }
+}
+
+impl<T: IntoTier> TierAnswer for Option<T> {
+    fn into_answer(self) -> Result<Tier, String> {
+        self.map(IntoTier::into_tier)
+            .ok_or_else(|| "the lookup found no tier".to_owned())
+    }
+}
+
+impl<T: IntoTier, E: fmt::Display> TierAnswer for Result<T, E> {
+    fn into_answer(self) -> Result<Tier, String> {
+        self.map(IntoTier::into_tier).map_err(|e| e.to_string())
+    }
+}
+
+/// A `key = fn` function: of the request, or an async lookup of the key its scope gives.
+#[diagnostic::on_unimplemented(
+    message = "a `key` function is `fn(&HttpRequest) -> K` or an async lookup `async fn(String) -> K`",
+    label = "this is not a `key` function",
+    note = "`K` is one of `String`, `&str`, `Option<String>`, `Option<&str>` (`None` counts the request per client address); an async lookup takes the key its `scope` gives as a `String`, is `Send`, and may return `Result<K, E>` (`Err` is a failed lookup)"
+)]
+pub trait KeyFn<M> {
+    /// Whether it looks the key up.
+    const LOOKS_UP: bool;
+    /// The key of `req`, or the lookup of `key`.
+    fn choose(&self, req: &HttpRequest, key: Option<String>) -> Choice<Option<String>>;
+}
+
+impl<F, K> KeyFn<OfRequest> for F
+where
+    F: Fn(&HttpRequest) -> K,
+    K: IntoKey,
+{
+    const LOOKS_UP: bool = false;
+    fn choose(&self, req: &HttpRequest, _: Option<String>) -> Choice<Option<String>> {
+        Choice::Now(self(req).into_key())
+    }
+}
+
+/// A `key = fn` function returning a key borrowed from the request (`&str`).
+pub struct OfRequestBorrowed;
+
+/// A `key = fn` function returning a key borrowed from the request, or none.
+pub struct OfRequestMaybeBorrowed;
+
+impl<F> KeyFn<OfRequestBorrowed> for F
+where
+    F: for<'r> Fn(&'r HttpRequest) -> &'r str,
+{
+    const LOOKS_UP: bool = false;
+    fn choose(&self, req: &HttpRequest, _: Option<String>) -> Choice<Option<String>> {
+        Choice::Now(self(req).into_key())
+    }
+}
+
+impl<F> KeyFn<OfRequestMaybeBorrowed> for F
+where
+    F: for<'r> Fn(&'r HttpRequest) -> Option<&'r str>,
+{
+    const LOOKS_UP: bool = false;
+    fn choose(&self, req: &HttpRequest, _: Option<String>) -> Choice<Option<String>> {
+        Choice::Now(self(req).into_key())
+    }
+}
+
+impl<F, Fut> KeyFn<LookedUp> for F
+where
+    F: Fn(String) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: KeyAnswer,
+{
+    const LOOKS_UP: bool = true;
+    fn choose(&self, _: &HttpRequest, key: Option<String>) -> Choice<Option<String>> {
+        let lookup = self(key.unwrap_or_default());
+        Choice::Later(Box::pin(async move { lookup.await.into_answer() }))
+    }
+}
+
+/// Whether the `key` function `f` looks the key up.
+pub const fn key_looks_up<M, F: KeyFn<M>>(_: &F) -> bool {
+    F::LOOKS_UP
+}
+
+/// A `key` function next to a `scope`: only an async lookup, asked the scope's key.
+pub const fn key_with_scope(looks_up: bool) {
+    assert!(
+        looks_up,
+        "`key` with `scope` takes an async lookup (`async fn(String) -> ..`), asked the key the scope gives; a key function of the request replaces `scope`: keep one of them"
+    );
+}
+
+/// What an async `key` lookup returns.
+#[diagnostic::on_unimplemented(
+    message = "an async `key` lookup returns the client's key (`String`, `Option<String>`, or a `Result` of one), not `{Self}`",
+    label = "this lookup returns `{Self}`"
+)]
+pub trait KeyAnswer {
+    /// The key (`None`: per client address), or why there is none.
+    fn into_answer(self) -> Result<Option<String>, String>;
+}
+
+impl KeyAnswer for String {
+    fn into_answer(self) -> Result<Option<String>, String> {
+        Ok(Some(self))
+    }
+}
+
+impl KeyAnswer for Option<String> {
+    fn into_answer(self) -> Result<Option<String>, String> {
+        Ok(self)
+    }
+}
+
+impl<E: fmt::Display> KeyAnswer for Result<String, E> {
+    fn into_answer(self) -> Result<Option<String>, String> {
+        self.map(Some).map_err(|e| e.to_string())
+    }
+}
+
+impl<E: fmt::Display> KeyAnswer for Result<Option<String>, E> {
+    fn into_answer(self) -> Result<Option<String>, String> {
+        self.map_err(|e| e.to_string())
     }
 }
 

@@ -99,6 +99,6 @@ fn same_limit(a: &Rule, b: &Rule) -> bool {
     a.name == b.name
         && scope(a) == scope(b)
         && a.algorithm == b.algorithm
-        && a.quota.fixed().ok() == b.quota.fixed().ok()
+        && a.quota.fixed() == b.quota.fixed()
         && a.burst == b.burst
 }

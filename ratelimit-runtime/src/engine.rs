@@ -10,6 +10,7 @@
 //! are given back ([`Refunds`]): in memory before the response leaves, on Redis in one round
 //! trip sent after it, never delaying it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +28,14 @@ use crate::headers::{
     Policy, Shown,
 };
 use crate::info::{RateLimitInfo, Settlement};
+use crate::key::scope::custom;
+use crate::key::Identity;
+use crate::lookup::{self, LookupFailed};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
 use crate::overrides::KeyRule;
 use crate::quota::Quota;
-use crate::response::{blocked, too_many_requests, unavailable, unsupported_limit};
-use crate::rule::{Mode, QuotaSource, Rule};
+use crate::response::{blocked, lookup_failed, too_many_requests, unavailable, unsupported_limit};
+use crate::rule::{Mode, QuotaSource, Rule, Tier};
 use crate::slots::{HoldingBody, Slot, SlotAnswer};
 use crate::state::{penalty_strikes, State};
 use crate::store::{Check, Verdict};
@@ -51,6 +55,13 @@ pub struct Pass {
     slots: Vec<Slot>,
     /// The charges the response may give back (rules with `deduct_when`).
     refunds: Option<Box<Refunds>>,
+}
+
+/// What the lookups of one rule answered for a request: the key it counts, and its tier when a
+/// lookup chooses it.
+pub(crate) struct Looked<'q> {
+    identity: Identity<'q>,
+    tier: Option<Tier>,
 }
 
 /// Charges of one request that its response may give back.
@@ -115,9 +126,17 @@ impl State {
     ) -> Result<Pass, HttpResponse> {
         let now = self.clock.now();
         let rules = self.overrides.apply(rules);
-        let [concurrent, enforced, shadow] = match self.batches(req, &rules) {
+        // Async tier and key functions first: what they answer names the budgets.
+        let looked = match rules.iter().any(Rule::looks_up) {
+            false => SmallVec::new(),
+            true => match self.look_up(req, &rules).await {
+                Ok(looked) => looked,
+                Err(failed) => return Err(lookup_failed(&failed)),
+            },
+        };
+        let [concurrent, enforced, shadow] = match self.batches(req, &rules, &looked) {
             Ok(batches) => batches,
-            Err(blocked) => return Err(self.refuse_blocked(req, blocked)),
+            Err((blocked, tier)) => return Err(self.refuse_blocked(blocked, tier)),
         };
         let mut pass = Pass {
             headers: None,
@@ -335,27 +354,85 @@ impl State {
         }
         Ok(())
     }
+    /// What the async tier and key functions of `rules` answer for `req`, rule by rule (`None`
+    /// for a rule without any, or that does not apply): the key counted, then the tier looked
+    /// up with it. See [`lookup`](crate::lookup).
+    async fn look_up<'q>(
+        &self,
+        req: &'q HttpRequest,
+        rules: &[Rule],
+    ) -> Result<SmallVec<[Option<Looked<'q>>; 4]>, LookupFailed> {
+        let mut looked = SmallVec::with_capacity(rules.len());
+        for rule in rules {
+            if !rule.looks_up()
+                || !rule.applies_to(req)
+                || rule.exempt.is_some_and(|exempt| exempt(req))
+            {
+                looked.push(None);
+                continue;
+            }
+            let mut identity = rule.scope.identify(req, &self.client_ip);
+            if let Some((key, _)) = rule.scope.lookup() {
+                // A request without the key the lookup is asked stays counted per address.
+                if let Some(name) = identity.name().map(Cow::into_owned) {
+                    let clock = &*self.clock;
+                    let answer = self
+                        .lookups
+                        .keys
+                        .get(key.choose as usize, &rule.name, &name, clock, || {
+                            lookup::later((key.choose)(req, Some(name.clone())))
+                        })
+                        .await?;
+                    identity =
+                        custom(answer).unwrap_or_else(|| Identity::anonymous(req, &self.client_ip));
+                }
+            }
+            let tier = match rule.quota.lookup() {
+                Some(chooser) => {
+                    let key = identity.name().map(Cow::into_owned).unwrap_or_default();
+                    Some(self.look_up_tier(chooser, &rule.name, &key).await?)
+                }
+                None => None,
+            };
+            looked.push(Some(Looked { identity, tier }));
+        }
+        Ok(looked)
+    }
+
     /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
     /// rates, dry-run rates. Exempt rules, rules of other methods and rules a per-client entry
     /// makes `"unlimited"` for this client are left out; a rate rule's per-client rate replaces
-    /// its limits. `Err`: an enforced rule's per-client entry blocks this client.
+    /// its limits; `looked` holds what lookups answered. `Err`: an enforced rule's per-client
+    /// entry blocks this client (the rule and its tier).
     fn batches<'r>(
         &self,
         req: &HttpRequest,
         rules: &'r [Rule],
-    ) -> Result<[Batch<'r>; 3], &'r Rule> {
+        looked: &[Option<Looked<'_>>],
+    ) -> Result<[Batch<'r>; 3], (&'r Rule, &'static str)> {
         let mut batches: [Batch<'r>; 3] = Default::default();
         // The penalty probes of each batch: (rule index, probe), one per rule name.
         let mut probes: [SmallVec<[(usize, Check); 1]>; 3] = Default::default();
         // Per-client entries, when any is in force, and the rule names one decided.
         let keyed = self.overrides.key_tables();
         let mut by_key: SmallVec<[&str; 2]> = SmallVec::new();
-        for rule in rules {
+        for (i, rule) in rules.iter().enumerate() {
             if !rule.applies_to(req) || rule.exempt.is_some_and(|exempt| exempt(req)) {
                 continue;
             }
-            let (limit, tier) = rule.tier_for(req);
-            let identity = rule.scope.identify(req, &self.client_ip);
+            let looked = looked.get(i).and_then(Option::as_ref);
+            let identity = match looked {
+                Some(looked) => looked.identity.clone(),
+                None => rule.scope.identify(req, &self.client_ip),
+            };
+            let chosen = match looked.and_then(|l| l.tier) {
+                Some(tier) => Some(rule.tier_limit(tier)),
+                None => rule.tier_for(req),
+            };
+            // Every lookup was answered before (`look_up`): this is not reached.
+            let Some((limit, tier)) = chosen else {
+                continue;
+            };
             let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
                 0
             } else if self.shadow || rule.mode == Mode::Shadow {
@@ -382,7 +459,7 @@ impl State {
                         }
                         continue;
                     }
-                    KeyRule::Blocked => return Err(rule),
+                    KeyRule::Blocked => return Err((rule, tier)),
                     KeyRule::Rate(quotas) => {
                         limits = quotas.iter().map(|&quota| rule.limit_of(quota)).collect();
                     }
@@ -668,8 +745,7 @@ impl State {
     /// The response to a request of a client a per-client override of `rule` blocks: 403
     /// (an operator's decision, not a spent budget: retrying will not help, so no
     /// `Retry-After`), the store not asked.
-    fn refuse_blocked(&self, req: &HttpRequest, rule: &Rule) -> HttpResponse {
-        let (_, tier) = rule.tier_for(req);
+    fn refuse_blocked(&self, rule: &Rule, tier: &'static str) -> HttpResponse {
         self.metrics
             .count(rule, tier, Outcome::Denied, StoreLabel::Memory, 0);
         tracing::debug!(rule = %rule.name, "a per-client override blocks this client");

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-#[cfg(any(feature = "redis", feature = "overrides-file"))]
 use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-#[cfg(any(feature = "redis", feature = "overrides-file"))]
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -75,6 +73,25 @@ impl Collector for LimiterCollector {
             "Bytes the in-memory store's sliding logs hold (capped by max_log_bytes)",
             &ConstGauge::new(i64::try_from(memory.log_bytes).unwrap_or(i64::MAX)),
         )?;
+        // Lookups (async tier and key functions): shown once a request asked one.
+        let lookups = [
+            ("tier", inner.lookups.tiers.outcomes()),
+            ("key", inner.lookups.keys.outcomes()),
+        ];
+        if lookups.iter().flat_map(|(_, o)| o).any(|&(_, n)| n > 0) {
+            let mut family = encoder.encode_descriptor(
+                "ratelimit_lookups",
+                "Requests whose tier or key an async lookup gives, by how they were answered: cached, looked_up, stale (a failed lookup, the last answer standing in), failed (503)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, outcomes) in lookups {
+                for (outcome, count) in outcomes {
+                    let labels = [("kind", kind), ("outcome", outcome.label())];
+                    ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
         #[cfg(feature = "overrides-file")]
         if let Some(file) = &inner.overrides.file {
             let mut reloads = encoder.encode_descriptor(

@@ -45,6 +45,16 @@ pub enum InspectError {
         /// `"unlimited"` or `"blocked"`.
         setting: &'static str,
     },
+    /// The rule's tier is looked up (an async `limit` function), and the lookup failed with no
+    /// earlier answer to stand in.
+    Lookup {
+        /// The rule.
+        rule: String,
+        /// The key given.
+        key: String,
+        /// Why the lookup failed.
+        reason: String,
+    },
     /// The store failed (Redis unreachable, too slow, an error).
     Store(StoreError),
 }
@@ -62,6 +72,10 @@ impl fmt::Display for InspectError {
             InspectError::KeyOverridden { rule, key, setting } => write!(
                 f,
                 "client `{key}` of rule `{rule}` is {setting} by a per-client override: it has no budget"
+            ),
+            InspectError::Lookup { rule, key, reason } => write!(
+                f,
+                "the tier of client `{key}` of rule `{rule}` could not be looked up: {reason}"
             ),
             InspectError::Store(e) => e.fmt(f),
         }
@@ -109,11 +123,18 @@ pub(crate) fn checks_of(
                 },
                 Scope::Global => Identity::Global,
                 Scope::Header(_) => Identity::Header(key.as_bytes()),
-                Scope::Custom(_) => Identity::Custom(key.to_owned()),
+                Scope::Custom(_) | Scope::Chosen { .. } => Identity::Custom(key.to_owned()),
             };
+            // Tiers that lookups choose are looked up before (`State::with_tiers_of`).
             let limit = match r.quota.fixed() {
-                Ok(quota) => r.limit_of(quota),
-                Err(_) => r.limit_for(&stand_in(r, key, ip)),
+                Some(quota) => r.limit_of(quota),
+                None => r
+                    .limit_for(&stand_in(r, key, ip))
+                    .ok_or_else(|| InspectError::Lookup {
+                        rule: rule.to_owned(),
+                        key: key.to_owned(),
+                        reason: "not looked up".to_owned(),
+                    })?,
             };
             Ok(key_of(r, limit, &identity))
         })

@@ -81,9 +81,13 @@ pub(crate) fn batch<'r>(
 ) -> Batch<'r> {
     let mut batch = Batch::default();
     for rule in rules {
-        let (limit, tier) = match rule.quota.fixed() {
-            Ok(quota) => (rule.limit_of(quota), ""),
-            Err(_) => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
+        // Tiers that lookups choose are looked up before (`State::with_tiers_of`).
+        let chosen = match rule.quota.fixed() {
+            Some(quota) => Some((rule.limit_of(quota), "")),
+            None => rule.tier_for(&actix_web::test::TestRequest::default().to_http_request()),
+        };
+        let Some((limit, tier)) = chosen else {
+            continue;
         };
         batch
             .checks
@@ -143,7 +147,7 @@ fn unlimited(batch: &Batch<'_>, now: u64) -> RateLimitInfo {
 }
 
 /// Fail-closed: refused for `secs`.
-fn unavailable(batch: &Batch<'_>, now: u64, secs: u64) -> RateLimitInfo {
+pub(crate) fn unavailable(batch: &Batch<'_>, now: u64, secs: u64) -> RateLimitInfo {
     let later = now.saturating_add(secs.saturating_mul(NANOS_PER_SEC));
     let decision = Decision {
         allowed: false,

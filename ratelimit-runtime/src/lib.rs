@@ -18,6 +18,7 @@
 //! - [`algorithm`]: the algorithms, pure functions over explicit time;
 //! - [`store`]: the sharded, bounded in-memory store and the Redis store a fleet shares;
 //! - [`key`]: who a limit counts (client address behind trusted proxies, header, custom);
+//! - [`lookup`]: tier and key functions that look the client up (async), their answers cached;
 //! - [`DefaultLimits`]: a middleware for app-wide limits through the same engine;
 //! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it;
 //! - [`RateLimiter::metrics`] and [`metrics_endpoint`]: Prometheus metrics of every decision;
@@ -59,6 +60,7 @@ mod keyed;
 #[cfg(feature = "redis")]
 mod leases;
 mod limiter;
+pub mod lookup;
 mod metrics;
 mod middleware;
 mod overrides;
@@ -104,6 +106,7 @@ pub use keyed::{InsufficientCapacity, KeyedLimit};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use leases::{LeaseStats, Leases};
 pub use limiter::{ConfigError, RateLimiter, RateLimiterBuilder};
+pub use lookup::Lookups;
 pub use middleware::{DefaultLimits, DefaultLimitsService};
 pub use overrides::{OverrideError, MAX_KEY_OVERRIDES};
 pub use quota::Quota;

@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::backend::{FailurePolicy, RedisBackend, RedisStats, RedisTarget};
 use crate::catalogue;
 use crate::clock::{Clock, SystemClock};
-use crate::engine::Pass;
+use crate::engine::{Batch, Pass};
 use crate::environment::{Environment, FeatureOff};
 #[cfg(feature = "metrics")]
 use crate::exposition;
@@ -28,11 +28,12 @@ use crate::key::{ClientIp, InvalidProxy, ProxyHeader};
 use crate::keyed::{self, InsufficientCapacity, KeyedLimit};
 #[cfg(feature = "redis")]
 use crate::leases::Leases;
+use crate::lookup::Lookups;
 use crate::metrics::Metrics;
 use crate::overrides::{self, KeyRule, OverrideError, Overrides};
 use crate::response::DeniedBody;
 use crate::rule::{Mode, Rule};
-use crate::state::{penalty_strikes, State};
+use crate::state::{penalty_strikes, LookupCaches, State};
 #[cfg(feature = "redis")]
 use crate::store::RedisOptions;
 use crate::store::{Check, MemoryStore};
@@ -158,6 +159,13 @@ impl RateLimiter {
         let state = &self.state;
         let now = state.clock.now();
         let rules = keyed::rules_of(limit, cost, &state.overrides);
+        let rules = match state.with_tiers_of(rules, key).await {
+            Ok(rules) => rules,
+            Err(failed) => {
+                let secs = failed.retry_after_secs();
+                return keyed::unavailable(&Batch::default(), now, secs);
+            }
+        };
         let batch = keyed::batch(&rules, key, |r, l, id| state.check_for(r, l, id));
         let decided = match batch.checks.is_empty() {
             true => None,
@@ -209,6 +217,7 @@ impl RateLimiter {
             .overrides
             .apply(&inspect::rules_named(rule)?)
             .into_owned();
+        let rules = self.with_tiers_of(rules, rule, key).await?;
         let rules = match state.overrides.key_rule_for(rule, key) {
             None => rules,
             Some(KeyRule::Rate(quotas)) => overrides::under_key_rate(&rules, &quotas),
@@ -244,7 +253,9 @@ impl RateLimiter {
     /// ends.
     pub async fn reset(&self, rule: &str, key: &str) -> Result<(), InspectError> {
         let state = &self.state;
-        let rules = inspect::rules_named(rule)?;
+        let rules = self
+            .with_tiers_of(inspect::rules_named(rule)?, rule, key)
+            .await?;
         // Under an override too: clearing it later must not bring back a blocked state.
         let mut checks = self.checks_of(&rules, rule, key)?;
         checks.extend(self.checks_of(&state.overrides.apply(&rules), rule, key)?);
@@ -328,6 +339,21 @@ impl RateLimiter {
     /// The names of every rule the program has: `#[ratelimit]` handlers and default limits.
     pub fn rules(&self) -> Vec<String> {
         catalogue::names().into_iter().collect()
+    }
+
+    /// `rules` (the rule `rule`) with the tiers lookups choose for `key` looked up.
+    async fn with_tiers_of(
+        &self,
+        rules: Vec<Rule>,
+        rule: &str,
+        key: &str,
+    ) -> Result<Vec<Rule>, InspectError> {
+        let looked = self.state.with_tiers_of(rules, key).await;
+        looked.map_err(|failed| InspectError::Lookup {
+            rule: rule.to_owned(),
+            key: key.to_owned(),
+            reason: failed.reason,
+        })
     }
 
     /// The checks of `key` under `rules`, the limits of the rule `rule` (for peek and reset).
@@ -505,6 +531,7 @@ pub struct RateLimiterBuilder {
     proxies_given: bool,
     /// Whether `build()` reads the environment for what code left unset.
     read_env: bool,
+    lookups: Lookups,
 }
 
 impl Default for RateLimiterBuilder {
@@ -531,6 +558,7 @@ impl Default for RateLimiterBuilder {
             redis_tls_error: None,
             proxies_given: false,
             read_env: true,
+            lookups: Lookups::default(),
         }
     }
 }
@@ -785,6 +813,15 @@ impl RateLimiterBuilder {
         self
     }
 
+    /// How the answers of async tier and key functions are kept: for how long, how many, how
+    /// long a lookup may take and when a failed one is asked again (see
+    /// [`lookup`](crate::lookup) for what a slow or failing lookup gets). The defaults:
+    /// [`Lookups::new`].
+    pub fn lookups(mut self, lookups: Lookups) -> Self {
+        self.lookups = lookups;
+        self
+    }
+
     /// Reads the environment now, as [`build`](Self::build) does by itself for whatever code
     /// leaves unset: here what it finds replaces what was set before, and calls after this one
     /// replace it in turn. The variables:
@@ -984,6 +1021,7 @@ impl RateLimiterBuilder {
                 key_prefix: self.key_prefix,
                 fleet_key,
                 hasher: ahash::RandomState::new(),
+                lookups: LookupCaches::new(self.lookups),
             }),
         })
     }

@@ -14,6 +14,7 @@ use crate::algorithm::{AlgorithmKind, Limit};
 use crate::info::RateLimitInfo;
 use crate::key::fingerprint::write_str;
 use crate::key::Scope;
+use crate::lookup::{Choice, Chooser};
 use crate::quota::Quota;
 
 /// Where a rule's quota comes from.
@@ -23,26 +24,37 @@ pub enum QuotaSource {
     Fixed(Quota),
     /// A quota chosen per request (tiers: free, pro, enterprise).
     PerRequest(fn(&HttpRequest) -> Tier),
+    /// A tier function as the attribute wraps it: of the request, or an async lookup of the
+    /// client's key whose answers the limiter caches (see [`lookup`](crate::lookup)).
+    Chosen(Chooser<Tier>),
     /// Not a rate but a concurrency limit: at most this many requests in flight at once.
     InFlight(NonZeroU32),
 }
 
 impl QuotaSource {
-    /// The quota when it is the same for every request, or the function choosing it. A
-    /// concurrency limit of `n` has the quota `n` per second: it keeps limits of different
-    /// sizes apart in the store's keys.
-    pub(crate) const fn fixed(self) -> Result<Quota, fn(&HttpRequest) -> Tier> {
+    /// The quota when it is the same for every request. A concurrency limit of `n` has the
+    /// quota `n` per second: it keeps limits of different sizes apart in the store's keys.
+    pub(crate) const fn fixed(self) -> Option<Quota> {
         match self {
-            QuotaSource::Fixed(quota) => Ok(quota),
-            QuotaSource::InFlight(n) => Ok(Quota::new(n, NonZeroU32::MIN)),
-            QuotaSource::PerRequest(choose) => Err(choose),
+            QuotaSource::Fixed(quota) => Some(quota),
+            QuotaSource::InFlight(n) => Some(Quota::new(n, NonZeroU32::MIN)),
+            QuotaSource::PerRequest(_) | QuotaSource::Chosen(_) => None,
+        }
+    }
+
+    /// The tier lookup of this source, if it is one.
+    pub(crate) fn lookup(self) -> Option<Chooser<Tier>> {
+        match self {
+            QuotaSource::Chosen(chooser) if chooser.looks_up => Some(chooser),
+            _ => None,
         }
     }
 }
 
 /// A quota chosen per request, and the name of its tier (the `tier` label of the metrics).
 ///
-/// A `limit = path::to::fn` function returns a `Tier`, or a bare [`Quota`] for an unnamed tier:
+/// A `limit = path::to::fn` function returns a `Tier`, or a bare [`Quota`] for an unnamed
+/// tier; so does an async one (`async fn(String) -> Tier`, see [`lookup`](crate::lookup)):
 ///
 /// ```
 /// use actix_web::HttpRequest;
@@ -178,18 +190,35 @@ impl Rule {
         self.methods.is_empty() || self.methods.contains(&req.method().as_str())
     }
 
-    /// The limit that applies to `req`.
-    pub fn limit_for(&self, req: &HttpRequest) -> Limit {
-        self.tier_for(req).0
+    /// The limit that applies to `req`; `None` when an async lookup chooses it (the limiter
+    /// asks it, with the client's key, before deciding).
+    pub fn limit_for(&self, req: &HttpRequest) -> Option<Limit> {
+        self.tier_for(req).map(|(limit, _)| limit)
     }
 
-    /// The limit that applies to `req` and the name of its tier (empty for a fixed quota).
-    pub(crate) fn tier_for(&self, req: &HttpRequest) -> (Limit, &'static str) {
-        let tier = match self.quota.fixed() {
-            Ok(quota) => Tier::from(quota),
-            Err(choose) => choose(req),
+    /// The limit that applies to `req` and the name of its tier (empty for a fixed quota);
+    /// `None` for a tier an async lookup chooses.
+    pub(crate) fn tier_for(&self, req: &HttpRequest) -> Option<(Limit, &'static str)> {
+        let tier = match self.quota {
+            QuotaSource::Fixed(quota) => Tier::from(quota),
+            QuotaSource::InFlight(n) => Tier::from(Quota::new(n, NonZeroU32::MIN)),
+            QuotaSource::PerRequest(choose) => choose(req),
+            QuotaSource::Chosen(chooser) => match (chooser.choose)(req, None) {
+                Choice::Now(tier) => tier,
+                Choice::Later(_) => return None,
+            },
         };
+        Some(self.tier_limit(tier))
+    }
+
+    /// The limit of `tier` under this rule, and its name.
+    pub(crate) fn tier_limit(&self, tier: Tier) -> (Limit, &'static str) {
         (self.limit_of(tier.quota), tier.name)
+    }
+
+    /// Whether deciding the rule may await a lookup (an async tier or key function).
+    pub(crate) fn looks_up(&self) -> bool {
+        self.quota.lookup().is_some() || self.scope.lookup().is_some()
     }
 
     /// The `max_wait` of a check of this rule, in nanoseconds; 0 where the algorithm cannot
@@ -216,7 +245,7 @@ impl Rule {
             }
             // A function's address differs between processes: the rule's name tells custom keys
             // apart (the attribute appends the function's path to it).
-            Scope::Custom(_) => h.write_u8(4),
+            Scope::Custom(_) | Scope::Chosen { .. } => h.write_u8(4),
         }
         write_str(h, self.algorithm.name());
         h.write(&limit.quota.limit().to_le_bytes());

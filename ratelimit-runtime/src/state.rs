@@ -17,12 +17,28 @@ use crate::clock::Clock;
 use crate::headers::HeaderStyle;
 use crate::key::fingerprint::{write_identity, write_str, FleetKey};
 use crate::key::{ClientIp, Identity};
+use crate::lookup::{self, Chooser, LookupCache, LookupFailed, Lookups};
 use crate::metrics::Metrics;
 use crate::overrides::Overrides;
 use crate::quota::Quota;
 use crate::response::DeniedBody;
-use crate::rule::Rule;
+use crate::rule::{QuotaSource, Rule, Tier};
 use crate::store::{Check, MemoryStore};
+
+/// The answers a limiter keeps: tiers, and keys.
+pub(crate) struct LookupCaches {
+    pub(crate) tiers: LookupCache<Tier>,
+    pub(crate) keys: LookupCache<Option<String>>,
+}
+
+impl LookupCaches {
+    pub(crate) fn new(options: Lookups) -> LookupCaches {
+        LookupCaches {
+            tiers: LookupCache::new(options),
+            keys: LookupCache::new(options),
+        }
+    }
+}
 
 pub(crate) struct State {
     /// The in-memory store: the store itself, or the fallback of a Redis backend.
@@ -40,9 +56,47 @@ pub(crate) struct State {
     /// Keys Redis key names, so that nobody without the fleet's secret can aim at them.
     pub(crate) fleet_key: FleetKey,
     pub(crate) hasher: ahash::RandomState,
+    /// The answers of async tier and key functions.
+    pub(crate) lookups: LookupCaches,
 }
 
 impl State {
+    /// The tier `chooser` looks up for `key` under the rule `rule`, from the cache while it
+    /// holds one. The lookup reads only the key: outside a request, it is handed a request
+    /// that carries nothing (made, and dropped, before the lookup is awaited: the future stays
+    /// `Send`).
+    pub(crate) async fn look_up_tier(
+        &self,
+        chooser: Chooser<Tier>,
+        rule: &str,
+        key: &str,
+    ) -> Result<Tier, LookupFailed> {
+        let clock = &*self.clock;
+        self.lookups
+            .tiers
+            .get(chooser.choose as usize, rule, key, clock, || {
+                let stand_in = actix_web::test::TestRequest::default().to_http_request();
+                lookup::later((chooser.choose)(&stand_in, Some(key.to_owned())))
+            })
+            .await
+    }
+
+    /// `rules` with the tiers that lookups choose looked up for `key` (outside a request:
+    /// `check_key`, `peek`, `reset`), as fixed quotas.
+    pub(crate) async fn with_tiers_of(
+        &self,
+        mut rules: Vec<Rule>,
+        key: &str,
+    ) -> Result<Vec<Rule>, LookupFailed> {
+        for rule in &mut rules {
+            if let Some(chooser) = rule.quota.lookup() {
+                let tier = self.look_up_tier(chooser, &rule.name, key).await?;
+                rule.quota = QuotaSource::Fixed(tier.quota);
+            }
+        }
+        Ok(rules)
+    }
+
     /// The check of `rule` for the client `identity`. On a shared store, keys are the same in
     /// every process; in memory, they are seeded per process.
     pub(crate) fn check_for(&self, rule: &Rule, limit: Limit, identity: &Identity<'_>) -> Check {

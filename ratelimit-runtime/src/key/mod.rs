@@ -2,7 +2,7 @@
 
 mod client_ip;
 pub(crate) mod fingerprint;
-mod scope;
+pub(crate) mod scope;
 
 pub use client_ip::{ClientIp, InvalidProxy, ProxyHeader};
 pub use scope::{Identity, Scope};

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use actix_web::HttpRequest;
 
 use super::ClientIp;
+use crate::lookup::{Choice, Chooser};
 
 /// What a limit is counted per.
 #[derive(Clone, Debug)]
@@ -21,6 +22,17 @@ pub enum Scope {
     /// quota and algorithm but different key functions would share budgets (the attribute names
     /// each after its function).
     Custom(fn(&HttpRequest) -> Option<String>),
+    /// A key function as the attribute wraps it: of the request, as [`Custom`](Self::Custom),
+    /// or an async lookup (see [`lookup`](crate::lookup)) of the key `of` gives, whose answers
+    /// the limiter caches: `None` (or a key without a value under `of`) counts the request per
+    /// client address.
+    Chosen {
+        /// The key function.
+        key: Chooser<Option<String>>,
+        /// Where the key a lookup is asked comes from (`Scope::Ip` unless the attribute names
+        /// a `scope`).
+        of: &'static Scope,
+    },
 }
 
 /// The client a request is counted against, borrowed from the request where possible.
@@ -44,10 +56,7 @@ pub enum Identity<'r> {
 impl Scope {
     /// The identity of `req` under this scope.
     pub fn identify<'r>(&self, req: &'r HttpRequest, client_ip: &ClientIp) -> Identity<'r> {
-        let anonymous = || match client_ip.of(req) {
-            Some(ip) => Identity::Anonymous(ip),
-            None => Identity::Unknown,
-        };
+        let anonymous = || Identity::anonymous(req, client_ip);
         match self {
             Scope::Global => Identity::Global,
             Scope::Ip => client_ip.of(req).map_or(Identity::Unknown, Identity::Ip),
@@ -57,10 +66,51 @@ impl Scope {
                 }
                 _ => anonymous(),
             },
-            Scope::Custom(key) => match key(req) {
-                Some(key) if !key.is_empty() => Identity::Custom(key),
-                _ => anonymous(),
+            Scope::Custom(key) => custom(key(req)).unwrap_or_else(anonymous),
+            Scope::Chosen { key, of } => match key.looks_up {
+                // The key to look up: the limiter asks the lookup, then counts its answer.
+                true => of.identify(req, client_ip),
+                false => match (key.choose)(req, None) {
+                    Choice::Now(key) => custom(key).unwrap_or_else(anonymous),
+                    Choice::Later(_) => anonymous(),
+                },
             },
+        }
+    }
+
+    /// The key lookup of this scope, if it is one, and where the key it is asked comes from.
+    pub(crate) fn lookup(&self) -> Option<(Chooser<Option<String>>, &'static Scope)> {
+        match self {
+            Scope::Chosen { key, of } if key.looks_up => Some((*key, of)),
+            _ => None,
+        }
+    }
+}
+
+/// A custom key's identity; `None` for no key (or an empty one).
+pub(crate) fn custom(key: Option<String>) -> Option<Identity<'static>> {
+    key.filter(|key| !key.is_empty()).map(Identity::Custom)
+}
+
+impl Identity<'_> {
+    /// The client's key as an operator names it (`peek`, `reset`, per-client entries): an
+    /// address, a header's value, a custom key; `None` for everyone, a request without its key,
+    /// an unknown client, a header value that is not UTF-8.
+    pub fn name(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Identity::Ip(ip) => Some(Cow::Owned(ip.to_string())),
+            Identity::Header(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+            Identity::Custom(key) => Some(Cow::Borrowed(key)),
+            Identity::Global | Identity::Anonymous(_) | Identity::Unknown => None,
+        }
+    }
+
+    /// A request without its key, counted per address (or, with no address, with every such
+    /// request).
+    pub(crate) fn anonymous(req: &HttpRequest, client_ip: &ClientIp) -> Identity<'static> {
+        match client_ip.of(req) {
+            Some(ip) => Identity::Anonymous(ip),
+            None => Identity::Unknown,
         }
     }
 }

@@ -190,17 +190,7 @@ impl Tables {
         if (api.is_none() && file.is_none()) || !is_rate(rule) {
             return None;
         }
-        let text;
-        let key: &str = match identity {
-            Identity::Ip(ip) => {
-                text = ip.to_string();
-                &text
-            }
-            Identity::Header(bytes) => std::str::from_utf8(bytes).ok()?,
-            Identity::Custom(key) => key,
-            Identity::Global | Identity::Anonymous(_) | Identity::Unknown => return None,
-        };
-        self.key_rule_named(name, key)
+        self.key_rule_named(name, &identity.name()?)
     }
 
     /// The per-client entry of `rule` for `key` as an operator names it (already normal).

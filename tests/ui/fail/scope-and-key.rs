@@ -1,4 +1,5 @@
-//! `key` replaces `scope`: giving both is refused.
+//! A key function of the request replaces `scope`: giving both is refused (only an async
+//! lookup, asked the scope's key, takes a `scope`).
 use actix_web::HttpRequest;
 use ratelimit_runtime::ratelimit;
 
