@@ -91,6 +91,7 @@ async fn account_of(api_key: String) -> Result<Option<String>, String> {
         .or_default() += 1;
     match api_key.as_str() {
         "acme-1" | "acme-2" => Ok(Some("acme".to_owned())),
+        "bulk-1" | "bulk-2" => Ok(Some("bulk".to_owned())),
         "broken" => Err("the accounts service is down".to_owned()),
         _ => Ok(None),
     }
@@ -103,6 +104,20 @@ async fn export() -> HttpResponse {
 }
 
 const EXPORT: &str = concat!(module_path!(), "::export#key=account_of");
+
+/// Two limits of one key function: they share its answers, one lookup per key.
+#[get("/bulk")]
+#[ratelimit("2/minute;5/hour", scope = "header:X-API-Key", key = account_of)]
+async fn bulk() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// A dry run of a tier lookup: a failed lookup never refuses it.
+#[get("/trial")]
+#[ratelimit(limit = plan_of, scope = "header:X-API-Key", mode = "shadow")]
+async fn trial() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
 
 fn get(path: &str, key: &str) -> actix_http::Request {
     TestRequest::get()
@@ -127,7 +142,9 @@ macro_rules! app {
             App::new()
                 .app_data($limiter.clone())
                 .service(report)
-                .service(export),
+                .service(export)
+                .service(bulk)
+                .service(trial),
         )
         .await
     };
@@ -354,4 +371,82 @@ fn limits_outside_requests_stay_send() {
     send(limiter.check_key(&quota, "k", 1));
     send(limiter.peek(REPORT, "k"));
     send(limiter.reset(REPORT, "k"));
+}
+
+#[actix_web::test]
+async fn the_limits_of_one_function_share_its_answers() {
+    let clock = ManualClock::new(T0 * 1_000_000_000);
+    let limiter = limiter(&clock);
+    let app = app!(limiter);
+    let mut statuses = Vec::new();
+    for key in ["bulk-1", "bulk-2", "bulk-1", "bulk-2"] {
+        statuses.extend(support::statuses(&app, 1, || get("/bulk", key)).await);
+    }
+    // 2 a minute for the account, whichever key: one lookup per key for both limits.
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!((asked("bulk-1"), asked("bulk-2")), (1, 1));
+}
+
+#[actix_web::test]
+async fn keys_a_lookup_cannot_be_asked_count_per_address() {
+    let clock = ManualClock::new(T0 * 1_000_000_000);
+    let limiter = limiter(&clock);
+    let app = app!(limiter);
+    let mut statuses = Vec::new();
+    for value in [&b"\xff"[..], b"\xfe", b"\xff", b"\xfe"] {
+        let value = actix_web::http::header::HeaderValue::from_bytes(value).unwrap();
+        let req = TestRequest::get()
+            .uri("/export")
+            .peer_addr(SocketAddr::from(([203, 0, 113, 77], 40_000)))
+            .insert_header(("X-API-Key", value))
+            .to_request();
+        statuses.push(test::call_service(&app, req).await.status().as_u16());
+    }
+    // Not UTF-8: not looked up, and one budget for the address, not one per value.
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+#[actix_web::test]
+async fn dry_runs_and_per_client_entries_need_no_answer() {
+    let clock = ManualClock::new(T0 * 1_000_000_000);
+    let limiter = limiter(&clock);
+    let app = app!(limiter);
+    set_down("down-trial", true);
+    assert_eq!(
+        support::statuses(&app, 3, || get("/trial", "down-trial")).await,
+        [200; 3]
+    );
+    // A client an entry makes unlimited (or blocked, or gives a rate) is not looked up.
+    set_down("down-vip", true);
+    limiter
+        .set_key_override(REPORT, "down-vip", "unlimited")
+        .unwrap();
+    limiter
+        .set_key_override(REPORT, "down-banned", "blocked")
+        .unwrap();
+    limiter
+        .set_key_override(REPORT, "down-partner", "1/minute")
+        .unwrap();
+    set_down("down-banned", true);
+    set_down("down-partner", true);
+    assert_eq!(
+        support::statuses(&app, 3, || get("/report", "down-vip")).await,
+        [200; 3]
+    );
+    assert_eq!(
+        support::statuses(&app, 1, || get("/report", "down-banned")).await,
+        [403]
+    );
+    assert_eq!(
+        support::statuses(&app, 2, || get("/report", "down-partner")).await,
+        [200, 429]
+    );
+    assert_eq!(
+        (
+            asked("down-vip"),
+            asked("down-banned"),
+            asked("down-partner")
+        ),
+        (0, 0, 0)
+    );
 }

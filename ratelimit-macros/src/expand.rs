@@ -276,7 +276,12 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
                 }),
             );
             let looks_up = at(path, quote!(#rt::tier_looks_up(&#path)));
-            quote!(#rt::QuotaSource::Chosen(#rt::Chooser { choose: #choose, looks_up: #looks_up }))
+            let function = at(path, quote!(|| #rt::function_id(&#path)));
+            quote!(#rt::QuotaSource::Chosen(#rt::Chooser {
+                choose: #choose,
+                looks_up: #looks_up,
+                function: #function,
+            }))
         }
     }
 }
@@ -295,6 +300,7 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
                 }),
             );
             let looks_up = at(path, quote!(#rt::key_looks_up(&#path)));
+            let function = at(path, quote!(|| #rt::function_id(&#path)));
             let of_expr = match of {
                 Some(of) => scope_expr(of),
                 None => quote!(#rt::Scope::Ip),
@@ -307,7 +313,11 @@ fn scope_expr(scope: &ScopeSpec) -> TokenStream {
                 )
             });
             quote!(#rt::Scope::Chosen {
-                key: #rt::Chooser { choose: #choose, looks_up: { #with_scope #looks_up } },
+                key: #rt::Chooser {
+                    choose: #choose,
+                    looks_up: { #with_scope #looks_up },
+                    function: #function,
+                },
                 of: &#of_expr,
             })
         }

@@ -210,6 +210,11 @@ where
     }
 }
 
+/// The identity of the function `f` (its type): what names its answers in the cache.
+pub fn function_id<F: 'static>(_: &F) -> std::any::TypeId {
+    std::any::TypeId::of::<F>()
+}
+
 /// Whether the `limit` function `f` looks the key up.
 pub const fn tier_looks_up<M, F: TierFn<M>>(_: &F) -> bool {
     F::LOOKS_UP

@@ -100,5 +100,6 @@ fn same_limit(a: &Rule, b: &Rule) -> bool {
         && scope(a) == scope(b)
         && a.algorithm == b.algorithm
         && a.quota.fixed() == b.quota.fixed()
+        && a.quota.chooser_id() == b.quota.chooser_id()
         && a.burst == b.burst
 }

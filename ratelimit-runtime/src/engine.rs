@@ -32,7 +32,7 @@ use crate::key::scope::custom;
 use crate::key::Identity;
 use crate::lookup::{self, LookupFailed};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
-use crate::overrides::KeyRule;
+use crate::overrides::{KeyRule, Tables as KeyTables};
 use crate::quota::Quota;
 use crate::response::{blocked, lookup_failed, too_many_requests, unavailable, unsupported_limit};
 use crate::rule::{Mode, QuotaSource, Rule, Tier};
@@ -58,10 +58,12 @@ pub struct Pass {
 }
 
 /// What the lookups of one rule answered for a request: the key it counts, and its tier when a
-/// lookup chooses it.
+/// lookup chooses it (`None` also where a per-client entry decides without it). `skip`: a dry
+/// run's lookup failed, and the rule is left out (a dry run never refuses).
 pub(crate) struct Looked<'q> {
     identity: Identity<'q>,
     tier: Option<Tier>,
+    skip: bool,
 }
 
 /// Charges of one request that its response may give back.
@@ -124,7 +126,6 @@ impl State {
         req: &HttpRequest,
         rules: &[Rule],
     ) -> Result<Pass, HttpResponse> {
-        let now = self.clock.now();
         let rules = self.overrides.apply(rules);
         // Async tier and key functions first: what they answer names the budgets.
         let looked = match rules.iter().any(Rule::looks_up) {
@@ -134,6 +135,8 @@ impl State {
                 Err(failed) => return Err(lookup_failed(&failed)),
             },
         };
+        // After the lookups, which may take a while: the decision is at the time it is made.
+        let now = self.clock.now();
         let [concurrent, enforced, shadow] = match self.batches(req, &rules, &looked) {
             Ok(batches) => batches,
             Err((blocked, tier)) => return Err(self.refuse_blocked(blocked, tier)),
@@ -356,13 +359,16 @@ impl State {
     }
     /// What the async tier and key functions of `rules` answer for `req`, rule by rule (`None`
     /// for a rule without any, or that does not apply): the key counted, then the tier looked
-    /// up with it. See [`lookup`](crate::lookup).
+    /// up with it, unless a per-client entry decides for that key. A failed lookup of an
+    /// enforced rule fails the request; a dry run's is logged and the rule left out. See
+    /// [`lookup`](crate::lookup).
     async fn look_up<'q>(
         &self,
         req: &'q HttpRequest,
         rules: &[Rule],
     ) -> Result<SmallVec<[Option<Looked<'q>>; 4]>, LookupFailed> {
         let mut looked = SmallVec::with_capacity(rules.len());
+        let keyed = self.overrides.key_tables();
         for rule in rules {
             if !rule.looks_up()
                 || !rule.applies_to(req)
@@ -371,32 +377,64 @@ impl State {
                 looked.push(None);
                 continue;
             }
-            let mut identity = rule.scope.identify(req, &self.client_ip);
-            if let Some((key, _)) = rule.scope.lookup() {
-                // A request without the key the lookup is asked stays counted per address.
-                if let Some(name) = identity.name().map(Cow::into_owned) {
-                    let clock = &*self.clock;
+            match self.look_up_rule(req, rule, keyed.as_deref()).await {
+                Ok(answered) => looked.push(Some(answered)),
+                Err(_) if self.shadow || rule.mode == Mode::Shadow => {
+                    looked.push(Some(Looked {
+                        identity: Identity::Unknown,
+                        tier: None,
+                        skip: true,
+                    }));
+                }
+                Err(failed) => return Err(failed),
+            }
+        }
+        Ok(looked)
+    }
+
+    /// The lookups of one rule for `req`.
+    async fn look_up_rule<'q>(
+        &self,
+        req: &'q HttpRequest,
+        rule: &Rule,
+        keyed: Option<&KeyTables>,
+    ) -> Result<Looked<'q>, LookupFailed> {
+        let mut identity = rule.scope.identify(req, &self.client_ip);
+        if let Some((key, _)) = rule.scope.lookup() {
+            match identity.name().map(Cow::into_owned) {
+                Some(name) => {
                     let answer = self
                         .lookups
                         .keys
-                        .get(key.choose as usize, &rule.name, &name, clock, || {
+                        .get((key.function)(), &rule.name, &name, &*self.clock, || {
                             lookup::later((key.choose)(req, Some(name.clone())))
                         })
                         .await?;
                     identity =
                         custom(answer).unwrap_or_else(|| Identity::anonymous(req, &self.client_ip));
                 }
-            }
-            let tier = match rule.quota.lookup() {
-                Some(chooser) => {
-                    let key = identity.name().map(Cow::into_owned).unwrap_or_default();
-                    Some(self.look_up_tier(chooser, &rule.name, &key).await?)
+                // A request without the key the lookup is asked (or with one that is not
+                // UTF-8) is counted per address.
+                None if matches!(identity, Identity::Header(_)) => {
+                    identity = Identity::anonymous(req, &self.client_ip);
                 }
-                None => None,
-            };
-            looked.push(Some(Looked { identity, tier }));
+                None => {}
+            }
         }
-        Ok(looked)
+        // A per-client entry (a rate, unlimited, blocked) decides without the tier.
+        let entry = keyed.and_then(|tables| tables.key_rule(rule, &identity));
+        let tier = match (rule.quota.lookup(), entry) {
+            (Some(chooser), None) => {
+                let key = identity.name().map(Cow::into_owned).unwrap_or_default();
+                Some(self.look_up_tier(chooser, &rule.name, &key).await?)
+            }
+            _ => None,
+        };
+        Ok(Looked {
+            identity,
+            tier,
+            skip: false,
+        })
     }
 
     /// The checks of `req` under `rules`, in three batches: concurrency limits, enforced
@@ -421,18 +459,19 @@ impl State {
                 continue;
             }
             let looked = looked.get(i).and_then(Option::as_ref);
+            if looked.is_some_and(|l| l.skip) {
+                continue;
+            }
             let identity = match looked {
                 Some(looked) => looked.identity.clone(),
                 None => rule.scope.identify(req, &self.client_ip),
             };
+            // `None`: a tier lookup not asked, since a per-client entry decides (below).
             let chosen = match looked.and_then(|l| l.tier) {
                 Some(tier) => Some(rule.tier_limit(tier)),
                 None => rule.tier_for(req),
             };
-            // Every lookup was answered before (`look_up`): this is not reached.
-            let Some((limit, tier)) = chosen else {
-                continue;
-            };
+            let tier = chosen.map_or("", |(_, tier)| tier);
             let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
                 0
             } else if self.shadow || rule.mode == Mode::Shadow {
@@ -440,7 +479,8 @@ impl State {
             } else {
                 1
             };
-            let mut limits: SmallVec<[Limit; 1]> = SmallVec::from_elem(limit, 1);
+            let mut limits: SmallVec<[Limit; 1]> =
+                chosen.map(|(limit, _)| limit).into_iter().collect();
             if let Some(entry) = keyed.as_deref().and_then(|t| t.key_rule(rule, &identity)) {
                 // The first rate rule of a name stands for all of them.
                 if by_key.contains(&rule.name.as_ref()) {
@@ -464,6 +504,9 @@ impl State {
                         limits = quotas.iter().map(|&quota| rule.limit_of(quota)).collect();
                     }
                 }
+            }
+            if limits.is_empty() {
+                continue;
             }
             for limit in limits {
                 let mut check = self.check_for(rule, limit, &identity);

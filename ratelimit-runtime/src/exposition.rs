@@ -81,7 +81,7 @@ impl Collector for LimiterCollector {
         if lookups.iter().flat_map(|(_, o)| o).any(|&(_, n)| n > 0) {
             let mut family = encoder.encode_descriptor(
                 "ratelimit_lookups",
-                "Requests whose tier or key an async lookup gives, by how they were answered: cached, looked_up, stale (a failed lookup, the last answer standing in), failed (503)",
+                "Answers of async tier and key lookups, one per rule and request, by how they came: cached, looked_up, stale (a failed lookup, the last answer standing in), failed (503)",
                 None,
                 MetricType::Counter,
             )?;

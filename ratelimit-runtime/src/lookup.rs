@@ -4,7 +4,8 @@
 //! A lookup is asked the client's key (as [`peek`](crate::RateLimiter::peek) names it), not the
 //! request: its answer is then the answer for every request of that key, and can be kept. The
 //! limiter keeps answers for a time to live ([`Lookups::ttl`]), at most [`Lookups::capacity`] of
-//! them; requests of one key that miss together share one lookup.
+//! each kind; requests of one key that miss together share one lookup, and every rule and
+//! handler naming the same function shares its answers.
 //!
 //! What a slow or failing lookup gets: a lookup that takes longer than [`Lookups::timeout`], or
 //! fails (`Err`, or `None` for a tier), is answered by the last answer the cache holds for that
@@ -14,6 +15,7 @@
 //! asked by every request. Deciding a request under a limit nobody knows would lose the limit
 //! (fail open) or invent one (a default tier): 503 says what happened.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -57,6 +59,9 @@ pub struct Chooser<T: 'static> {
     pub choose: fn(&actix_web::HttpRequest, Option<String>) -> Choice<T>,
     /// Whether it looks the client's key up (async) rather than reading the request.
     pub looks_up: bool,
+    /// The identity of the user's function (its type), which names its answers in the cache:
+    /// every rule and handler naming one function shares them.
+    pub function: fn() -> TypeId,
 }
 
 impl<T> Clone for Chooser<T> {
@@ -121,8 +126,9 @@ impl Lookups {
         self
     }
 
-    /// How long a lookup may take (default 250 ms); a request waits at most this long for it,
-    /// and a slower lookup counts as failed.
+    /// How long one lookup may take (default 250 ms), a slower one counting as failed. A
+    /// request waits for each lookup of its rules in turn: a rule with a key and a tier lookup,
+    /// both missing, waits up to twice this.
     pub fn timeout(mut self, timeout: Duration) -> Lookups {
         self.timeout = timeout;
         self
@@ -134,8 +140,8 @@ impl Lookups {
         self
     }
 
-    /// The most answers kept, of every rule together (default 10,000, at least 1); past it,
-    /// expired answers go first, then others.
+    /// The most answers kept of each kind, tiers and keys, every rule together (default
+    /// 10,000, at least 1); past it, expired answers go first, then those used longest ago.
     pub fn capacity(mut self, capacity: usize) -> Lookups {
         self.capacity = capacity.max(1);
         self
@@ -171,18 +177,27 @@ struct Answer<T> {
     at: UnixNanos,
 }
 
-/// One key's lookup: the latest (or pending) answer, and the last good one.
+/// One key's lookup: the latest (or pending) answer, the last good one, and when it was last
+/// used.
 struct Entry<T> {
     cell: Arc<OnceCell<Answer<T>>>,
     stale: Option<T>,
+    used: u64,
 }
 
 impl<T> Entry<T> {
-    fn new(stale: Option<T>) -> Entry<T> {
+    fn new(stale: Option<T>, used: u64) -> Entry<T> {
         Entry {
             cell: Arc::new(OnceCell::new()),
             stale,
+            used,
         }
+    }
+
+    /// A lookup nobody runs or waits for any more (its requests were dropped): the map holds
+    /// the only handle.
+    fn abandoned(&self) -> bool {
+        !self.cell.initialized() && Arc::strong_count(&self.cell) == 1
     }
 }
 
@@ -227,8 +242,10 @@ impl LookupOutcome {
 }
 
 struct Entries<T> {
-    /// Per function (its address: two functions the compiler merged give the same answers).
-    by_rule: HashMap<usize, HashMap<String, Entry<T>>>,
+    /// Per function (its type).
+    by_rule: HashMap<TypeId, HashMap<String, Entry<T>>>,
+    /// Stamps of use, for evicting what was used longest ago.
+    tick: u64,
     len: usize,
 }
 
@@ -239,6 +256,7 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
             entries: Mutex::new(Entries {
                 by_rule: HashMap::new(),
                 len: 0,
+                tick: 0,
             }),
             outcomes: Default::default(),
         }
@@ -259,7 +277,7 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
     /// that misses at once), or the last good one when it fails.
     pub(crate) async fn get(
         &self,
-        function: usize,
+        function: TypeId,
         rule: &str,
         key: &str,
         clock: &dyn Clock,
@@ -305,16 +323,19 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
     #[allow(clippy::type_complexity)]
     fn fresh_or_cell(
         &self,
-        function: usize,
+        function: TypeId,
         key: &str,
         now: UnixNanos,
     ) -> Result<Result<T, String>, Arc<OnceCell<Answer<T>>>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.tick += 1;
+        let tick = entries.tick;
         if let Some(entry) = entries
             .by_rule
             .get_mut(&function)
             .and_then(|keys| keys.get_mut(key))
         {
+            entry.used = tick;
             let Some(answer) = entry.cell.get() else {
                 // Being looked up: wait for that lookup.
                 return Err(entry.cell.clone());
@@ -328,13 +349,17 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
             }
             // Expired: look it up again, keeping the last good answer.
             let stale = answer.value.clone().ok().or(entry.stale.take());
-            *entry = Entry::new(stale);
+            *entry = Entry::new(stale, tick);
             return Err(entry.cell.clone());
         }
         if entries.len >= self.options.capacity {
             entries.make_room(now, &self.options);
+            if entries.len >= self.options.capacity {
+                // Every answer kept is a lookup under way: this one is looked up, not kept.
+                return Err(Arc::new(OnceCell::new()));
+            }
         }
-        let entry = Entry::new(None);
+        let entry = Entry::new(None, tick);
         let cell = entry.cell.clone();
         entries
             .by_rule
@@ -348,7 +373,7 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
     /// The last good answer for `key` in place of a failed lookup, or the failure.
     fn stale_or(
         &self,
-        function: usize,
+        function: TypeId,
         rule: &str,
         key: &str,
         reason: String,
@@ -385,36 +410,43 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
 }
 
 impl<T> Entries<T> {
-    /// Drops expired answers; when that is not enough, an eighth of the rest (lookups under
-    /// way stay), so that a full cache costs a sweep every eighth of its capacity, not one per
-    /// insert.
+    /// Drops expired answers and abandoned lookups; when that is not enough, the eighth of the
+    /// rest used longest ago (lookups under way stay), so that a full cache costs a sweep every
+    /// eighth of its capacity, not one per insert, and a client inventing keys pushes out
+    /// answers nobody uses rather than those in use.
     fn make_room(&mut self, now: UnixNanos, options: &Lookups) {
         let expired = |entry: &Entry<T>| {
-            entry.cell.get().is_some_and(|answer| {
-                let lasts = if answer.value.is_ok() {
-                    options.ttl
-                } else {
-                    options.retry_after
-                };
-                now >= answer.at.saturating_add(nanos(lasts))
-            })
+            entry.abandoned()
+                || entry.cell.get().is_some_and(|answer| {
+                    let lasts = if answer.value.is_ok() {
+                        options.ttl
+                    } else {
+                        options.retry_after
+                    };
+                    now >= answer.at.saturating_add(nanos(lasts))
+                })
         };
         for keys in self.by_rule.values_mut() {
             keys.retain(|_, entry| !expired(entry));
         }
         let mut len: usize = self.by_rule.values().map(HashMap::len).sum();
         if len >= options.capacity {
-            let mut evict = (options.capacity / 8).max(1);
-            for keys in self.by_rule.values_mut() {
-                keys.retain(|_, entry| {
-                    if evict > 0 && entry.cell.initialized() {
-                        evict -= 1;
-                        len -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
+            let mut uses: Vec<u64> = self
+                .by_rule
+                .values()
+                .flat_map(HashMap::values)
+                .filter(|entry| entry.cell.initialized())
+                .map(|entry| entry.used)
+                .collect();
+            if !uses.is_empty() {
+                let evict = (options.capacity / 8).clamp(1, uses.len());
+                let (_, &mut newest_evicted, _) = uses.select_nth_unstable(evict - 1);
+                for keys in self.by_rule.values_mut() {
+                    keys.retain(|_, entry| {
+                        !(entry.cell.initialized() && entry.used <= newest_evicted)
+                    });
+                }
+                len = self.by_rule.values().map(HashMap::len).sum();
             }
         }
         self.by_rule.retain(|_, keys| !keys.is_empty());
@@ -447,29 +479,39 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         for _ in 0..3 {
             let got = cache
-                .get(1, "r", "k", &clock, || counted(&calls, Ok(7)))
+                .get(TypeId::of::<u8>(), "r", "k", &clock, || {
+                    counted(&calls, Ok(7))
+                })
                 .await;
             assert_eq!(got, Ok(7));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         clock.advance(Duration::from_secs(59));
         cache
-            .get(1, "r", "k", &clock, || counted(&calls, Ok(8)))
+            .get(TypeId::of::<u8>(), "r", "k", &clock, || {
+                counted(&calls, Ok(8))
+            })
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         clock.advance(Duration::from_secs(1));
         let got = cache
-            .get(1, "r", "k", &clock, || counted(&calls, Ok(8)))
+            .get(TypeId::of::<u8>(), "r", "k", &clock, || {
+                counted(&calls, Ok(8))
+            })
             .await;
         assert_eq!((got, calls.load(Ordering::SeqCst)), (Ok(8), 2));
         // Other keys and other rules are looked up on their own.
         cache
-            .get(1, "r", "other", &clock, || counted(&calls, Ok(1)))
+            .get(TypeId::of::<u8>(), "r", "other", &clock, || {
+                counted(&calls, Ok(1))
+            })
             .await
             .unwrap();
         cache
-            .get(2, "s", "k", &clock, || counted(&calls, Ok(1)))
+            .get(TypeId::of::<u16>(), "s", "k", &clock, || {
+                counted(&calls, Ok(1))
+            })
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4);
@@ -484,31 +526,43 @@ mod tests {
         let cache = LookupCache::new(options);
         let calls = Arc::new(AtomicU32::new(0));
         // No answer yet: the failure is the answer, and it is remembered for a second.
-        let failed = cache.get(1, "r", "k", &clock, || counted(&calls, Err("down".into())));
+        let failed = cache.get(TypeId::of::<u8>(), "r", "k", &clock, || {
+            counted(&calls, Err("down".into()))
+        });
         let failed = failed.await.unwrap_err();
         assert_eq!(
             (failed.reason.as_str(), failed.retry_after_secs()),
             ("down", 1)
         );
         let again = cache
-            .get(1, "r", "k", &clock, || counted(&calls, Ok(5)))
+            .get(TypeId::of::<u8>(), "r", "k", &clock, || {
+                counted(&calls, Ok(5))
+            })
             .await;
         assert!(again.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         clock.advance(Duration::from_secs(1));
         assert_eq!(
             cache
-                .get(1, "r", "k", &clock, || counted(&calls, Ok(5)))
+                .get(TypeId::of::<u8>(), "r", "k", &clock, || counted(
+                    &calls,
+                    Ok(5)
+                ))
                 .await,
             Ok(5)
         );
         // Expired, and the lookup fails: the last answer stands in, however old.
         clock.advance(Duration::from_secs(3_600));
-        let stale = cache.get(1, "r", "k", &clock, || counted(&calls, Err("down".into())));
+        let stale = cache.get(TypeId::of::<u8>(), "r", "k", &clock, || {
+            counted(&calls, Err("down".into()))
+        });
         assert_eq!(stale.await, Ok(5));
         assert_eq!(
             cache
-                .get(1, "r", "k", &clock, || counted(&calls, Ok(6)))
+                .get(TypeId::of::<u8>(), "r", "k", &clock, || counted(
+                    &calls,
+                    Ok(6)
+                ))
                 .await,
             Ok(5)
         );
@@ -520,7 +574,7 @@ mod tests {
         let clock = ManualClock::new(0);
         let cache = LookupCache::<u32>::new(Lookups::new().timeout(Duration::from_millis(5)));
         let never = || -> LookupFuture<u32> { Box::pin(std::future::pending()) };
-        let got = cache.get(1, "r", "k", &clock, never).await;
+        let got = cache.get(TypeId::of::<u8>(), "r", "k", &clock, never).await;
         assert!(got.unwrap_err().reason.contains("no answer within 5ms"));
     }
 
@@ -538,8 +592,9 @@ mod tests {
                 Ok(9)
             })
         };
-        let waiting =
-            futures_util::future::join_all((0..20).map(|_| cache.get(1, "r", "k", &clock, slow)));
+        let waiting = futures_util::future::join_all(
+            (0..20).map(|_| cache.get(TypeId::of::<u8>(), "r", "k", &clock, slow)),
+        );
         let opened = async {
             tokio::task::yield_now().await;
             tx.send(true).unwrap();
@@ -550,6 +605,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_cache_evicts_what_was_used_longest_ago() {
+        let clock = ManualClock::new(0);
+        let cache = LookupCache::new(Lookups::new().capacity(16));
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = TypeId::of::<u8>();
+        cache
+            .get(id, "r", "regular", &clock, || counted(&calls, Ok(1)))
+            .await
+            .unwrap();
+        for i in 0..100 {
+            let key = format!("invented-{i}");
+            cache
+                .get(id, "r", &key, &clock, || counted(&calls, Ok(0)))
+                .await
+                .unwrap();
+            // The regular client keeps asking: its answer stays.
+            cache
+                .get(id, "r", "regular", &clock, || counted(&calls, Ok(1)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            101,
+            "the regular key was looked up once"
+        );
+    }
+
+    #[tokio::test]
+    async fn lookups_nobody_waits_for_do_not_hold_the_cache() {
+        let clock = ManualClock::new(0);
+        let cache = LookupCache::<u32>::new(Lookups::new().capacity(4));
+        let id = TypeId::of::<u8>();
+        // Requests dropped while their lookups were under way.
+        for i in 0..4 {
+            let key = format!("dropped-{i}");
+            let get = cache.get(id, "r", &key, &clock, || Box::pin(std::future::pending()));
+            let _ = futures_util::FutureExt::now_or_never(get);
+        }
+        assert_eq!(cache.len(), 4);
+        let calls = Arc::new(AtomicU32::new(0));
+        cache
+            .get(id, "r", "next", &clock, || counted(&calls, Ok(1)))
+            .await
+            .unwrap();
+        assert_eq!(cache.len(), 1, "the abandoned lookups made room");
+        // Lookups under way are never dropped; past the bound, a lookup is made but not kept.
+        let keys: Vec<String> = (0..8).map(|i| format!("pending-{i}")).collect();
+        let mut waiting = Vec::new();
+        for key in &keys {
+            let mut get =
+                Box::pin(cache.get(id, "r", key, &clock, || Box::pin(std::future::pending())));
+            assert!(futures_util::FutureExt::now_or_never(get.as_mut()).is_none());
+            waiting.push(get);
+        }
+        assert!(cache.len() <= 4, "{} kept", cache.len());
+        drop(waiting);
+    }
+
+    #[tokio::test]
     async fn the_cache_is_bounded() {
         let clock = ManualClock::new(0);
         let cache = LookupCache::new(Lookups::new().capacity(100));
@@ -557,7 +672,9 @@ mod tests {
         for i in 0..1_000 {
             let key = format!("k{i}");
             cache
-                .get(1, "r", &key, &clock, || counted(&calls, Ok(i)))
+                .get(TypeId::of::<u8>(), "r", &key, &clock, || {
+                    counted(&calls, Ok(i))
+                })
                 .await
                 .unwrap();
             assert!(cache.len() <= 100, "{} answers kept", cache.len());
@@ -566,7 +683,9 @@ mod tests {
         // Expired answers go first.
         clock.advance(Duration::from_secs(60));
         cache
-            .get(1, "r", "new", &clock, || counted(&calls, Ok(0)))
+            .get(TypeId::of::<u8>(), "r", "new", &clock, || {
+                counted(&calls, Ok(0))
+            })
             .await
             .unwrap();
         assert_eq!(cache.len(), 1);

@@ -67,20 +67,18 @@ pub(crate) fn too_many_requests(
 }
 
 /// The answer of a fail-closed limiter while its store is down: 503 with `Retry-After`.
+pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
+    service_unavailable("rate_limiter_unavailable", retry_after_secs)
+}
+
 /// The response to a request whose tier or key lookup failed, with no earlier answer to stand
 /// in: 503, `Retry-After` when the lookup is asked again (1 s by default).
 pub(crate) fn lookup_failed(failed: &LookupFailed) -> HttpResponse {
-    let secs = failed.retry_after_secs();
-    let body = json!({"error": "rate_limit_lookup_failed", "retry_after": secs});
-    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-        .insert_header((RETRY_AFTER, HeaderValue::from(secs)))
-        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .body(body.to_string())
+    service_unavailable("rate_limit_lookup_failed", failed.retry_after_secs())
 }
 
-pub(crate) fn unavailable(retry_after_secs: u64) -> HttpResponse {
-    let body = json!({"error": "rate_limiter_unavailable", "retry_after": retry_after_secs});
+fn service_unavailable(error: &str, retry_after_secs: u64) -> HttpResponse {
+    let body = json!({"error": error, "retry_after": retry_after_secs});
     HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .insert_header((RETRY_AFTER, HeaderValue::from(retry_after_secs)))

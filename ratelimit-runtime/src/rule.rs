@@ -42,6 +42,16 @@ impl QuotaSource {
         }
     }
 
+    /// What tells the functions of two sources apart (`None` for a fixed quota): rules of one
+    /// name with different tier functions keep different states.
+    pub(crate) fn chooser_id(self) -> Option<Result<usize, std::any::TypeId>> {
+        match self {
+            QuotaSource::PerRequest(choose) => Some(Ok(choose as usize)),
+            QuotaSource::Chosen(chooser) => Some(Err((chooser.function)())),
+            QuotaSource::Fixed(_) | QuotaSource::InFlight(_) => None,
+        }
+    }
+
     /// The tier lookup of this source, if it is one.
     pub(crate) fn lookup(self) -> Option<Chooser<Tier>> {
         match self {

@@ -74,7 +74,7 @@ impl State {
         let clock = &*self.clock;
         self.lookups
             .tiers
-            .get(chooser.choose as usize, rule, key, clock, || {
+            .get((chooser.function)(), rule, key, clock, || {
                 let stand_in = actix_web::test::TestRequest::default().to_http_request();
                 lookup::later((chooser.choose)(&stand_in, Some(key.to_owned())))
             })
