@@ -21,7 +21,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
-use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder};
+use actix_web::{
+    get, middleware, post, route, web, App, HttpRequest, HttpResponse, HttpServer, Responder,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_ws::Message;
@@ -50,9 +52,32 @@ async fn endpoints() -> impl Responder {
             "GET|POST /items": "needs X-API-Key; reading is unlimited, creating (POST) 3 per minute per key",
             "GET /llm?max_tokens=M&tokens=N": "needs X-API-Key; 1,000 tokens per minute per key: M reserved before the handler, settled to N after",
             "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted; refused 3 times within 10 minutes, the address is refused for 10 minutes",
+            "GET /demo": "a page showing the limit from a browser, through ratelimit.js (/demo?run=N&key=K sends N requests to /data on load)",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
+}
+
+/// The limit headers a page may read: without `Access-Control-Expose-Headers`, a script of
+/// another origin sees only the CORS-safelisted ones, and neither `Retry-After` nor any limit
+/// header is among them.
+const EXPOSED_HEADERS: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit, RateLimit-Policy";
+
+/// `GET /demo`: a page that shows the limit from a browser (`/demo?run=N&key=K` runs N
+/// requests to `/data` on load, for the tests).
+#[get("/demo")]
+async fn demo() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("demo/index.html"))
+}
+
+/// `GET /demo/ratelimit.js`: the browser client, `fetchWithRetry`.
+#[get("/demo/ratelimit.js")]
+async fn demo_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("demo/ratelimit.js"))
 }
 
 /// `GET /rate-limited`: the Flask decorator's example, `@ratelimit(limit=300, per=30 * 1)`.
@@ -422,7 +447,14 @@ async fn main() -> std::io::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(limiter.clone())
+            // A page of another origin reads only the response headers listed here.
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("Access-Control-Expose-Headers", EXPOSED_HEADERS)),
+            )
             .service(endpoints)
+            .service(demo)
+            .service(demo_script)
             .service(rate_limited)
             .service(data)
             .service(items)

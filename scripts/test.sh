@@ -27,6 +27,18 @@ if ! python3 -c "import prometheus_client" 2>/dev/null; then
         || sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client
 fi
 
+# tests/browser.rs drives Debian's chromium (headless, through the DevTools protocol) on the
+# example server's /demo, and runs ratelimit.js's unit tests with node.
+if ! command -v chromium >/dev/null; then
+    step "installing chromium (the browser test)"
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if ! command -v node >/dev/null && ! command -v nodejs >/dev/null; then
+    step "installing nodejs (ratelimit.js's unit tests)"
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
