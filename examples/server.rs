@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_ws::Message;
 use ratelimit_runtime::algorithm::AlgorithmKind;
 use ratelimit_runtime::{
-    metrics_endpoint, quota, ratelimit, HeaderStyle, Quota, QuotaSource, RateLimitInfo,
+    metrics_endpoint, quota, ratelimit, HeaderStyle, Priority, Quota, QuotaSource, RateLimitInfo,
     RateLimiter, RedisTarget, Rule, Tier,
 };
 use serde_json::json;
@@ -53,6 +53,7 @@ async fn endpoints() -> impl Responder {
             "GET /llm?max_tokens=M&tokens=N": "needs X-API-Key; 1,000 tokens per minute per key: M reserved before the handler, settled to N after",
             "POST /login": "JSON {\"user\", \"password\"} (the demo password is letmein); 5 failed logins per minute per client address, successful ones not counted; refused 3 times within 10 minutes, the address is refused for 10 minutes",
             "GET /demo": "a page showing the limit from a browser, through ratelimit.js (/demo?run=N&key=K sends N requests to /data on load)",
+            "GET /busy": "a resource of 4 workers and 50 ms of work a request (more in flight queue inside it), under an adaptive concurrency limit: shed requests get 503; X-Priority: critical|normal|sheddable",
             "GET /metrics": "the limiter's Prometheus metrics",
         }
     }))
@@ -265,6 +266,34 @@ async fn plan(req: HttpRequest, info: Option<RateLimitInfo>) -> HttpResponse {
         .json(json!({ "limit_per_minute": limit }))
 }
 
+/// The resource behind `/busy`: 4 workers. A request holds one for 50 ms of work; with all
+/// four busy it waits for one, so latency grows with what is in flight.
+static BUSY_WORKERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// `X-Priority: critical|normal|sheddable` (normal when absent or anything else).
+fn priority_of(req: &HttpRequest) -> Priority {
+    match req.headers().get("x-priority").map(|v| v.as_bytes()) {
+        Some(b"critical") => Priority::Critical,
+        Some(b"sheddable") => Priority::Sheddable,
+        _ => Priority::Normal,
+    }
+}
+
+/// `GET /busy`: a resource of 4 workers and 50 ms of work a request under an adaptive
+/// concurrency limit, which follows the latency and sheds (503) what would only queue,
+/// sheddable requests first and critical ones last.
+#[get("/busy")]
+#[ratelimit(concurrency = "adaptive", priority = priority_of)]
+async fn busy() -> HttpResponse {
+    let started = std::time::Instant::now();
+    let Ok(_worker) = BUSY_WORKERS.acquire().await else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    let ms = started.elapsed().as_millis() as u64;
+    HttpResponse::Ok().json(json!({ "served_in_ms": ms }))
+}
+
 /// `GET /search`: past a soft limit of 5 in 10 seconds the answer is degraded (a cheaper
 /// search), and past 10 it is refused.
 #[get("/search")]
@@ -462,6 +491,7 @@ async fn main() -> std::io::Result<()> {
             .service(llm)
             .service(tiered)
             .service(plan)
+            .service(busy)
             .service(search)
             .service(shadow)
             .service(slow)

@@ -20,6 +20,13 @@ pub enum LimitArg {
     PerRequest(Path),
 }
 
+/// `concurrency = ...`: a fixed number of slots, or `"adaptive"` (with bounds).
+#[derive(Clone, Copy)]
+pub enum ConcurrencyArg {
+    Fixed(u32),
+    Adaptive { min: u32, max: u32 },
+}
+
 /// The arguments of one `#[ratelimit(...)]`, as written.
 #[derive(Default)]
 pub struct Args {
@@ -37,7 +44,9 @@ pub struct Args {
     pub over_limit: Option<Spanned<Path>>,
     pub soft: Option<Spanned<u32>>,
     pub mode: Option<Spanned<String>>,
-    pub concurrency: Option<Spanned<u32>>,
+    pub concurrency: Option<Spanned<ConcurrencyArg>>,
+    /// `priority = path::to::fn`: what an adaptive limit sheds first and last.
+    pub priority: Option<Spanned<Path>>,
     pub max_wait: Option<Spanned<u64>>,
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub per_method: Option<Spanned<bool>>,
@@ -49,7 +58,7 @@ pub struct Args {
 }
 
 /// The keys, `rate` last: it is usually written first, without a key, and not listed.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "limit",
     "per",
     "scope",
@@ -64,6 +73,7 @@ const KEYS: [&str; 20] = [
     "soft",
     "mode",
     "concurrency",
+    "priority",
     "max_wait",
     "methods",
     "per_method",
@@ -186,7 +196,13 @@ impl Args {
                 &mut self.concurrency,
                 "concurrency",
                 span,
-                positive(&value, "concurrency")?,
+                concurrency(&value)?,
+            ),
+            "priority" => put(
+                &mut self.priority,
+                "priority",
+                span,
+                path(&value, "priority")?,
             ),
             "max_wait" => put(&mut self.max_wait, "max_wait", span, wait(&value)?),
             _ => Err(unknown_key(&meta)),
@@ -242,6 +258,44 @@ fn integer(value: &Expr, name: &str) -> syn::Result<u64> {
         )),
         _ => Err(syn::Error::new(value.span(), format!("`{name}` takes a whole number literal"))),
     }
+}
+
+/// `concurrency = N`, `"adaptive"` or `"adaptive(MIN..MAX)"`.
+fn concurrency(value: &Expr) -> syn::Result<ConcurrencyArg> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return positive(value, "concurrency").map(ConcurrencyArg::Fixed);
+    };
+    let wrong = || {
+        syn::Error::new(
+            text.span(),
+            "`concurrency` takes a number of slots, `\"adaptive\"`, or `\"adaptive(MIN..MAX)\"` with bounds, e.g. `\"adaptive(2..64)\"`",
+        )
+    };
+    let text_value = text.value();
+    let body = text_value.trim();
+    if body == "adaptive" {
+        return Ok(ConcurrencyArg::Adaptive { min: 2, max: 1_000 });
+    }
+    let bounds = body
+        .strip_prefix("adaptive(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(wrong)?;
+    let (min, max) = bounds.split_once("..").ok_or_else(wrong)?;
+    let (min, max) = (
+        min.trim().parse::<u32>().map_err(|_| wrong())?,
+        max.trim().parse::<u32>().map_err(|_| wrong())?,
+    );
+    if min == 0 || max < min {
+        return Err(syn::Error::new(
+            text.span(),
+            format!("an adaptive limit's bounds need 1 <= MIN <= MAX, not {min}..{max}"),
+        ));
+    }
+    Ok(ConcurrencyArg::Adaptive { min, max })
 }
 
 fn positive(value: &Expr, name: &str) -> syn::Result<u32> {

@@ -3,7 +3,7 @@
 use proc_macro2::Span;
 use syn::Path;
 
-use crate::args::{Args, LimitArg, Spanned};
+use crate::args::{Args, ConcurrencyArg, LimitArg, Spanned};
 use crate::rate;
 
 /// Where a rule's quota comes from.
@@ -16,6 +16,11 @@ pub enum QuotaSpec {
     PerRequest(Path),
     /// A concurrency limit: at most this many in flight.
     InFlight(u32),
+    /// An adaptive concurrency limit, within these bounds.
+    Adaptive {
+        min: u32,
+        max: u32,
+    },
 }
 
 /// Who a rule counts.
@@ -53,6 +58,8 @@ pub struct RuleSpec {
     pub cost_fn: Option<Path>,
     /// Refusals (the limit) within a period that earn a penalty of that period.
     pub penalty: Option<(u32, u32)>,
+    /// `fn(&HttpRequest) -> Priority`, for an adaptive limit.
+    pub priority: Option<Path>,
 }
 
 /// The request methods `methods` accepts (RFC 9110 and PATCH).
@@ -84,6 +91,19 @@ impl Args {
         let quotas = match &self.concurrency {
             Some(n) => self.in_flight(n)?,
             None => self.quotas(at)?,
+        };
+        let adaptive = matches!(quotas[..], [QuotaSpec::Adaptive { .. }]);
+        if let Some(priority) = self.priority.as_ref().filter(|_| !adaptive) {
+            return Err(syn::Error::new(
+                priority.span,
+                "`priority` orders what an adaptive limit sheds: it needs `concurrency = \"adaptive\"`",
+            ));
+        }
+        // An adaptive limit protects the server: one for the handler, unless a scope says
+        // otherwise.
+        let scope = match (adaptive, &self.scope, &self.key) {
+            (true, None, None) => ScopeSpec::Global,
+            _ => scope,
         };
         self.check_log_size(algorithm, &quotas)?;
         if let Some(shared) = self.shared.as_ref().filter(|s| s.value.trim().is_empty()) {
@@ -137,6 +157,7 @@ impl Args {
                 soft: self.soft.as_ref().map(|s| s.value),
                 mode,
                 max_wait_millis: self.max_wait.as_ref().map(|w| w.value),
+                priority: self.priority.as_ref().map(|p| p.value.clone()),
             })
             .collect())
     }
@@ -224,7 +245,7 @@ impl Args {
     }
 
     /// A concurrency limit: only the arguments that say who it counts and how it answers.
-    fn in_flight(&self, n: &Spanned<u32>) -> syn::Result<Vec<QuotaSpec>> {
+    fn in_flight(&self, n: &Spanned<ConcurrencyArg>) -> syn::Result<Vec<QuotaSpec>> {
         if let Some(span) = [
             self.rate.as_ref().map(|r| r.span),
             self.limit.as_ref().map(|l| l.span),
@@ -256,7 +277,10 @@ impl Args {
                 format!("`{name}` has no meaning for a concurrency limit, which counts requests in flight; remove it"),
             ));
         }
-        Ok(vec![QuotaSpec::InFlight(n.value)])
+        Ok(vec![match n.value {
+            ConcurrencyArg::Fixed(n) => QuotaSpec::InFlight(n),
+            ConcurrencyArg::Adaptive { min, max } => QuotaSpec::Adaptive { min, max },
+        }])
     }
 
     /// A sliding log keeps one timestamp per unit it counts: its limit is its size, bounded as

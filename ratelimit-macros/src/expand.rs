@@ -86,6 +86,7 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         QuotaSpec::Fixed { limit, period_secs } => format!("{limit}/{period_secs}"),
         QuotaSpec::PerRequest(p) => text(p),
         QuotaSpec::InFlight(n) => format!("in flight {n}"),
+        QuotaSpec::Adaptive { min, max } => format!("adaptive {min}..{max}"),
     };
     let scope = |s: &ScopeSpec| match s {
         ScopeSpec::Ip => "ip".to_string(),
@@ -98,6 +99,7 @@ fn same_limit(a: &RuleSpec, b: &RuleSpec) -> bool {
         (_, Some(burst)) => Some(burst),
         (_, None) if r.algorithm == "leaky_bucket" => Some(1),
         (QuotaSpec::Fixed { limit, .. } | QuotaSpec::InFlight(limit), None) => Some(*limit),
+        (QuotaSpec::Adaptive { max, .. }, None) => Some(*max),
         (QuotaSpec::PerRequest(_), None) => None,
     };
     (
@@ -212,6 +214,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
     let methods = &rule.methods;
     let deduct_when = option(rule.deduct_when.as_ref().map(deduct_when_expr));
     let cost_fn = option(rule.cost_fn.as_ref().map(cost_fn_expr));
+    let priority = option(rule.priority.as_ref().map(priority_expr));
     let penalty = option(
         rule.penalty
             .map(|(refusals, secs)| quote!(#rt::quota(#refusals, #secs))),
@@ -254,6 +257,7 @@ fn rule_expr(rule: &RuleSpec, handler: &syn::Ident) -> TokenStream {
             deduct_when: #deduct_when,
             cost_fn: #cost_fn,
             penalty: #penalty,
+            priority: #priority,
             limiter_cache: #rt::LimiterCache::new(),
         }
     }
@@ -266,6 +270,9 @@ fn quota_expr(quota: &QuotaSpec) -> TokenStream {
             quote!(#rt::QuotaSource::Fixed(#rt::quota(#limit, #period_secs)))
         }
         QuotaSpec::InFlight(n) => quote!(#rt::QuotaSource::InFlight(#rt::non_zero(#n))),
+        QuotaSpec::Adaptive { min, max } => quote!(#rt::QuotaSource::Adaptive(
+            #rt::AdaptiveBounds { min: #min, max: #max }
+        )),
         // A function of the request, or an async lookup of the client's key: the function's
         // type tells which (`TierFn`).
         QuotaSpec::PerRequest(path) => {
@@ -345,6 +352,16 @@ fn cost_fn_expr(path: &Path) -> TokenStream {
     at(
         path,
         quote!(|req: &#rt::HttpRequest| -> u32 { #rt::IntoCost::into_cost(#path(req)) }),
+    )
+}
+
+fn priority_expr(path: &Path) -> TokenStream {
+    let rt = quote!(::ratelimit_runtime::__private);
+    at(
+        path,
+        quote!(|__ratelimit_req: &#rt::HttpRequest| -> #rt::Priority {
+            #rt::IntoPriority::into_priority(#path(__ratelimit_req))
+        }),
     )
 }
 

@@ -7,6 +7,7 @@ use std::future::{ready, Future, Ready};
 use actix_web::dev::Payload;
 use actix_web::FromRequest;
 
+pub use crate::adaptive::{AdaptiveBounds, Priority};
 pub use crate::algorithm::AlgorithmKind;
 pub use crate::catalogue::HandlerRules;
 pub use crate::engine::Pass;
@@ -89,6 +90,23 @@ impl IntoKey for &str {
 impl<K: IntoKey> IntoKey for Option<K> {
     fn into_key(self) -> Option<String> {
         self.and_then(IntoKey::into_key)
+    }
+}
+
+/// What a `priority` function returns.
+#[diagnostic::on_unimplemented(
+    message = "a `priority` function returns a `Priority`, not `{Self}`",
+    label = "this `priority` function returns `{Self}`",
+    note = "expected `fn(&HttpRequest) -> Priority`: `Priority::Critical`, `Priority::Normal` or `Priority::Sheddable`"
+)]
+pub trait IntoPriority {
+    /// The priority.
+    fn into_priority(self) -> Priority;
+}
+
+impl IntoPriority for Priority {
+    fn into_priority(self) -> Priority {
+        self
     }
 }
 

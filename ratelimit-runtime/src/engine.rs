@@ -19,6 +19,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
+use crate::adaptive::{AdaptiveBounds, Priority};
 use crate::algorithm::Limit;
 use crate::backend::Outcome as Answer;
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
@@ -34,9 +35,11 @@ use crate::lookup::{self, LookupFailed};
 use crate::metrics::{Outcome, RuleCounters, StoreLabel};
 use crate::overrides::{KeyRule, Tables as KeyTables};
 use crate::quota::Quota;
-use crate::response::{blocked, lookup_failed, too_many_requests, unavailable, unsupported_limit};
+use crate::response::{
+    blocked, lookup_failed, shed, too_many_requests, unavailable, unsupported_limit,
+};
 use crate::rule::{Mode, QuotaSource, Rule, Tier};
-use crate::slots::{HoldingBody, Slot, SlotAnswer};
+use crate::slots::{AdaptiveSlot, Held, HoldingBody, Slot, SlotAnswer};
 use crate::state::{penalty_strikes, State};
 use crate::store::{Check, Verdict};
 use crate::unsupported::{self, UnsupportedLimit};
@@ -311,6 +314,12 @@ impl State {
         pass: &mut Pass,
     ) -> Result<(), HttpResponse> {
         for (&(rule, tier), check) in batch.rules.iter().zip(&batch.checks) {
+            if let QuotaSource::Adaptive(bounds) = rule.quota {
+                if !self.take_adaptive(req, rule, tier, check, bounds, pass) {
+                    return Err(shed());
+                }
+                continue;
+            }
             let limit = check.limit.quota.limit();
             let started = self.clock.now();
             let (answer, store) = self.backend.take_slot(&self.store, check, limit, now).await;
@@ -357,6 +366,50 @@ impl State {
         }
         Ok(())
     }
+    /// A slot of the adaptive limit `rule` (bounds `bounds`) for `req`; false when the limit
+    /// sheds it (503). In process memory whatever the store: the limit protects this server.
+    fn take_adaptive(
+        &self,
+        req: &HttpRequest,
+        rule: &Rule,
+        tier: &'static str,
+        check: &Check,
+        bounds: AdaptiveBounds,
+        pass: &mut Pass,
+    ) -> bool {
+        let now = self.clock.now();
+        let limit = self.adaptive.get(check.key, &rule.name, bounds, now);
+        let priority = rule.priority.map_or(Priority::Normal, |of| of(req));
+        match limit.try_take(priority, rule.priority.is_some()) {
+            Ok(in_flight) => {
+                self.metrics
+                    .count(rule, tier, Outcome::Allowed, StoreLabel::Memory, 1);
+                let counters = self.metrics.counters(&rule.name, tier);
+                counters.adaptive();
+                let held = AdaptiveSlot::new(limit, now, in_flight, Arc::clone(&self.clock));
+                pass.slots.push(Slot::new(
+                    Held::Adaptive(held),
+                    Arc::clone(&self.store),
+                    counters,
+                ));
+                true
+            }
+            Err(_) if self.shadow => {
+                self.metrics
+                    .count(rule, tier, Outcome::ShadowDenied, StoreLabel::Memory, 0);
+                true
+            }
+            Err(in_force) => {
+                self.metrics
+                    .count(rule, tier, Outcome::Shed, StoreLabel::Memory, 0);
+                self.metrics
+                    .with_rule(&rule.name, tier, |c| c.shed(priority));
+                tracing::debug!(rule = %rule.name, limit = in_force, priority = priority.name(), "adaptive concurrency limit: shed");
+                false
+            }
+        }
+    }
+
     /// What the async tier and key functions of `rules` answer for `req`, rule by rule (`None`
     /// for a rule without any, or that does not apply): the key counted, then the tier looked
     /// up with it, unless a per-client entry decides for that key. A failed lookup of an
@@ -472,7 +525,7 @@ impl State {
                 None => rule.tier_for(req),
             };
             let tier = chosen.map_or("", |(_, tier)| tier);
-            let batch = if matches!(rule.quota, QuotaSource::InFlight(_)) {
+            let batch = if rule.quota.is_concurrency() {
                 0
             } else if self.shadow || rule.mode == Mode::Shadow {
                 2
@@ -944,7 +997,8 @@ impl Pass {
         if self.slots.is_empty() {
             return response;
         }
-        let slots = self.slots;
+        let mut slots = self.slots;
+        slots.iter_mut().for_each(Slot::served);
         response.map_body(|_, body| BoxBody::new(HoldingBody::new(body, slots)))
     }
 
@@ -1047,7 +1101,7 @@ type Counted = Option<(Outcome, u32)>;
 /// a pass, with the units both were charged.
 fn worse(a: Counted, b: Counted) -> Counted {
     let rank = |o: &Counted| match o {
-        Some((Outcome::Denied | Outcome::ShadowDenied, _)) => 3,
+        Some((Outcome::Denied | Outcome::ShadowDenied | Outcome::Shed, _)) => 3,
         Some((Outcome::Degraded, _)) => 2,
         Some((Outcome::Allowed | Outcome::Refunded, _)) => 1,
         None => 0,

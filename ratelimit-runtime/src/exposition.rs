@@ -73,6 +73,7 @@ impl Collector for LimiterCollector {
             "Bytes the in-memory store's sliding logs hold (capped by max_log_bytes)",
             &ConstGauge::new(i64::try_from(memory.log_bytes).unwrap_or(i64::MAX)),
         )?;
+        encode_adaptive(&mut encoder, inner)?;
         // Lookups (async tier and key functions): shown once a request asked one.
         let lookups = [
             ("tier", inner.lookups.tiers.outcomes()),
@@ -111,6 +112,48 @@ impl Collector for LimiterCollector {
         }
         Ok(())
     }
+}
+
+/// The adaptive concurrency limits: per rule, the limit in force and the latencies its
+/// controller sees; for a rule with a scope (a limit per client), the client of the highest.
+fn encode_adaptive(encoder: &mut DescriptorEncoder, state: &State) -> fmt::Result {
+    let mut by_rule: std::collections::BTreeMap<String, (u32, u64, u64)> = Default::default();
+    for limit in state.adaptive.all() {
+        let now = limit.snapshot();
+        let kept = by_rule.entry(limit.rule.clone()).or_insert(now);
+        if now.0 > kept.0 {
+            *kept = now;
+        }
+    }
+    if by_rule.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut limits = encoder.encode_descriptor(
+            "ratelimit_adaptive_limit",
+            "The limit an adaptive concurrency limit is at, in this process",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (rule, (limit, _, _)) in &by_rule {
+            let series = [("rule", rule.as_str())];
+            ConstGauge::new(i64::from(*limit)).encode(limits.encode_family(&series)?)?;
+        }
+    }
+    let mut latency = encoder.encode_descriptor(
+        "ratelimit_adaptive_latency_seconds",
+        "The latencies an adaptive concurrency limit follows: no_load (measured at its minimum) and sampled (the 90th percentile of its last window)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (rule, (_, no_load, sampled)) in &by_rule {
+        for (kind, nanos) in [("no_load", no_load), ("sampled", sampled)] {
+            let series = [("rule", rule.as_str()), ("kind", kind)];
+            let seconds = *nanos as f64 / 1e9;
+            ConstGauge::new(seconds).encode(latency.encode_family(&series)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The Redis store's health: errors, the fallback, the local cache of denials and leases.

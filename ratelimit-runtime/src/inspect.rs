@@ -16,7 +16,7 @@ use crate::clock::UnixNanos;
 use crate::decision::Decision;
 use crate::info::RateLimitInfo;
 use crate::key::{ClientIp, Identity, Scope};
-use crate::rule::{QuotaSource, Rule};
+use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, StoreError};
 
 /// Why a peek or a reset could not be done.
@@ -109,7 +109,7 @@ pub(crate) fn checks_of(
     rules
         .iter()
         // A concurrency limit has no state to read or clear: its slots are requests.
-        .filter(|r| !matches!(r.quota, QuotaSource::InFlight(_)))
+        .filter(|r| !r.quota.is_concurrency())
         .map(|r| {
             let identity = match &r.scope {
                 Scope::Ip => match ip {

@@ -66,7 +66,7 @@ impl std::error::Error for InsufficientCapacity {}
 pub(crate) fn rules_of(limit: &impl KeyedLimit, cost: u32, overrides: &Overrides) -> Vec<Rule> {
     let rule = limit.rule();
     let mut rules = overrides.apply(std::slice::from_ref(&*rule)).into_owned();
-    rules.retain(|r| !matches!(r.quota, QuotaSource::InFlight(_)));
+    rules.retain(|r| !r.quota.is_concurrency());
     let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
     rules.iter_mut().for_each(|r| r.cost = cost);
     rules

@@ -41,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod adaptive;
 pub mod algorithm;
 mod backend;
 mod catalogue;
@@ -86,6 +87,7 @@ pub mod __private;
 #[doc(hidden)]
 pub mod feature_off;
 
+pub use adaptive::{AdaptiveBounds, Priority};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use backend::{FailurePolicy, RedisStats, RedisTarget};

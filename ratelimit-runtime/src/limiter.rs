@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus_client::registry::Registry;
 use smallvec::SmallVec;
 
+use crate::adaptive::AdaptiveLimits;
 use crate::backend::Backend;
 #[cfg(feature = "redis")]
 use crate::backend::{FailurePolicy, RedisBackend, RedisStats, RedisTarget};
@@ -1011,7 +1012,7 @@ impl RateLimiterBuilder {
             state: Arc::new(State {
                 store: Arc::new(store),
                 backend,
-                clock: self.clock,
+                clock: Arc::from(self.clock),
                 client_ip,
                 header_style: self.header_style,
                 denied_body: self.denied_body,
@@ -1022,6 +1023,7 @@ impl RateLimiterBuilder {
                 fleet_key,
                 hasher: ahash::RandomState::new(),
                 lookups: LookupCaches::new(self.lookups),
+                adaptive: AdaptiveLimits::default(),
             }),
         })
     }

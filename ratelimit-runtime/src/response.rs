@@ -77,6 +77,12 @@ pub(crate) fn lookup_failed(failed: &LookupFailed) -> HttpResponse {
     service_unavailable("rate_limit_lookup_failed", failed.retry_after_secs())
 }
 
+/// The response to a request an adaptive concurrency limit sheds: 503, `Retry-After: 1`
+/// (slots come back as requests end, within moments).
+pub(crate) fn shed() -> HttpResponse {
+    service_unavailable("overloaded", 1)
+}
+
 fn service_unavailable(error: &str, retry_after_secs: u64) -> HttpResponse {
     let body = json!({"error": error, "retry_after": retry_after_secs});
     HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)

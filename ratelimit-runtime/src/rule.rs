@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::adaptive::{AdaptiveBounds, Priority};
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::info::RateLimitInfo;
 use crate::key::fingerprint::write_str;
@@ -29,6 +30,9 @@ pub enum QuotaSource {
     Chosen(Chooser<Tier>),
     /// Not a rate but a concurrency limit: at most this many requests in flight at once.
     InFlight(NonZeroU32),
+    /// A concurrency limit that follows the latency of the requests it admits, within these
+    /// bounds (`concurrency = "adaptive"`, see [`adaptive`](crate::adaptive)); per process.
+    Adaptive(AdaptiveBounds),
 }
 
 impl QuotaSource {
@@ -38,8 +42,14 @@ impl QuotaSource {
         match self {
             QuotaSource::Fixed(quota) => Some(quota),
             QuotaSource::InFlight(n) => Some(Quota::new(n, NonZeroU32::MIN)),
+            QuotaSource::Adaptive(bounds) => Some(adaptive_quota(bounds)),
             QuotaSource::PerRequest(_) | QuotaSource::Chosen(_) => None,
         }
+    }
+
+    /// Whether this counts requests in flight rather than a rate.
+    pub(crate) const fn is_concurrency(self) -> bool {
+        matches!(self, QuotaSource::InFlight(_) | QuotaSource::Adaptive(_))
     }
 
     /// What tells the functions of two sources apart (`None` for a fixed quota): rules of one
@@ -48,7 +58,7 @@ impl QuotaSource {
         match self {
             QuotaSource::PerRequest(choose) => Some(Ok(choose as usize)),
             QuotaSource::Chosen(chooser) => Some(Err((chooser.function)())),
-            QuotaSource::Fixed(_) | QuotaSource::InFlight(_) => None,
+            QuotaSource::Fixed(_) | QuotaSource::InFlight(_) | QuotaSource::Adaptive(_) => None,
         }
     }
 
@@ -58,6 +68,14 @@ impl QuotaSource {
             QuotaSource::Chosen(chooser) if chooser.looks_up => Some(chooser),
             _ => None,
         }
+    }
+}
+
+/// The quota standing for an adaptive limit in the store's keys: its maximum per second.
+const fn adaptive_quota(bounds: AdaptiveBounds) -> Quota {
+    match NonZeroU32::new(bounds.max) {
+        Some(max) => Quota::new(max, NonZeroU32::MIN),
+        None => Quota::new(NonZeroU32::MIN, NonZeroU32::MIN),
     }
 }
 
@@ -164,6 +182,10 @@ pub struct Rule {
     /// on Redis; [`peek`](crate::RateLimiter::peek) sees it, [`reset`](crate::RateLimiter::reset)
     /// lifts it.
     pub penalty: Option<Quota>,
+    /// The priority of a request under an adaptive concurrency limit (`priority = fn`): as the
+    /// limit tightens, sheddable requests are shed first and critical ones last. `None`: every
+    /// request is [`Normal`](Priority::Normal), and any free slot serves it.
+    pub priority: Option<fn(&HttpRequest) -> Priority>,
     /// What the limiter deciding the rule keeps of it at hand. Not a stable API.
     #[doc(hidden)]
     pub limiter_cache: LimiterCache,
@@ -190,6 +212,7 @@ impl Rule {
             deduct_when: None,
             cost_fn: None,
             penalty: None,
+            priority: None,
             limiter_cache: LimiterCache::new(),
         }
     }
@@ -212,6 +235,7 @@ impl Rule {
         let tier = match self.quota {
             QuotaSource::Fixed(quota) => Tier::from(quota),
             QuotaSource::InFlight(n) => Tier::from(Quota::new(n, NonZeroU32::MIN)),
+            QuotaSource::Adaptive(bounds) => Tier::from(adaptive_quota(bounds)),
             QuotaSource::PerRequest(choose) => choose(req),
             QuotaSource::Chosen(chooser) => match (chooser.choose)(req, None) {
                 Choice::Now(tier) => tier,

@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
 
+use crate::adaptive::AdaptiveLimit;
+use crate::clock::{Clock, UnixNanos};
 use crate::metrics::RuleCounters;
 use crate::store::MemoryStore;
 #[cfg(feature = "redis")]
@@ -38,9 +40,38 @@ pub(crate) enum SlotAnswer {
 pub(crate) enum Held {
     /// In the memory store (or the fallback), under this key.
     Memory(u64),
+    /// Of an adaptive limit, in this process.
+    Adaptive(AdaptiveSlot),
     /// A lease on Redis, renewed until given back.
     #[cfg(feature = "redis")]
     Redis(RedisSlot),
+}
+
+/// A slot of an adaptive limit: when its request was admitted, with how many in flight, and
+/// whether it was served (its latency is then a sample of the limit's controller).
+pub(crate) struct AdaptiveSlot {
+    limit: Arc<AdaptiveLimit>,
+    admitted: UnixNanos,
+    in_flight: u32,
+    clock: Arc<dyn Clock>,
+    served: bool,
+}
+
+impl AdaptiveSlot {
+    pub(crate) fn new(
+        limit: Arc<AdaptiveLimit>,
+        admitted: UnixNanos,
+        in_flight: u32,
+        clock: Arc<dyn Clock>,
+    ) -> AdaptiveSlot {
+        AdaptiveSlot {
+            limit,
+            admitted,
+            in_flight,
+            clock,
+            served: false,
+        }
+    }
 }
 
 /// A slot taken: given back when dropped.
@@ -62,11 +93,32 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The handler answered: the request is served (an adaptive limit then learns its latency
+    /// when the slot goes back).
+    pub(crate) fn served(&mut self) {
+        if let Some(Held::Adaptive(slot)) = &mut self.held {
+            slot.served = true;
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.counters.in_flight(-1);
         match self.held.take() {
             Some(Held::Memory(key)) => self.memory.give_slot(key),
+            Some(Held::Adaptive(slot)) => {
+                let now = slot.clock.now();
+                let AdaptiveSlot {
+                    limit,
+                    admitted,
+                    in_flight,
+                    served,
+                    ..
+                } = slot;
+                limit.give_back(served, admitted, in_flight, now);
+            }
             #[cfg(feature = "redis")]
             Some(Held::Redis(slot)) => slot.give_back(),
             None => {}
@@ -78,6 +130,7 @@ impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let place = match &self.held {
             Some(Held::Memory(_)) => "memory",
+            Some(Held::Adaptive(_)) => "adaptive",
             #[cfg(feature = "redis")]
             Some(Held::Redis(_)) => "redis",
             None => "given back",

@@ -11,6 +11,7 @@ use std::num::NonZeroU32;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::adaptive::AdaptiveLimits;
 use crate::algorithm::{AlgorithmKind, Limit};
 use crate::backend::Backend;
 use crate::clock::Clock;
@@ -44,7 +45,7 @@ pub(crate) struct State {
     /// The in-memory store: the store itself, or the fallback of a Redis backend.
     pub(crate) store: Arc<MemoryStore>,
     pub(crate) backend: Backend,
-    pub(crate) clock: Box<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client_ip: ClientIp,
     pub(crate) header_style: HeaderStyle,
     pub(crate) denied_body: DeniedBody,
@@ -58,6 +59,8 @@ pub(crate) struct State {
     pub(crate) hasher: ahash::RandomState,
     /// The answers of async tier and key functions.
     pub(crate) lookups: LookupCaches,
+    /// The adaptive concurrency limits of this process.
+    pub(crate) adaptive: AdaptiveLimits,
 }
 
 impl State {

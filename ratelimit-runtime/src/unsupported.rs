@@ -94,7 +94,10 @@ pub(crate) fn check(rule: &Rule, limit: &Limit, on_redis: bool) -> Result<(), Un
 pub(crate) fn check_fixed(rule: &Rule, on_redis: bool) -> Result<(), UnsupportedLimit> {
     match rule.quota {
         QuotaSource::Fixed(quota) => check(rule, &rule.limit_of(quota), on_redis),
-        QuotaSource::PerRequest(_) | QuotaSource::Chosen(_) | QuotaSource::InFlight(_) => Ok(()),
+        QuotaSource::PerRequest(_)
+        | QuotaSource::Chosen(_)
+        | QuotaSource::InFlight(_)
+        | QuotaSource::Adaptive(_) => Ok(()),
     }
 }
 

@@ -14,7 +14,14 @@ use super::{Metrics, RuleCounters, RuleLabel, StoreLabel};
 
 const STORES: [&str; 3] = ["memory", "redis", "fallback"];
 
-const OUTCOMES: [&str; 5] = ["allowed", "denied", "shadow_denied", "degraded", "refunded"];
+const OUTCOMES: [&str; 6] = [
+    "allowed",
+    "denied",
+    "shadow_denied",
+    "degraded",
+    "refunded",
+    "shed",
+];
 
 pub(crate) fn single(
     encoder: &mut DescriptorEncoder,
@@ -58,7 +65,7 @@ fn encode_rules(
     };
     let mut decisions = encoder.encode_descriptor(
         "ratelimit_decisions",
-        "Decisions per rule, by outcome (allowed, denied, shadow_denied, degraded; refunded: allowed, then given back after the response) and store",
+        "Decisions per rule, by outcome (allowed, denied, shadow_denied, degraded; refunded: allowed, then given back after the response; shed: by an adaptive concurrency limit) and store",
         None,
         MetricType::Counter,
     )?;
@@ -107,6 +114,23 @@ fn encode_rules(
     {
         let begun = counters.penalties.load(Ordering::Relaxed);
         ConstCounter::new(begun).encode(penalties.encode_family(&labels(label))?)?;
+    }
+    let mut shed = encoder.encode_descriptor(
+        "ratelimit_shed",
+        "Requests an adaptive concurrency limit shed (503), by priority",
+        None,
+        MetricType::Counter,
+    )?;
+    for (label, counters) in rules
+        .iter()
+        .filter(|(_, c)| c.adaptive.load(Ordering::Relaxed))
+    {
+        for (at, priority) in ["critical", "normal", "sheddable"].into_iter().enumerate() {
+            let mut series = labels(label);
+            series.push(("priority", priority.to_string()));
+            let count = counters.shed[at].load(Ordering::Relaxed);
+            ConstCounter::new(count).encode(shed.encode_family(&series)?)?;
+        }
     }
     let mut in_flight = encoder.encode_descriptor(
         "ratelimit_in_flight",

@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hashbrown::{Equivalent, HashMap};
 
+use crate::adaptive::Priority;
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::rule::Rule;
 
@@ -44,6 +45,8 @@ pub(crate) enum Outcome {
     /// Allowed, and its units given back after the response (`deduct_when`, `settle`): the
     /// units counted are those given back.
     Refunded = 4,
+    /// Shed by an adaptive concurrency limit (503).
+    Shed = 5,
 }
 
 /// Upper bounds of the decision-latency buckets, in nanoseconds (1 µs to 250 ms: memory
@@ -109,7 +112,11 @@ impl Equivalent<RuleLabel> for RuleLabelRef<'_> {
 /// The counters of one rule (and tier).
 #[derive(Debug, Default)]
 pub(crate) struct RuleCounters {
-    decisions: [[AtomicU64; 3]; 5],
+    decisions: [[AtomicU64; 3]; 6],
+    /// Requests an adaptive limit shed, by priority (critical, normal, sheddable), and whether
+    /// the rule is one.
+    shed: [AtomicU64; 3],
+    adaptive: AtomicBool,
     /// Units given back after the response, by store.
     refunded_units: [AtomicU64; 3],
     /// Penalties this rule began (`penalty`), and whether the rule has one (set by its
@@ -157,6 +164,21 @@ impl RuleCounters {
     }
 
     /// A slot of this rule taken (+1) or given back (-1).
+    /// Counts a request an adaptive limit shed.
+    pub(crate) fn shed(&self, priority: Priority) {
+        let at = match priority {
+            Priority::Critical => 0,
+            Priority::Normal => 1,
+            Priority::Sheddable => 2,
+        };
+        self.shed[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the rule an adaptive limit (its shed counts are shown from then on).
+    pub(crate) fn adaptive(&self) {
+        self.adaptive.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn in_flight(&self, delta: i64) {
         self.concurrent.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(delta, Ordering::Relaxed);

@@ -484,7 +484,7 @@ fn normal_key(
 /// Whether an override applies to `rule`: overrides change rates, and a concurrency limit is
 /// not one.
 fn is_rate(rule: &Rule) -> bool {
-    !matches!(rule.quota, QuotaSource::InFlight(_))
+    !rule.quota.is_concurrency()
 }
 
 /// The rate rules named `name`: `extra` (rules at hand) and the program's.
