@@ -101,6 +101,27 @@ mod snippets {
         }
     }
 
+    // Adaptive concurrency.
+
+    mod adaptive {
+        use super::*;
+        use ratelimit_runtime::Priority;
+
+        fn priority_of(req: &HttpRequest) -> Priority {
+            match req.headers().get("x-priority").map(|v| v.as_bytes()) {
+                Some(b"critical") => Priority::Critical,   // checkout, login: shed last
+                Some(b"sheddable") => Priority::Sheddable, // prefetches, analytics: shed first
+                _ => Priority::Normal,
+            }
+        }
+
+        #[get("/busy")]
+        #[ratelimit(concurrency = "adaptive", priority = priority_of)]
+        async fn busy() -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+    }
+
     // Tiers that look things up.
 
     mod lookups {
