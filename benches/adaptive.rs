@@ -80,11 +80,18 @@ struct Run {
 
 /// One closed-loop client until `stop`.
 async fn client(url: String, priority: &'static str, measuring: &AtomicBool, stop: Instant) -> Run {
-    let http = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
     let mut run = Run::default();
     while Instant::now() < stop {
         let started = Instant::now();
-        let Ok(res) = http.get(&url).insert_header(("X-Priority", priority)).send().await else {
+        let Ok(res) = http
+            .get(&url)
+            .insert_header(("X-Priority", priority))
+            .send()
+            .await
+        else {
             continue;
         };
         let latency = started.elapsed();

@@ -125,3 +125,48 @@ async fn busy_under_overload_keeps_goodput_and_latency_and_serves_critical_traff
         critical.len()
     );
 }
+
+/// The gate the handler of `/scoped` waits at, so that requests stay in flight.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+#[actix_web::get("/scoped")]
+#[ratelimit_runtime::ratelimit(concurrency = "adaptive(2..8)", scope = "header:X-API-Key")]
+async fn scoped() -> actix_web::HttpResponse {
+    let _pass = GATE.acquire().await;
+    actix_web::HttpResponse::Ok().finish()
+}
+
+/// With a scope, each client has an adaptive limit of its own: at the start 2 slots each (the
+/// minimum, at which the no-load latency is measured); a third request of one client is shed,
+/// another client's is not.
+#[actix_web::test]
+async fn a_scoped_adaptive_limit_is_per_client() {
+    use actix_web::test::{call_service, init_service, TestRequest};
+    let limiter = ratelimit_runtime::RateLimiter::builder()
+        .ignore_env()
+        .build()
+        .unwrap();
+    let app = init_service(actix_web::App::new().app_data(limiter).service(scoped)).await;
+    let get = |key: &str| {
+        TestRequest::get()
+            .uri("/scoped")
+            .insert_header(("X-API-Key", key))
+            .to_request()
+    };
+    let (a1, a2, a3, b1) = (
+        call_service(&app, get("a")),
+        call_service(&app, get("a")),
+        call_service(&app, get("a")),
+        call_service(&app, get("b")),
+    );
+    let release = async {
+        // Once every request has been admitted or shed, let the handlers finish.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        GATE.add_permits(16);
+    };
+    let ((a1, a2, a3, b1), ()) = tokio::join!(async { tokio::join!(a1, a2, a3, b1) }, release);
+    let statuses = [a1.status(), a2.status(), a3.status(), b1.status()].map(|s| s.as_u16());
+    assert_eq!(statuses, [200, 200, 503, 200]);
+}

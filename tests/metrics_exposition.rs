@@ -93,6 +93,12 @@ async fn every_counter_equals_what_was_sent() {
     let search = send(&client, &server, "/search", None, 12).await;
     assert_eq!(search.iter().filter(|&&s| s == 429).count(), 2);
     send(&client, &server, "/tiered", Some("pro_demo"), 3).await;
+    // An async tier lookup, and an adaptive concurrency limit: their families parse too.
+    assert_eq!(
+        send(&client, &server, "/plan", Some("pro_metrics"), 2).await,
+        [200; 2]
+    );
+    assert_eq!(send(&client, &server, "/busy", None, 2).await, [200; 2]);
 
     let mut response = client
         .get(server.url("/metrics"))
@@ -128,7 +134,15 @@ async fn every_counter_equals_what_was_sent() {
     assert_eq!(value(&samples, "ratelimit_decisions_total", &tiered), 3.0);
     let units = [("rule", "server::search"), ("store", "memory")];
     assert_eq!(value(&samples, "ratelimit_units_spent_total", &units), 10.0);
-    // Every decision timed once: 13 + 8 + 12 + 3.
+    let lookups = [("kind", "tier"), ("outcome", "looked_up")];
+    assert_eq!(value(&samples, "ratelimit_lookups_total", &lookups), 1.0);
+    let busy = [("rule", "server::busy")];
+    assert!(value(&samples, "ratelimit_adaptive_limit", &busy) >= 2.0);
+    let admitted = [("rule", "server::busy"), ("outcome", "allowed")];
+    assert_eq!(value(&samples, "ratelimit_decisions_total", &admitted), 2.0);
+    let shed = [("rule", "server::busy"), ("priority", "normal")];
+    assert_eq!(value(&samples, "ratelimit_shed_total", &shed), 0.0);
+    // Every decision timed once: 13 + 8 + 12 + 3 + 2 (an adaptive limit asks no store).
     let timed = [("store", "memory")];
     assert_eq!(
         value(
@@ -136,10 +150,11 @@ async fn every_counter_equals_what_was_sent() {
             "ratelimit_decision_duration_seconds_count",
             &timed
         ),
-        36.0
+        38.0
     );
-    // Keys: one API key on /data, the address on /shadow and /search, one on /tiered.
-    assert_eq!(value(&samples, "ratelimit_tracked_keys", &[]), 4.0);
+    // Keys: one API key on /data, the address on /shadow and /search, one on /tiered, one on
+    // /plan.
+    assert_eq!(value(&samples, "ratelimit_tracked_keys", &[]), 5.0);
     assert_eq!(value(&samples, "ratelimit_evictions_total", &[]), 0.0);
     // The one sliding log (`/data`) holds its 10 entries of 8 bytes, with some room to grow.
     let log_bytes = value(&samples, "ratelimit_log_bytes", &[]);
