@@ -121,8 +121,11 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
         .unwrap_or_default()
 }
 
+/// Registers one guard's handler.
+type Configure = fn(&mut actix_web::web::ServiceConfig);
+
 fn main() {
-    let configs: [(&str, fn(&mut actix_web::web::ServiceConfig)); 4] = [
+    let configs: [(&str, Configure); 4] = [
         ("no limiter", |c| {
             c.service(unguarded);
         }),
