@@ -277,6 +277,12 @@ impl Args {
                 format!("`{name}` has no meaning for a concurrency limit, which counts requests in flight; remove it"),
             ));
         }
+        if let (ConcurrencyArg::Adaptive { .. }, Some(over)) = (n.value, &self.over_limit) {
+            return Err(syn::Error::new(
+                over.span,
+                "an adaptive limit answers what it sheds itself (503 with `Retry-After: 1`): `over_limit` has no meaning here; remove it",
+            ));
+        }
         Ok(vec![match n.value {
             ConcurrencyArg::Fixed(n) => QuotaSpec::InFlight(n),
             ConcurrencyArg::Adaptive { min, max } => QuotaSpec::Adaptive { min, max },

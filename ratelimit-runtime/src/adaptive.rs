@@ -6,10 +6,12 @@
 //! filter (itself after Netflix's `Gradient` limiter):
 //!
 //! - **The no-load latency** is measured with the limit pinned to its minimum, at the start and
-//!   again every minute, as the median of 25 requests admitted while no more than the minimum
-//!   were in flight: they do not queue, so this is what a request costs the resource now.
+//!   again every minute, as the 90th percentile of 25 requests admitted while no more were in
+//!   flight than the pinned limit lets in (with priorities, what critical requests may take at
+//!   it): they do not queue, so this is what a request costs the resource now.
 //! - **Every window** of 100 ms (and at least 8 samples), the window's latency (its 90th
-//!   percentile) against the no-load latency plus a quarter gives the gradient,
+//!   percentile, like with like: a latency that spreads with no load is not queueing) against
+//!   the no-load latency plus a quarter gives the gradient,
 //!   `min_rtt × 1.25 / sample`, clamped to `[0.5, 2]`; the new limit is
 //!   `gradient × limit + √limit`, within the bounds. A window in which fewer than half the
 //!   slots were used does not raise the limit: an idle server says nothing about its capacity.
@@ -21,12 +23,16 @@
 //! settles a little above the resource's parallelism (a queue of about √limit), and measuring
 //! the minimum again with the limit pinned low keeps the reference honest both ways: it never
 //! sticks at the minimum when the resource genuinely slows down, and never accepts a standing
-//! queue. The cost is a short dip every minute, while 25 requests are served at the minimum.
+//! queue. The cost is a dip every minute: what is in flight drains, then 25 requests are served
+//! at the minimum while nearly everything else is shed, about `12.5 × latency` with the default
+//! minimum of 2 (0.6 s for a 50 ms handler, 13 s for a 1 s one: give slow handlers a higher
+//! minimum). A streaming response holds its slot, and is timed, until its last byte: keep
+//! adaptive limits off streams and server-sent events.
 //!
 //! Pure: time and latencies are arguments, so tests drive it on a manual clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixNanos;
@@ -84,18 +90,26 @@ pub(crate) struct Controller {
     window_peak: u32,
     /// The last window's latency (nanoseconds), for the metrics.
     last_sample: u64,
+    /// The most requests the pinned limit lets in flight (the minimum, or with priorities
+    /// what critical requests may take at it): samples admitted with no more count as no-load.
+    pinned_cap: u32,
     next_recalculation: UnixNanos,
 }
 
 impl Controller {
-    /// A controller starting at `now` by measuring the no-load latency.
-    pub(crate) fn new(bounds: AdaptiveBounds, now: UnixNanos) -> Controller {
+    /// A controller starting at `now` by measuring the no-load latency; `prioritized`: its
+    /// requests have priorities (critical ones may go past the minimum while it is pinned).
+    pub(crate) fn new(bounds: AdaptiveBounds, prioritized: bool, now: UnixNanos) -> Controller {
         let min = bounds.min.max(1);
         let bounds = AdaptiveBounds {
             min,
             max: bounds.max.max(min),
         };
+        let pinned_cap = (0..=min.saturating_mul(4).max(8))
+            .take_while(|&n| admits(min, n, Priority::Critical, prioritized))
+            .count() as u32;
         Controller {
+            pinned_cap: pinned_cap.max(min),
             bounds,
             limit: f64::from(min),
             min_rtt: 0,
@@ -136,13 +150,15 @@ impl Controller {
                 samples,
                 resume,
             } => {
-                // Only requests that did not queue: admitted in this phase, with few in flight.
-                if admitted >= *since && in_flight <= self.bounds.min {
+                // Only requests that did not queue: admitted in this phase, with no more in
+                // flight than the pinned limit lets in.
+                if admitted >= *since && in_flight <= self.pinned_cap {
                     samples.push(latency);
                 }
                 if samples.len() >= MIN_RTT_SAMPLES {
-                    samples.sort_unstable();
-                    self.min_rtt = samples[samples.len() / 2].max(1);
+                    // The same percentile as the windows': a handler whose latency spreads
+                    // with no load at all is compared like with like.
+                    self.min_rtt = p90(samples).max(1);
                     self.limit = *resume;
                     self.phase = Phase::Sampling;
                     self.window.clear();
@@ -171,9 +187,7 @@ impl Controller {
     }
 
     fn close_window(&mut self, now: UnixNanos) {
-        let at = (self.window.len() * 9 / 10).min(self.window.len() - 1);
-        let (_, &mut p90, _) = self.window.select_nth_unstable(at);
-        self.last_sample = p90.max(1);
+        self.last_sample = p90(&mut self.window).max(1);
         let target = self.min_rtt as f64 * (1.0 + BUFFER);
         let gradient = (target / self.last_sample as f64).clamp(0.5, 2.0);
         // A window that used fewer than half the slots says nothing about the capacity: it
@@ -188,6 +202,13 @@ impl Controller {
         self.window_start = now;
         self.window_peak = 0;
     }
+}
+
+/// The 90th percentile of `samples` (not empty).
+fn p90(samples: &mut [u64]) -> u64 {
+    let at = (samples.len() * 9 / 10).min(samples.len() - 1);
+    let (_, &mut p90, _) = samples.select_nth_unstable(at);
+    p90
 }
 
 /// What a request's priority function says (`priority = path::to::fn`): as an adaptive limit
@@ -248,17 +269,25 @@ pub(crate) struct AdaptiveLimit {
     controller: Mutex<Controller>,
     limit: AtomicU32,
     in_flight: AtomicU32,
+    /// When it was last used (a stamp of its limiter's), for eviction.
+    used: AtomicU64,
 }
 
 impl AdaptiveLimit {
-    fn new(rule: &str, bounds: AdaptiveBounds, now: UnixNanos) -> AdaptiveLimit {
-        let controller = Controller::new(bounds, now);
+    fn new(rule: &str, bounds: AdaptiveBounds, prioritized: bool, now: UnixNanos) -> AdaptiveLimit {
+        let controller = Controller::new(bounds, prioritized, now);
         AdaptiveLimit {
             rule: rule.to_owned(),
             limit: AtomicU32::new(controller.limit()),
             controller: Mutex::new(controller),
             in_flight: AtomicU32::new(0),
+            used: AtomicU64::new(0),
         }
+    }
+
+    /// A slot taken whatever the limit (a dry run): the requests in flight then.
+    pub(crate) fn force_take(&self) -> u32 {
+        self.in_flight.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// A slot for a request of `priority` if the limit admits it: the requests in flight then,
@@ -309,10 +338,32 @@ impl AdaptiveLimit {
     }
 }
 
+/// Drops the eighth of the limits used longest ago among those with nothing in flight, so that
+/// a full map costs a sweep every eighth of its size, and the limits in use (a handler's own,
+/// the clients seen lately) stay with what they learnt.
+fn evict(by_key: &mut HashMap<u128, Arc<AdaptiveLimit>>) {
+    let idle = |limit: &Arc<AdaptiveLimit>| {
+        Arc::strong_count(limit) == 1 && limit.in_flight.load(Ordering::Relaxed) == 0
+    };
+    let mut uses: Vec<u64> = by_key
+        .values()
+        .filter(|l| idle(l))
+        .map(|l| l.used.load(Ordering::Relaxed))
+        .collect();
+    if uses.is_empty() {
+        return;
+    }
+    let evict = (MAX_LIMITS / 8).clamp(1, uses.len());
+    let (_, &mut newest_evicted, _) = uses.select_nth_unstable(evict - 1);
+    by_key.retain(|_, l| !(idle(l) && l.used.load(Ordering::Relaxed) <= newest_evicted));
+}
+
 /// A limiter's adaptive limits, by check key.
 #[derive(Default)]
 pub(crate) struct AdaptiveLimits {
     by_key: Mutex<HashMap<u128, Arc<AdaptiveLimit>>>,
+    /// Stamps of use.
+    tick: AtomicU64,
 }
 
 impl AdaptiveLimits {
@@ -323,18 +374,20 @@ impl AdaptiveLimits {
         key: u128,
         rule: &str,
         bounds: AdaptiveBounds,
+        prioritized: bool,
         now: UnixNanos,
     ) -> Arc<AdaptiveLimit> {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut by_key = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(limit) = by_key.get(&key) {
+            limit.used.store(tick, Ordering::Relaxed);
             return Arc::clone(limit);
         }
         if by_key.len() >= MAX_LIMITS {
-            by_key.retain(|_, limit| {
-                Arc::strong_count(limit) > 1 || limit.in_flight.load(Ordering::Relaxed) > 0
-            });
+            evict(&mut by_key);
         }
-        let limit = Arc::new(AdaptiveLimit::new(rule, bounds, now));
+        let limit = Arc::new(AdaptiveLimit::new(rule, bounds, prioritized, now));
+        limit.used.store(tick, Ordering::Relaxed);
         by_key.insert(key, Arc::clone(&limit));
         limit
     }
@@ -360,6 +413,11 @@ mod tests {
         service: u64,
     }
 
+    /// A resource whose service time spreads: from `service` to 3x it, by request.
+    fn spread(service: u64) -> impl Fn(u64) -> u64 {
+        move |n| service + (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % (2 * service)
+    }
+
     /// Drives `c` with `clients` that always have a request to send, for `ms` milliseconds from
     /// `start`; the limit at each millisecond and the latencies served.
     fn drive(
@@ -369,6 +427,26 @@ mod tests {
         start: UnixNanos,
         ms: u64,
     ) -> (Vec<u32>, Vec<u64>) {
+        drive_with(
+            c,
+            resource.workers,
+            |_| resource.service,
+            clients,
+            start,
+            ms,
+        )
+    }
+
+    /// `drive`, the service time of the `n`th request given by `service`.
+    fn drive_with(
+        c: &mut Controller,
+        workers: u32,
+        service: impl Fn(u64) -> u64,
+        clients: u32,
+        start: UnixNanos,
+        ms: u64,
+    ) -> (Vec<u32>, Vec<u64>) {
+        let mut sent = 0;
         let mut in_flight: Vec<(UnixNanos, u32, UnixNanos)> = Vec::new();
         let (mut limits, mut latencies) = (Vec::new(), Vec::new());
         for t in 0..ms {
@@ -383,8 +461,9 @@ mod tests {
             });
             while (in_flight.len() as u32) < clients.min(c.limit()) {
                 let n = in_flight.len() as u32 + 1;
-                let queued = u64::from(n.div_ceil(resource.workers)).max(1);
-                in_flight.push((now, n, now + resource.service * queued));
+                let queued = u64::from(n.div_ceil(workers)).max(1);
+                sent += 1;
+                in_flight.push((now, n, now + service(sent) * queued));
             }
             limits.push(c.limit());
         }
@@ -402,7 +481,7 @@ mod tests {
 
     #[test]
     fn it_settles_near_the_resource_s_parallelism_within_seconds() {
-        let mut c = Controller::new(bounds(2, 100), 0);
+        let mut c = Controller::new(bounds(2, 100), false, 0);
         let four = Resource {
             workers: 4,
             service: 50 * MS,
@@ -422,7 +501,7 @@ mod tests {
 
     #[test]
     fn it_falls_when_the_resource_slows_and_rises_again_after() {
-        let mut c = Controller::new(bounds(2, 100), 0);
+        let mut c = Controller::new(bounds(2, 100), false, 0);
         let eight = Resource {
             workers: 8,
             service: 20 * MS,
@@ -452,7 +531,7 @@ mod tests {
 
     #[test]
     fn it_never_sticks_at_the_minimum_when_every_request_gets_slower() {
-        let mut c = Controller::new(bounds(2, 100), 0);
+        let mut c = Controller::new(bounds(2, 100), false, 0);
         let fast = Resource {
             workers: 8,
             service: 10 * MS,
@@ -481,8 +560,29 @@ mod tests {
     }
 
     #[test]
+    fn a_latency_that_spreads_without_load_is_not_taken_for_queueing() {
+        // 20 to 60 ms a request with no queue at all: the no-load latency and the windows are
+        // both judged at their 90th percentile, so the spread does not hold the limit down.
+        let mut c = Controller::new(bounds(2, 100), false, 0);
+        let (limits, _) = drive_with(&mut c, 8, spread(20 * MS), 64, 0, 10_000);
+        let settled = &limits[5_000..];
+        assert!(settled.iter().all(|&l| l >= 8), "{:?}", &settled[..50]);
+    }
+
+    #[test]
+    fn with_priorities_the_pinned_limit_still_measures() {
+        // Critical requests may take 3 slots while the limit is pinned at 2: their samples
+        // count, so the measurement ends under critical traffic.
+        let mut c = Controller::new(bounds(2, 100), true, 0);
+        for i in 0..MIN_RTT_SAMPLES as u64 {
+            c.sample(i * MS, 3, i * MS + 10 * MS);
+        }
+        assert_eq!(c.latencies().0, 10 * MS);
+    }
+
+    #[test]
     fn it_stays_within_its_bounds() {
-        let mut c = Controller::new(bounds(3, 6), 0);
+        let mut c = Controller::new(bounds(3, 6), false, 0);
         let wide = Resource {
             workers: 64,
             service: 5 * MS,
@@ -494,7 +594,7 @@ mod tests {
             Some(&6),
             "a resource that never queues: the maximum"
         );
-        let mut c = Controller::new(bounds(3, 6), 0);
+        let mut c = Controller::new(bounds(3, 6), false, 0);
         let one = Resource {
             workers: 1,
             service: 50 * MS,
@@ -505,7 +605,7 @@ mod tests {
 
     #[test]
     fn an_idle_server_does_not_raise_its_limit() {
-        let mut c = Controller::new(bounds(2, 1_000), 0);
+        let mut c = Controller::new(bounds(2, 1_000), false, 0);
         let wide = Resource {
             workers: 64,
             service: 10 * MS,

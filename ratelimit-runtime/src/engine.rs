@@ -202,6 +202,14 @@ impl State {
                 }
             }
         }
+        // An adaptive limit times the handler and its response, not the rate decisions and the
+        // waits for a turn before it.
+        if !pass.slots.is_empty() {
+            let started = self.clock.now();
+            pass.slots
+                .iter_mut()
+                .for_each(|slot| slot.admitted_at(started));
+        }
         // A handler with only concurrency limits reads those.
         if let Some(info) = info.or_else(|| pass.concurrency_info(now)) {
             let settlement = pass.refunds.as_ref().and_then(|r| r.settlement.clone());
@@ -378,9 +386,12 @@ impl State {
         pass: &mut Pass,
     ) -> bool {
         let now = self.clock.now();
-        let limit = self.adaptive.get(check.key, &rule.name, bounds, now);
+        let prioritized = rule.priority.is_some();
+        let limit = self
+            .adaptive
+            .get(check.key, &rule.name, bounds, prioritized, now);
         let priority = rule.priority.map_or(Priority::Normal, |of| of(req));
-        match limit.try_take(priority, rule.priority.is_some()) {
+        match limit.try_take(priority, prioritized) {
             Ok(in_flight) => {
                 self.metrics
                     .count(rule, tier, Outcome::Allowed, StoreLabel::Memory, 1);
@@ -395,8 +406,19 @@ impl State {
                 true
             }
             Err(_) if self.shadow => {
+                // A dry run lets it through, holding a slot all the same: the controller then
+                // sees the load it would have shed.
                 self.metrics
                     .count(rule, tier, Outcome::ShadowDenied, StoreLabel::Memory, 0);
+                let in_flight = limit.force_take();
+                let counters = self.metrics.counters(&rule.name, tier);
+                counters.adaptive();
+                let held = AdaptiveSlot::new(limit, now, in_flight, Arc::clone(&self.clock));
+                pass.slots.push(Slot::new(
+                    Held::Adaptive(held),
+                    Arc::clone(&self.store),
+                    counters,
+                ));
                 true
             }
             Err(in_force) => {
@@ -968,10 +990,13 @@ impl Pass {
     }
 
     /// The handler's output as a response, with the limit headers added.
-    pub fn respond<R: Responder>(self, output: R, req: &HttpRequest) -> HttpResponse
+    pub fn respond<R: Responder>(mut self, output: R, req: &HttpRequest) -> HttpResponse
     where
         R::Body: MessageBody + 'static,
     {
+        // The handler ran: its latency is what an adaptive limit learns from (an extractor's
+        // error, answered by `finish` alone, is not).
+        self.slots.iter_mut().for_each(Slot::served);
         self.finish(output.respond_to(req).map_into_boxed_body(), req)
     }
 
@@ -997,14 +1022,15 @@ impl Pass {
         if self.slots.is_empty() {
             return response;
         }
-        let mut slots = self.slots;
-        slots.iter_mut().for_each(Slot::served);
+        let slots = self.slots;
         response.map_body(|_, body| BoxBody::new(HoldingBody::new(body, slots)))
     }
 
     /// The one header hook when a middleware wraps the handler: the middleware's and the
     /// handler's limits together, never over a header the handler set.
-    pub(crate) fn finish_deferred(self, headers: &mut HeaderMap, handler: Option<Shown>) {
+    pub(crate) fn finish_deferred(mut self, headers: &mut HeaderMap, handler: Option<Shown>) {
+        // The service behind the middleware answered.
+        self.slots.iter_mut().for_each(Slot::served);
         let shown = match (self.headers, handler) {
             (Some(mine), handler) => Some(mine.merge(handler)),
             (None, handler) => handler,

@@ -19,6 +19,7 @@
 //! - [`store`]: the sharded, bounded in-memory store and the Redis store a fleet shares;
 //! - [`key`]: who a limit counts (client address behind trusted proxies, header, custom);
 //! - [`lookup`]: tier and key functions that look the client up (async), their answers cached;
+//! - [`adaptive`]: concurrency limits that follow the latency they see, shedding by priority;
 //! - [`DefaultLimits`]: a middleware for app-wide limits through the same engine;
 //! - [`RateLimitInfo`]: the decision, as headers report it and handlers read it;
 //! - [`RateLimiter::metrics`] and [`metrics_endpoint`]: Prometheus metrics of every decision;

@@ -101,6 +101,13 @@ impl Slot {
             slot.served = true;
         }
     }
+
+    /// The request starts being served at `now`: an adaptive limit times it from here.
+    pub(crate) fn admitted_at(&mut self, now: UnixNanos) {
+        if let Some(Held::Adaptive(slot)) = &mut self.held {
+            slot.admitted = now;
+        }
+    }
 }
 
 impl Drop for Slot {

@@ -163,7 +163,6 @@ impl RuleCounters {
         !self.refusal_logged.swap(true, Ordering::Relaxed)
     }
 
-    /// A slot of this rule taken (+1) or given back (-1).
     /// Counts a request an adaptive limit shed.
     pub(crate) fn shed(&self, priority: Priority) {
         let at = match priority {
@@ -179,6 +178,7 @@ impl RuleCounters {
         self.adaptive.store(true, Ordering::Relaxed);
     }
 
+    /// A slot of this rule taken (+1) or given back (-1).
     pub(crate) fn in_flight(&self, delta: i64) {
         self.concurrent.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
