@@ -153,11 +153,7 @@ macro_rules! app {
 /// `ratelimit_lookups_total{kind, outcome}` of `limiter`.
 fn lookups(limiter: &RateLimiter, kind: &str, outcome: &str) -> f64 {
     let series = format!("ratelimit_lookups_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}");
-    limiter
-        .metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::series(limiter, &series)
 }
 
 #[actix_web::test]

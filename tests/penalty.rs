@@ -54,12 +54,10 @@ fn penalties(limiter: &RateLimiter) -> f64 {
 }
 
 fn penalties_of(limiter: &RateLimiter, rule: &str) -> f64 {
-    let series = format!("ratelimit_penalties_total{{rule=\"{rule}\"}}");
-    limiter
-        .metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::series(
+        limiter,
+        &format!("ratelimit_penalties_total{{rule=\"{rule}\"}}"),
+    )
 }
 
 /// The whole story on `limiter`, whose clock is `clock`.

@@ -458,6 +458,16 @@ pub async fn limiter_on_redis(
     limiter
 }
 
+/// The value of the series `series` (name and labels as exposed, e.g.
+/// `ratelimit_penalties_total{rule="a"}`) in `limiter`'s metrics; 0 when absent.
+pub fn series(limiter: &ratelimit_runtime::RateLimiter, series: &str) -> f64 {
+    limiter
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The statuses of `n` requests to `app`, one after another, each made by `request`.
 pub async fn statuses<S, B>(
     app: &S,
