@@ -391,45 +391,31 @@ impl State {
             .adaptive
             .get(check.key, &rule.name, bounds, prioritized, now);
         let priority = rule.priority.map_or(Priority::Normal, |of| of(req));
-        match limit.try_take(priority, prioritized) {
-            Ok(in_flight) => {
-                self.metrics
-                    .count(rule, tier, Outcome::Allowed, StoreLabel::Memory, 1);
-                let counters = self.metrics.counters(&rule.name, tier);
-                counters.adaptive();
-                let held = AdaptiveSlot::new(limit, now, in_flight, Arc::clone(&self.clock));
-                pass.slots.push(Slot::new(
-                    Held::Adaptive(held),
-                    Arc::clone(&self.store),
-                    counters,
-                ));
-                true
-            }
-            Err(_) if self.shadow => {
-                // A dry run lets it through, holding a slot all the same: the controller then
-                // sees the load it would have shed.
-                self.metrics
-                    .count(rule, tier, Outcome::ShadowDenied, StoreLabel::Memory, 0);
-                let in_flight = limit.force_take();
-                let counters = self.metrics.counters(&rule.name, tier);
-                counters.adaptive();
-                let held = AdaptiveSlot::new(limit, now, in_flight, Arc::clone(&self.clock));
-                pass.slots.push(Slot::new(
-                    Held::Adaptive(held),
-                    Arc::clone(&self.store),
-                    counters,
-                ));
-                true
-            }
+        let (outcome, units, in_flight) = match limit.try_take(priority, prioritized) {
+            Ok(in_flight) => (Outcome::Allowed, 1, in_flight),
+            // A dry run lets it through, holding a slot all the same: the controller then sees
+            // the load it would have shed.
+            Err(_) if self.shadow => (Outcome::ShadowDenied, 0, limit.force_take()),
             Err(in_force) => {
                 self.metrics
                     .count(rule, tier, Outcome::Shed, StoreLabel::Memory, 0);
                 self.metrics
                     .with_rule(&rule.name, tier, |c| c.shed(priority));
                 tracing::debug!(rule = %rule.name, limit = in_force, priority = priority.name(), "adaptive concurrency limit: shed");
-                false
+                return false;
             }
-        }
+        };
+        self.metrics
+            .count(rule, tier, outcome, StoreLabel::Memory, units);
+        let counters = self.metrics.counters(&rule.name, tier);
+        counters.adaptive();
+        let held = AdaptiveSlot::new(limit, now, in_flight, Arc::clone(&self.clock));
+        pass.slots.push(Slot::new(
+            Held::Adaptive(held),
+            Arc::clone(&self.store),
+            counters,
+        ));
+        true
     }
 
     /// What the async tier and key functions of `rules` answer for `req`, rule by rule (`None`

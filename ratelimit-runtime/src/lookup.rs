@@ -177,6 +177,18 @@ struct Answer<T> {
     at: UnixNanos,
 }
 
+impl<T> Answer<T> {
+    /// Whether it no longer stands at `now`: a good answer after its time to live, a failure
+    /// once it may be asked again.
+    fn expired(&self, now: UnixNanos, options: &Lookups) -> bool {
+        let lasts = match self.value {
+            Ok(_) => options.ttl,
+            Err(_) => options.retry_after,
+        };
+        now >= self.at.saturating_add(nanos(lasts))
+    }
+}
+
 /// One key's lookup: the latest (or pending) answer, the last good one, and when it was last
 /// used.
 struct Entry<T> {
@@ -340,11 +352,7 @@ impl<T: Clone + Send + Sync + 'static> LookupCache<T> {
                 // Being looked up: wait for that lookup.
                 return Err(entry.cell.clone());
             };
-            let lasts = match answer.value {
-                Ok(_) => self.options.ttl,
-                Err(_) => self.options.retry_after,
-            };
-            if now < answer.at.saturating_add(nanos(lasts)) {
+            if !answer.expired(now, &self.options) {
                 return Ok(answer.value.clone());
             }
             // Expired: look it up again, keeping the last good answer.
@@ -417,14 +425,10 @@ impl<T> Entries<T> {
     fn make_room(&mut self, now: UnixNanos, options: &Lookups) {
         let expired = |entry: &Entry<T>| {
             entry.abandoned()
-                || entry.cell.get().is_some_and(|answer| {
-                    let lasts = if answer.value.is_ok() {
-                        options.ttl
-                    } else {
-                        options.retry_after
-                    };
-                    now >= answer.at.saturating_add(nanos(lasts))
-                })
+                || entry
+                    .cell
+                    .get()
+                    .is_some_and(|answer| answer.expired(now, options))
         };
         for keys in self.by_rule.values_mut() {
             keys.retain(|_, entry| !expired(entry));
