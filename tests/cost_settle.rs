@@ -55,12 +55,6 @@ async fn tokens_reserved_then_settled_across_processes_on_redis() {
         ("REDIS_URL", url.as_str()),
         ("RATELIMIT_KEY_SECRET", "llm-fleet"),
     ];
-    let (a, b) = (
-        ExampleServer::start_with(&env),
-        ExampleServer::start_with(&env),
-    );
-    for server in [&a, &b] {
-        support::until_decided(server, || redis.script_calls()).await;
-    }
+    let (a, b) = support::fleet_on(&redis, &env).await;
     reserve_and_settle(&[&a, &b]).await;
 }

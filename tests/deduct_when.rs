@@ -107,13 +107,7 @@ async fn failed_logins_count_and_successful_ones_never_across_processes_on_redis
         ("RATELIMIT_KEY_SECRET", "login-fleet"),
         TRUST_LOCAL,
     ];
-    let (a, b) = (
-        ExampleServer::start_with(&env),
-        ExampleServer::start_with(&env),
-    );
-    for server in [&a, &b] {
-        support::until_decided(server, || redis.script_calls()).await;
-    }
+    let (a, b) = support::fleet_on(&redis, &env).await;
     successes_then_a_burst_of_failures(&[&a, &b]).await;
 }
 

@@ -348,13 +348,7 @@ async fn the_example_server_looks_plans_up_on_redis() {
         ("REDIS_URL", url.as_str()),
         ("RATELIMIT_KEY_SECRET", "plans"),
     ];
-    let (a, b) = (
-        support::ExampleServer::start_with(&env),
-        support::ExampleServer::start_with(&env),
-    );
-    for server in [&a, &b] {
-        support::until_decided(server, || redis.script_calls()).await;
-    }
+    let (a, b) = support::fleet_on(&redis, &env).await;
     plans_from_outside(&[&a, &b], "redis").await;
 }
 

@@ -55,15 +55,8 @@ async fn units_admitted_alone_during_a_stall_are_charged_to_redis_when_it_answer
         ("RATELIMIT_OVERRIDES", overrides.to_str().unwrap()),
         ("RATELIMIT_KEY_SECRET", "resync-fleet"),
     ];
-    let (a, b) = (
-        ExampleServer::start_with(&env),
-        ExampleServer::start_with(&env),
-    );
-
     // Both connected (they connect on first use, in the background), on another rule.
-    for server in [&a, &b] {
-        support::until_decided(server, || redis.script_calls()).await;
-    }
+    let (a, b) = support::fleet_on(&redis, &env).await;
     // On Redis: 5 of the 20 spent, across the fleet.
     assert_eq!(passed(&hit(&a, 3).await), 3);
     assert_eq!(passed(&hit(&b, 2).await), 2);

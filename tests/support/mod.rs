@@ -382,6 +382,19 @@ pub fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|&&s| s == status).count()
 }
 
+/// Two example servers started with `env` (naming `redis`), each connected to it: they connect
+/// on first use, in the background.
+pub async fn fleet_on(redis: &RedisServer, env: &[(&str, &str)]) -> (ExampleServer, ExampleServer) {
+    let (a, b) = (
+        ExampleServer::start_with(env),
+        ExampleServer::start_with(env),
+    );
+    for server in [&a, &b] {
+        until_decided(server, || redis.script_calls()).await;
+    }
+    (a, b)
+}
+
 /// Sends `/data` warm-up requests to `server` until `decided()` (script calls on the Redis it
 /// uses, say) grows: the connection is made on first use, in the background.
 pub async fn until_decided(server: &ExampleServer, decided: impl Fn() -> u64) {
