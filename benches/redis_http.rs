@@ -1,6 +1,6 @@
 //! HTTP on Redis, end to end: our limiter beside actix-extensible-rate-limit's Redis backend
 //! (the peer) in the same run, in three scenarios, with a server without any limiter as the
-//! baseline; then Redis time per decision for each of our algorithms.
+//! baseline. (Redis time per decision of each algorithm, without HTTP: `benches/redis_store.rs`.)
 //!
 //! `cargo bench --bench redis_http` runs 3 rounds of 6 s per configuration;
 //! `cargo bench --bench redis_http -- --quick` one round of 2 s; `REDIS_HTTP_ROUNDS` and
@@ -21,16 +21,18 @@ use actix_extensible_rate_limit::backend::redis::RedisBackend;
 use actix_extensible_rate_limit::backend::{SimpleInputFunctionBuilder, SimpleInputFuture};
 use actix_web::dev::{ServerHandle, ServiceRequest};
 use actix_web::{get, App, HttpResponse, HttpServer};
-use futures_util::future::join_all;
-use ratelimit_runtime::algorithm::{AlgorithmKind, Limit};
-use ratelimit_runtime::store::{Check, RedisOptions, RedisStore, Store};
-use ratelimit_runtime::{ratelimit, Leases, Quota, RateLimiter, RateLimiterBuilder};
+use ratelimit_runtime::{ratelimit, Leases, RateLimiter, RateLimiterBuilder};
 
 // The Redis processes the tests start and stop, shared with the benchmark.
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use support::RedisServer;
+
+#[path = "common/redis_usage.rs"]
+mod redis_usage;
+
+use redis_usage::RedisUsage;
 
 /// Our configurations, each run in every scenario beside the peer.
 const OURS: &[Ours] = &[
@@ -387,63 +389,6 @@ async fn run_wrk(mut wrk: Command) -> Load {
     }
 }
 
-/// What Redis has done so far, as `INFO` tells.
-///
-/// Redis counts each command a script (or `EXEC`) runs as a command of its own, and its time
-/// again in the script's (or `EXEC`'s): `commands` counts them all (a script running six
-/// commands makes seven), `script_calls` only the scripts clients sent.
-struct RedisUsage {
-    cpu_seconds: f64,
-    commands: f64,
-    script_calls: f64,
-    script_us: f64,
-}
-
-const SCRIPT_COMMANDS: [&str; 6] = [
-    "eval",
-    "evalsha",
-    "eval_ro",
-    "evalsha_ro",
-    "fcall",
-    "fcall_ro",
-];
-
-impl RedisUsage {
-    /// `INFO cpu commandstats`, leaving out the `INFO` commands this benchmark sends.
-    fn now(redis: &RedisServer) -> RedisUsage {
-        let info = redis.cli(&["INFO", "cpu", "commandstats"]);
-        let stat = |line: &str, name: &str| -> f64 {
-            line.split(&format!("{name}="))
-                .nth(1)
-                .and_then(|v| v.split(',').next()?.parse().ok())
-                .unwrap_or(0.0)
-        };
-        let mut usage = RedisUsage {
-            cpu_seconds: 0.0,
-            commands: 0.0,
-            script_calls: 0.0,
-            script_us: 0.0,
-        };
-        for line in info.lines().map(str::trim) {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            if name == "used_cpu_sys" || name == "used_cpu_user" {
-                usage.cpu_seconds += value.parse::<f64>().unwrap_or(0.0);
-            } else if let Some(command) = name.strip_prefix("cmdstat_") {
-                if command != "info" {
-                    usage.commands += stat(value, "calls");
-                }
-                if SCRIPT_COMMANDS.contains(&command) {
-                    usage.script_calls += stat(value, "calls");
-                    usage.script_us += stat(value, "usec");
-                }
-            }
-        }
-        usage
-    }
-}
-
 /// Serves the configuration, warms it up (connections, scripts, the first keys) and measures
 /// one run of it.
 async fn measure(
@@ -537,7 +482,6 @@ fn main() {
     let redis = RedisServer::start();
     actix_web::rt::System::new().block_on(async {
         http(&settings, &redis).await;
-        redis_time_per_algorithm(&redis).await;
     });
 }
 
@@ -659,60 +603,4 @@ fn thousands(n: f64) -> String {
         out.push(digit);
     }
     out
-}
-
-/// Redis time per decision for each algorithm (`INFO commandstats`): decisions sent one at a
-/// time (one per script call), then 1,000 at once (batched by the store's thread).
-async fn redis_time_per_algorithm(redis: &RedisServer) {
-    println!("\nRedis time per allowed decision (INFO commandstats, script time only)\n");
-    println!("| algorithm | µs, one per call | µs, batched | decisions per call, batched |");
-    println!("|---|---|---|---|");
-    let options = RedisOptions {
-        timeout: Duration::from_secs(2),
-        prefix: "algorithms".to_string(),
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::connect(&redis.url(), options).await.unwrap();
-    let limit = Limit::new(Quota::from_parts(100_000, 3600).unwrap());
-    for (n, algorithm) in AlgorithmKind::ALL.into_iter().enumerate() {
-        // Keys of their own per algorithm: a key holds one algorithm's state.
-        let check = |i: u64| {
-            let key = ((n as u64) << 32) | i;
-            Check {
-                key: key.into(),
-                group: key,
-                algorithm,
-                limit,
-                cost: 1,
-                max_wait: 0,
-                probe: false,
-            }
-        };
-        let before = RedisUsage::now(redis);
-        for i in 0..2_000u64 {
-            store
-                .decide(&[check(i)], 0)
-                .await
-                .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
-        }
-        let alone = RedisUsage::now(redis).script_us - before.script_us;
-        let before = RedisUsage::now(redis);
-        for batch in 0..20u64 {
-            let decisions = (0..1_000u64).map(|i| {
-                let check = check(10_000 + batch * 1_000 + i);
-                let store = &store;
-                async move { store.decide(&[check], 0).await.map_err(|e| e.to_string()) }
-            });
-            if let Some(Err(e)) = join_all(decisions).await.into_iter().find(Result::is_err) {
-                panic!("{algorithm}: {e}");
-            }
-        }
-        let after = RedisUsage::now(redis);
-        println!(
-            "| {algorithm} | {:.2} | {:.2} | {:.1} |",
-            alone / 2_000.0,
-            (after.script_us - before.script_us) / 20_000.0,
-            20_000.0 / (after.script_calls - before.script_calls).max(1.0)
-        );
-    }
 }

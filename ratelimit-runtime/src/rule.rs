@@ -282,6 +282,11 @@ impl Rule {
             Scope::Custom(_) | Scope::Chosen { .. } => h.write_u8(4),
         }
         write_str(h, self.algorithm.name());
+        if self.algorithm == AlgorithmKind::FixedWindow {
+            // The fixed window's state on Redis in its second format (one integer): keys of
+            // the first are never read as such, they expire with their window.
+            h.write_u8(2);
+        }
         h.write(&limit.quota.limit().to_le_bytes());
         h.write(&limit.quota.period_secs().to_le_bytes());
         h.write(&limit.capacity.get().to_le_bytes());

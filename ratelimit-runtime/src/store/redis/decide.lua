@@ -37,7 +37,8 @@ end
 -- counts `PX`: from the turn, a key would die up to a max wait early and its bucket restart.
 local now, present
 
--- floor_div, ceil_div, CORRUPT and load come from common.lua, put before this script.
+-- floor_div, ceil_div, CORRUPT, load and the fixed window's SPENT, window_tag and load_window
+-- come from common.lua, put before this script.
 
 -- Arguments per check.
 local PER_CHECK = 6
@@ -47,16 +48,40 @@ local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 -- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
 -- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
 -- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
+-- Per check, for the writes once every check passed: reused by every decision of the call
+-- (each overwrites its first `count` entries).
+local values, expiries, probes, windows, tags, fresh = {}, {}, {}, {}, {}, {}
+local limits, costs, periods = {}, {}, {}
+
+-- Gives back the first `n` fixed windows charged in place: a key new to its window goes, the
+-- others lose what was added.
+local function give_back(first, arg, n)
+  for j = 1, n do
+    local i = windows[j]
+    local key = KEYS[first + i - 1]
+    if fresh[j] then
+      redis.call('DEL', key)
+    else
+      redis.call('DECRBY', key, costs[j])
+    end
+  end
+end
+
 local function decide(first, arg, count, charge, out)
   local all = true
-  local values, expiries, probes = {}, {}, {}
+  local start = #out
+  -- The present second, for the windows.
+  local now_s = floor_div(now, US)
+  -- The fixed windows to charge in place, after the other checks.
+  local pending = 0
   for i = 1, count do
     local at = arg + PER_CHECK * (i - 1)
-    local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-    local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    -- Arguments are numbers the caller wrote: `+ 0` converts them (cheaper than tonumber).
+    local algorithm, limit = ARGV[at] + 0, ARGV[at + 1] + 0
+    local period, capacity, cost = ARGV[at + 2] + 0, ARGV[at + 3] + 0, ARGV[at + 4] + 0
     local key = KEYS[first + i - 1]
     local allowed, remaining, reset, retry, value, expiry
-    probes[i] = tonumber(ARGV[at + 5]) < 0
+    probes[i] = ARGV[at + 5] + 0 < 0
 
     if algorithm == 6 then
       -- GCRA: one theoretical arrival time.
@@ -93,17 +118,24 @@ local function decide(first, arg, count, charge, out)
       value, expiry = format('%.0f %.0f', now + whole, after - whole * 1000), now + ceil_div(after, 1000)
 
     elseif algorithm == 1 then
-      -- Fixed window: the window's end (s) and what was spent in it.
-      local end_s = (floor_div(floor_div(now, US), period) + 1) * period
-      local spent = 0
-      local found, stored_end, stored_spent = load(key, TWO)
-      if found and stored_end >= end_s then end_s, spent = stored_end, stored_spent end
-      allowed = spent + cost <= limit
-      local after = allowed and spent + cost or spent
-      remaining = max(limit - after, 0)
+      -- Fixed window: what was spent in this window (common.lua). A charge is made below,
+      -- with one INCRBY, once every other check is read; a peek or a probe reads it here.
+      local end_s = (floor_div(now_s, period) + 1) * period
+      local tag = window_tag(end_s, period)
       reset = end_s * US
-      retry = allowed and now or reset
-      value, expiry = format('%.0f %.0f', end_s, after), reset
+      if charge and not probes[i] then
+        pending = pending + 1
+        windows[pending], tags[pending], limits[pending], costs[pending] = i, tag, limit, cost
+        periods[pending] = period
+        allowed, remaining, retry = true, 0, now
+      else
+        local spent, ahead = load_window(key, tag)
+        reset = (end_s + ahead * period) * US
+        allowed = spent + cost <= limit
+        remaining = max(limit - (allowed and spent + cost or spent), 0)
+        retry = allowed and now or reset
+      end
+      value, expiry = true, reset
 
     elseif algorithm == 4 or algorithm == 5 then
       -- Token and leaky bucket: the level scaled by the period in µs, exact fractions.
@@ -125,7 +157,7 @@ local function decide(first, arg, count, charge, out)
 
     elseif algorithm == 2 then
       -- Sliding window counter: the current window's end (s), its count and the previous one's.
-      local end_now = (floor_div(floor_div(now, US), period) + 1) * period
+      local end_now = (floor_div(now_s, period) + 1) * period
       local end_s, current, previous = end_now, 0, 0
       local found, stored_end, stored_current, stored_previous = load(key, THREE)
       if found then
@@ -215,10 +247,53 @@ local function decide(first, arg, count, charge, out)
     out[base + 4] = retry
   end
 
+  -- The fixed windows, charged in place once the other checks passed: one INCRBY each (and a
+  -- SET with its expiry, below, for a key new to its window), given back when a check refuses.
+  -- Every other key was read first, so a decision that fails on a corrupt state writes nothing.
+  local charged = 0
+  for j = 1, pending do
+    local i, limit, cost = windows[j], limits[j], costs[j]
+    local key, tag = KEYS[first + i - 1], tags[j]
+    local spent, ahead
+    if all then
+      local after = redis.pcall('INCRBY', key, cost)
+      if type(after) ~= 'number' then
+        give_back(first, arg, charged)
+        error(CORRUPT)
+      end
+      charged = j
+      ahead = windows_ahead(after, tag)
+      fresh[j] = not ahead
+      spent = ahead and after - floor(after / SPENT) * SPENT - cost or 0
+      ahead = ahead or 0
+    else
+      spent, ahead = load_window(key, tag)
+    end
+    local allowed = spent + cost <= limit
+    if not allowed then all = false end
+    local o = start + 4 * (i - 1)
+    -- A later window's (the clock stepped back): its end is the reset.
+    if ahead > 0 then out[o + 3] = out[o + 3] + ahead * periods[j] * US end
+    out[o + 1] = allowed and 1 or 0
+    out[o + 2] = max(limit - (allowed and spent + cost or spent), 0)
+    out[o + 4] = allowed and now or out[o + 3]
+  end
+  if not all then give_back(first, arg, charged) end
+
   if not all or not charge then return all end
+  for j = 1, pending do
+    if fresh[j] then
+      local i = windows[j]
+      local value = tags[j] * SPENT + costs[j]
+      local ttl = max(MIN_TTL, ceil_div(max(expiries[i] - present, 0), 1000) + 1)
+      -- Redis writes a number argument as its shortest exact digits: an integer below 2^53
+      -- needs no format here.
+      redis.call('SET', KEYS[first + i - 1], value, 'PX', ttl)
+    end
+  end
   for i = 1, count do
-    -- A probe is never written (Lua 5.1 has no `continue`).
-    if not probes[i] then
+    -- A probe is never written, nor a fixed window (above) (Lua 5.1 has no `continue`).
+    if not probes[i] and values[i] ~= true then
       local key, expiry = KEYS[first + i - 1], expiries[i]
       local ttl = max(MIN_TTL, ceil_div(max(expiry - present, 0), 1000) + 1)
       if values[i] then

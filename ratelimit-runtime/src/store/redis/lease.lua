@@ -26,7 +26,8 @@ else
   now = tonumber(ARGV[2])
 end
 local share = tonumber(ARGV[3])
--- floor_div, ceil_div, CORRUPT and load come from common.lua, put before this script.
+-- floor_div, ceil_div, CORRUPT, load and the fixed window's state come from common.lua, put
+-- before this script.
 
 local ONE, TWO = '^(%d+)$', '^(%d+) (%d+)$'
 local PER_CHECK = 9
@@ -47,12 +48,13 @@ for i = 1, n do
   local s = { algorithm = algorithm, cost = cost, want = tonumber(ARGV[at + 5]), changed = back > 0 }
   if algorithm == 1 then
     local end_s = (floor_div(floor_div(now, US), period) + 1) * period
-    local spent = 0
-    local found, stored_end, stored_spent = load(KEYS[i], TWO)
-    if found and stored_end >= end_s then end_s, spent = stored_end, stored_spent end
+    local tag = window_tag(end_s, period)
+    local spent, ahead = load_window(KEYS[i], tag)
+    -- A later window's state (the clock stepped back) counts on in that window.
+    if ahead > 0 then end_s, tag = end_s + ahead * period, (tag + ahead - 1) % TAGS + 1 end
     -- Units of another window died with it.
     if back > 0 and leased_in == end_s then spent = max(spent - back, 0) else s.changed = false end
-    s.end_s, s.spent, s.limit = end_s, spent, limit
+    s.end_s, s.tag, s.spent, s.limit = end_s, tag, spent, limit
     s.available = max(limit - spent, 0)
     s.reset = end_s * US
   elseif algorithm == 4 or algorithm == 5 then
@@ -87,7 +89,7 @@ for i = 1, n do
   local value, expiry, reset, retry
   if s.algorithm == 1 then
     s.spent = s.spent + charged
-    value, expiry, reset = format('%.0f %.0f', s.end_s, s.spent), s.reset, s.reset
+    value, expiry, reset = format('%.0f', s.tag * SPENT + s.spent), s.reset, s.reset
     retry = s.available >= s.cost and now or s.reset
   elseif s.algorithm == 6 then
     s.tat = s.tat + charged * s.interval

@@ -36,10 +36,9 @@ end
 
 local function refund(key, algorithm, limit, period, capacity, units)
   if algorithm == 1 then
-    local found, stored_end, spent = load(key, TWO)
-    if found and stored_end == window_end(charged, period) and spent > 0 then
-      keep(key, format('%.0f %.0f', stored_end, max(spent - units, 0)))
-    end
+    local tag = window_tag(window_end(charged, period), period)
+    local spent, ahead = load_window(key, tag)
+    if spent > 0 and ahead == 0 then keep(key, format('%.0f', tag * SPENT + max(spent - units, 0))) end
 
   elseif algorithm == 2 then
     local found, stored_end, current, previous = load(key, THREE)
