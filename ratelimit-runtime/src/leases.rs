@@ -18,11 +18,15 @@ use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 /// A process takes a batch of units of a key's Redis budget in the call that decides a
 /// request, and spends them locally, under a shard lock, without Redis. When a lease runs low
 /// it asks for the next one in the background; the units left of the old one go back in that
-/// same call. How much it asks for follows what this process spent on the key lately (about
-/// one lifetime's worth); Redis grants at most 1/32 of what the budget has left after the
-/// request ([`LEASE_SHARE`](crate::store::LEASE_SHARE)), so leases shrink to nothing, which is
-/// the exact per-request path, as the budget runs out. A process holds one lease per key: the
-/// leases of P processes hold at most 1 - (31/32)^P of what was left before they were taken.
+/// same call, and a lease nobody spent to its end goes back when its lifetime is over (a timer:
+/// units are stranded for at most one lifetime). How much it asks for follows what this process
+/// spent on the key lately (about one lifetime's worth), and Redis grants at most a share of
+/// what the budget has left after the request: 1/4 for a fixed window
+/// ([`WINDOW_LEASE_SHARE`](crate::store::WINDOW_LEASE_SHARE)), whose leased units die with
+/// their window, 1/32 for a bucket or GCRA ([`LEASE_SHARE`](crate::store::LEASE_SHARE)). So
+/// leases shrink to nothing, which is the exact per-request path, as the budget runs out, and
+/// the leases of P processes hold at most 1 - (3/4)^P (fixed window) or 1 - (31/32)^P of what
+/// was left before they were taken.
 ///
 /// What the fleet-wide limit becomes:
 /// - **fixed window**: leased units are counted in their window when they are taken and die
@@ -36,8 +40,10 @@ use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 ///   was admitted, which a lease would hide); decided per request as without leases.
 ///
 /// Units a process holds when it dies are lost until their window ends (fixed window) or the
-/// bucket drains them: at most one lease per key and process, each at most 1/32 of what was
-/// left. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
+/// bucket drains them: at most one lease per key and process, each about what the process
+/// spent on the key in one lifetime and at most 1/4 (fixed window) or 1/32 of what was left.
+/// On a Redis Cluster units are never handed back (a call may be sent twice there): they
+/// die with their window or drain. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
 /// holds (never more than the fleet has left; a lease is never spent to its last unit here, so
 /// a zero only ever comes from Redis), and on a decision made on Redis, what Redis had left
 /// plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
@@ -93,6 +99,9 @@ const MAX_WANT: u64 = 1 << 20;
 /// A key spent fewer times than this in a lifetime is not worth leasing: a lease would mostly
 /// go back unspent.
 const MIN_WANT: u64 = 4;
+/// Slots of the heat filter (8 bytes each), which keeps keys spent less than [`MIN_WANT`] times
+/// in a lifetime out of the table.
+const HEAT_SLOTS: usize = 1 << 14;
 
 /// The leases this process holds, and the recent use of the keys it may lease.
 #[derive(Debug)]
@@ -102,6 +111,12 @@ pub(crate) struct LeaseTable {
     max_per_shard: usize,
     /// Mixed into keys: Redis keys come from a public hash.
     seed: ahash::RandomState,
+    /// Names each grant, so that the timer ending a lease knows whether it is still the one held.
+    grants: AtomicU64,
+    /// Per slot (a hash of the key): the lifetime it counts (the present one, as `now /
+    /// lifetime`) in the high 32 bits, the units spent on its keys in it in the low 32. Keys
+    /// that share a slot add up, which can only make a key look busier than it is.
+    heat: Box<[AtomicU64]>,
     stats: Stats,
 }
 
@@ -148,6 +163,15 @@ struct Lease {
     since: UnixNanos,
     /// A call asking for more is under way: others do not ask for more meanwhile.
     refilling: bool,
+    /// The last grant added to the units held.
+    grant: u64,
+}
+
+/// What a lease call's answer came to: the request's verdict, and the leases granted (each
+/// key with its grant), to be handed back when their lifetime ends.
+pub(crate) struct Settled {
+    pub(crate) verdict: Verdict,
+    pub(crate) granted: SmallVec<[(Check, u64); 4]>,
 }
 
 /// Units leased here that a request spent, and the next leases to ask for (in the
@@ -164,8 +188,58 @@ impl LeaseTable {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_per_shard: MAX_KEYS.div_ceil(SHARDS),
             seed: ahash::RandomState::new(),
+            grants: AtomicU64::new(0),
+            heat: (0..HEAT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             stats: Stats::default(),
         }
+    }
+
+    /// How long leased units may be spent.
+    pub(crate) fn lifetime(&self) -> Duration {
+        Duration::from_nanos(self.lifetime)
+    }
+
+    /// Counts a request of `checks` and tells whether one of them is busy enough to lease (or
+    /// to hold a lease): spent at least [`MIN_WANT`] times in this lifetime, a busy key of the
+    /// last lifetime counting as busy from the start of this one. Every other request is
+    /// decided as without leases, at the cost of one counter per check: the table, its locks
+    /// and its entries are only for busy keys. A key that goes quiet while it holds units is
+    /// decided on Redis; its lease goes back when its lifetime ends.
+    pub(crate) fn warm(&self, checks: &[Check], now: UnixNanos) -> bool {
+        // Every check is counted, busy or not.
+        let mut warm = false;
+        for check in checks {
+            warm |= self.heat(check, now) >= MIN_WANT;
+        }
+        warm
+    }
+
+    /// Adds `check`'s cost to its slot of the heat filter; what the slot counts now.
+    fn heat(&self, check: &Check, now: UnixNanos) -> u64 {
+        let (slot, epoch, carried) = self.heat_slot(check, now);
+        let count = carried
+            .saturating_add(u64::from(check.cost))
+            .min(u64::from(u32::MAX));
+        // Two requests at once may count one: the filter is a hint, the table decides.
+        slot.store((u64::from(epoch) << 32) | count, Ordering::Relaxed);
+        count
+    }
+
+    /// `check`'s slot of the heat filter, the present lifetime, and what the slot counts in it.
+    fn heat_slot(&self, check: &Check, now: UnixNanos) -> (&AtomicU64, u32, u64) {
+        let epoch = (now / self.lifetime.max(1)) as u32;
+        let at = self.seed.hash_one(check.fingerprint()) as usize % HEAT_SLOTS;
+        let slot = &self.heat[at];
+        let old = slot.load(Ordering::Relaxed);
+        let (old_epoch, old_count) = ((old >> 32) as u32, old & u64::from(u32::MAX));
+        let count = if old_epoch == epoch {
+            old_count
+        } else if old_epoch.wrapping_add(1) == epoch && old_count >= MIN_WANT {
+            MIN_WANT
+        } else {
+            0
+        };
+        (slot, epoch, count)
     }
 
     /// Spends `checks` from the leases held here, if every one holds more than its cost (the
@@ -189,7 +263,13 @@ impl LeaseTable {
         let mut asks = SmallVec::new();
         let mut worth_asking = false;
         for (i, check) in checks.iter().enumerate() {
-            let ask = match locked.get_or_insert(i, now, self.max_per_shard) {
+            // A key new to the table starts with what the heat filter saw of it (this
+            // request included, which `observe` counts).
+            let seen = self
+                .heat_slot(check, now)
+                .2
+                .saturating_sub(u64::from(check.cost));
+            let ask = match locked.get_or_insert(i, now, self.max_per_shard, seen) {
                 Some(lease) => {
                     self.observe(lease, check.cost, now);
                     let want = if lease.refilling {
@@ -263,11 +343,15 @@ impl LeaseTable {
         lease.seen = lease.seen.saturating_add(u64::from(cost));
     }
 
-    /// The units worth leasing: what this process spent on the key in about one lifetime
-    /// lately (a key's first lifetime counts whole, so a busy key's leases double at first);
-    /// none for a key that is not busy.
+    /// The units worth leasing: what this process spends on the key in one lifetime at the
+    /// rate it spent lately, measured over at least an eighth of a lifetime (so that a key
+    /// that just became busy is leased at its rate after a few requests, and a short burst
+    /// counts as a short burst); none for a key that is not busy.
     fn want(&self, lease: &Lease, now: UnixNanos) -> u64 {
-        let span = now.saturating_sub(lease.since).max(self.lifetime).max(1);
+        let span = now
+            .saturating_sub(lease.since)
+            .max(self.lifetime / 8)
+            .max(1);
         let want = u128::from(lease.seen) * u128::from(self.lifetime) / u128::from(span);
         let want = u64::try_from(want).unwrap_or(MAX_WANT).min(MAX_WANT);
         if want < MIN_WANT {
@@ -284,7 +368,8 @@ impl LeaseTable {
         asks: &[LeaseAsk],
         answer: &LeaseAnswer,
         now: UnixNanos,
-    ) -> Verdict {
+    ) -> Settled {
+        let mut granted = SmallVec::new();
         let mut locked = self.lock(asks.iter().map(|a| a.check.fingerprint()));
         let mut verdict = answer.verdict.clone();
         let (mut leased, mut returned) = (0, 0);
@@ -318,6 +403,8 @@ impl LeaseTable {
             }
             lease.units = lease.units.saturating_add(grant.units);
             lease.granted = grant.units;
+            lease.grant = self.grants.fetch_add(1, Ordering::Relaxed) + 1;
+            granted.push((ask.check, lease.grant));
             lease.window = grant.window;
             lease.limit = decision.limit;
             lease.reset_at = decision.reset_at;
@@ -326,7 +413,37 @@ impl LeaseTable {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.leased.fetch_add(leased, Ordering::Relaxed);
         self.stats.returned.fetch_add(returned, Ordering::Relaxed);
-        verdict
+        Settled { verdict, granted }
+    }
+
+    /// The hand-back of the leases `granted` whose lifetime is over at `now` and that nobody
+    /// spent to their end, refilled or handed back since: their units go back to Redis now
+    /// rather than with the key's next request, which may never come. `None` when there is
+    /// nothing to hand back.
+    pub(crate) fn expired(
+        &self,
+        granted: &[(Check, u64)],
+        now: UnixNanos,
+    ) -> Option<SmallVec<[LeaseAsk; 4]>> {
+        let mut locked = self.lock(granted.iter().map(|(c, _)| c.fingerprint()));
+        let mut asks = SmallVec::new();
+        for (i, (check, grant)) in granted.iter().enumerate() {
+            let Some(lease) = locked.get(i) else {
+                continue;
+            };
+            if lease.grant != *grant || lease.units == 0 || lease.refilling || now < lease.until {
+                continue;
+            }
+            let window_over = check.algorithm == crate::algorithm::AlgorithmKind::FixedWindow
+                && now >= lease.reset_at;
+            if window_over {
+                // Units of a window that ended died with it: nothing to hand back.
+                lease.units = 0;
+            } else {
+                asks.push(self.handing_back(lease, Check { cost: 0, ..*check }, 0));
+            }
+        }
+        (!asks.is_empty()).then_some(asks)
     }
 
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
@@ -426,7 +543,13 @@ impl Locked<'_> {
 
     /// The entry of the `i`th key, made if there is room: a full shard drops a sampled entry
     /// that holds nothing; when every sampled one holds units, the key is not followed.
-    fn get_or_insert(&mut self, i: usize, now: UnixNanos, max: usize) -> Option<&mut Lease> {
+    fn get_or_insert(
+        &mut self,
+        i: usize,
+        now: UnixNanos,
+        max: usize,
+        seen: u64,
+    ) -> Option<&mut Lease> {
         let (map, key) = self.map(i);
         if !map.contains_key(&key) && map.len() >= max {
             let idle = map
@@ -438,7 +561,61 @@ impl Locked<'_> {
         }
         Some(map.entry(key).or_insert_with(|| Lease {
             since: now,
+            seen,
             ..Lease::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::{AlgorithmKind, Limit};
+    use crate::Quota;
+
+    fn check(key: u128) -> Check {
+        Check {
+            key,
+            group: 1,
+            algorithm: AlgorithmKind::FixedWindow,
+            limit: Limit::new(Quota::from_parts(1_000, 60).unwrap()),
+            cost: 1,
+            max_wait: 0,
+            probe: false,
+        }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn only_keys_spent_often_in_a_lifetime_are_warm() {
+        let table = LeaseTable::new(Leases::new().lifetime(Duration::from_millis(100)));
+        let (busy, quiet) = ([check(7)], [check(8)]);
+        let start = 1_000 * 100 * MS;
+        let warm: Vec<bool> = (0..5).map(|i| table.warm(&busy, start + i * MS)).collect();
+        assert_eq!(warm, [false, false, false, true, true]);
+        // Busy in the last lifetime: warm from the first request of this one.
+        assert!(table.warm(&busy, start + 100 * MS));
+        // Once a lifetime: never warm, and never in the table.
+        for lifetime in 0..10 {
+            assert!(!table.warm(&quiet, start + lifetime * 100 * MS));
+        }
+        // A lifetime skipped: cold again.
+        assert!(!table.warm(&busy, start + 300 * MS));
+    }
+
+    #[test]
+    fn a_warm_key_enters_the_table_with_what_the_filter_saw() {
+        let table = LeaseTable::new(Leases::new().lifetime(Duration::from_millis(100)));
+        let busy = [check(7)];
+        let start = 1_000 * 100 * MS;
+        for i in 0..3 {
+            assert!(!table.warm(&busy, start + i * MS));
+        }
+        // The fourth request is warm, and worth a lease of its own at once: 4 units in 3 ms
+        // (counted over an eighth of the 100 ms lifetime) are 32 in a lifetime.
+        assert!(table.warm(&busy, start + 3 * MS));
+        let asks = table.plan(&busy, start + 3 * MS).expect("a lease call");
+        assert_eq!(asks[0].want, 32);
     }
 }

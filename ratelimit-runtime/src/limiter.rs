@@ -963,6 +963,7 @@ impl RateLimiterBuilder {
             .max_keys
             .map_or_else(MemoryStore::default, MemoryStore::with_max_keys);
         let fleet_key = self.key_secret.unwrap_or_else(FleetKey::public);
+        let clock: Arc<dyn Clock> = Arc::from(self.clock);
         if let Some(bytes) = self.max_log_bytes {
             store = store.with_max_log_bytes(bytes);
         }
@@ -986,6 +987,7 @@ impl RateLimiterBuilder {
                     self.redis.on_failure,
                     self.redis.leases,
                     fleet_key.mark(),
+                    Arc::clone(&clock),
                 )))
             }
             None => Backend::Memory,
@@ -1012,7 +1014,7 @@ impl RateLimiterBuilder {
             state: Arc::new(State {
                 store: Arc::new(store),
                 backend,
-                clock: Arc::from(self.clock),
+                clock,
                 client_ip,
                 header_style: self.header_style,
                 denied_body: self.denied_body,

@@ -4,13 +4,14 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use smallvec::SmallVec;
 use tokio::sync::{Notify, OnceCell};
 
 use super::resync::{Owed, Unsynced, MAX_KEYS};
 use super::{take_in_memory, Outcome};
-use crate::clock::{UnixNanos, NANOS_PER_SEC};
+use crate::clock::{Clock, UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
 use crate::leases::{LeaseStats, LeaseTable, Leases, Spent};
 use crate::metrics::StoreLabel;
@@ -152,7 +153,7 @@ pub struct RedisStats {
 }
 
 /// The shortest concurrency lease: renewed every third of it, it must outlast a round trip.
-const MIN_LEASE: std::time::Duration = std::time::Duration::from_millis(100);
+const MIN_LEASE: Duration = Duration::from_millis(100);
 
 /// How long Redis is left alone after a failure before it is tried again.
 const RETRY_AFTER_FAILURE: u64 = NANOS_PER_SEC;
@@ -173,6 +174,8 @@ pub(crate) struct RedisBackend {
     blocked: BlockedKeys,
     /// Units of Redis budgets held here, when leases are on.
     leases: Option<LeaseTable>,
+    /// The limiter's clock, for leases that end while their keys are quiet.
+    clock: Arc<dyn Clock>,
     /// Until when (limiter time) Redis is skipped after a failure.
     skip_until: AtomicU64,
     degraded: AtomicBool,
@@ -196,6 +199,7 @@ impl RedisBackend {
         policy: FailurePolicy,
         leases: Option<Leases>,
         fleet_mark: String,
+        clock: Arc<dyn Clock>,
     ) -> RedisBackend {
         RedisBackend {
             target,
@@ -208,6 +212,7 @@ impl RedisBackend {
             connected: Notify::new(),
             blocked: BlockedKeys::new(BLOCKED_KEYS),
             leases: leases.map(LeaseTable::new),
+            clock,
             skip_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             local_seed: ahash::RandomState::new(),
@@ -339,12 +344,13 @@ impl RedisBackend {
         now: UnixNanos,
         leasable: bool,
     ) -> (Outcome, StoreLabel) {
-        let leases = self.leases.as_ref().filter(|_| {
+        let leases = self.leases.as_ref().filter(|leases| {
             leasable
                 && checks
                     .iter()
                     .all(|c| crate::store::can_lease(c) && c.max_wait == 0 && !c.probe)
                 && !repeats_a_key(checks)
+                && leases.warm(checks, now)
         });
         // Units held here are spent first, even for a key Redis denied lately: they are this
         // process's to spend.
@@ -416,6 +422,27 @@ impl RedisBackend {
         });
     }
 
+    /// Hands back, once their lifetime is over, what is left of the leases `granted` (each key
+    /// with its grant), unless they were spent, refilled or handed back meanwhile. The timer
+    /// runs in real time; on a limiter clock that has not reached the end of a lease (a manual
+    /// clock in tests), that lease waits for its key's next call, as it would without the timer.
+    fn hand_back_when_over(self: &Arc<Self>, granted: SmallVec<[(Check, u64); 4]>) {
+        let Some(leases) = &self.leases else {
+            return;
+        };
+        let over = leases.lifetime() + Duration::from_millis(1);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(over).await;
+            let now = this.clock.now();
+            if let Some(leases) = &this.leases {
+                if let Some(asks) = leases.expired(&granted, now) {
+                    this.lease_call(leases, &asks, now).await;
+                }
+            }
+        });
+    }
+
     /// One lease call: its answer kept in `leases` (the request's verdict), or, when Redis
     /// fails, the asks abandoned and the failure counted (`None`). Dropped before Redis answers
     /// (a client gone, a runtime shutting down), the asks are abandoned all the same, so that
@@ -436,7 +463,11 @@ impl RedisBackend {
         match answer {
             Ok(answer) => {
                 self.answered(now);
-                Some(leases.settle(asks, &answer, now))
+                let settled = leases.settle(asks, &answer, now);
+                if !settled.granted.is_empty() && answer.handed_back {
+                    self.hand_back_when_over(settled.granted);
+                }
+                Some(settled.verdict)
             }
             Err(error) => {
                 leases.abandon(asks);

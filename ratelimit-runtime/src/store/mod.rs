@@ -19,5 +19,5 @@ pub use memory::{MemoryStore, MemoryStoreStats};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{
     can_lease, ClientCertificate, Grant, LeaseAnswer, LeaseAsk, RedisOptions, RedisStore, RedisTls,
-    TimeSource, LEASE_SHARE,
+    TimeSource, LEASE_SHARE, WINDOW_LEASE_SHARE,
 };

@@ -2,10 +2,12 @@
 -- request and charging them all together or not at all, in order.
 --
 -- ARGV[1]      "server" to use the Redis server's clock (TIME), "client" to use each decision's
--- ARGV[2]      the number of decisions; then per decision: its number of checks n (-n for a
+-- ARGV[2]      the number of limits s, then s times: algorithm, limit, period (s), capacity
+--              (each limit once, however many checks of the call use it)
+-- then         the number of decisions; then per decision: its number of checks n (-n for a
 --              peek: decided the same way, nothing written), its instant (µs), and per check:
---              algorithm, limit, period (s), capacity, cost, max wait (µs, 0: refuse at once;
---              -1: a probe, decided like the others and never written)
+--              its limit (1 to s), cost, max wait (µs, 0: refuse at once; -1: a probe, decided
+--              like the others and never written)
 -- KEYS         the states of every check, in order (in a Cluster, one decision per call and all
 --              its keys share a hash tag)
 --
@@ -41,7 +43,10 @@ local now, present
 -- come from common.lua, put before this script.
 
 -- Arguments per check.
-local PER_CHECK = 6
+local PER_CHECK = 3
+
+-- The call's limits: algorithm, limit, period and capacity of each.
+local ALGORITHMS, LIMITS, PERIODS, CAPACITIES = {}, {}, {}, {}
 
 local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
@@ -77,11 +82,12 @@ local function decide(first, arg, count, charge, out)
   for i = 1, count do
     local at = arg + PER_CHECK * (i - 1)
     -- Arguments are numbers the caller wrote: `+ 0` converts them (cheaper than tonumber).
-    local algorithm, limit = ARGV[at] + 0, ARGV[at + 1] + 0
-    local period, capacity, cost = ARGV[at + 2] + 0, ARGV[at + 3] + 0, ARGV[at + 4] + 0
+    local spec = ARGV[at] + 0
+    local algorithm, limit, period, capacity = ALGORITHMS[spec], LIMITS[spec], PERIODS[spec], CAPACITIES[spec]
+    local cost = ARGV[at + 1] + 0
     local key = KEYS[first + i - 1]
     local allowed, remaining, reset, retry, value, expiry
-    probes[i] = ARGV[at + 5] + 0 < 0
+    probes[i] = ARGV[at + 2] + 0 < 0
 
     if algorithm == 6 then
       -- GCRA: one theoretical arrival time.
@@ -235,7 +241,7 @@ local function decide(first, arg, count, charge, out)
       value, expiry = false, max(newest, last)
 
     else
-      return error('ratelimit: unknown algorithm ' .. tostring(ARGV[at]))
+      return error('ratelimit: unknown algorithm ' .. tostring(algorithm))
     end
 
     if not allowed then all = false end
@@ -301,7 +307,7 @@ local function decide(first, arg, count, charge, out)
       else
         -- The log: `cost` copies of the expiry, in batches Lua's unpack can take.
         local instant = format('%.0f', expiry)
-        local left = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 4])
+        local left = ARGV[arg + PER_CHECK * (i - 1) + 1] + 0
         while left > 0 do
           local batch = {}
           for j = 1, min(left, 1000) do batch[j] = instant end
@@ -326,10 +332,10 @@ local function reservation(arg, count, at)
     local o = at + 4 * (i - 1)
     -- A turn in the future is only sound when every check drains at the rate (the buckets,
     -- GCRA): a window or a log would count it in the wrong window.
-    local algorithm = tonumber(ARGV[arg + PER_CHECK * (i - 1)])
+    local algorithm = ALGORITHMS[ARGV[arg + PER_CHECK * (i - 1)] + 0]
     if algorithm < 4 then return nil end
     if reply[o + 1] == 0 then
-      local wait, retry = tonumber(ARGV[arg + PER_CHECK * (i - 1) + 5]), reply[o + 4]
+      local wait, retry = ARGV[arg + PER_CHECK * (i - 1) + 2] + 0, reply[o + 4]
       if wait <= 0 or retry - now > wait then return nil end
       if not until_ or retry > until_ then until_ = retry end
     end
@@ -346,8 +352,13 @@ local function run(decisions, first, arg, count, charge)
   return pcall(decide, first, arg, count, charge, reply)
 end
 
-local arg, first = 3, 1
-local decisions = tonumber(ARGV[2])
+local specs = ARGV[2] + 0
+for s = 1, specs do
+  local at = 3 + 4 * (s - 1)
+  ALGORITHMS[s], LIMITS[s], PERIODS[s], CAPACITIES[s] = ARGV[at] + 0, ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
+end
+local arg, first = 4 + 4 * specs, 1
+local decisions = ARGV[3 + 4 * specs] + 0
 for _ = 1, decisions do
   local count = tonumber(ARGV[arg])
   local charge = count > 0

@@ -7,7 +7,11 @@
 --
 -- ARGV[1]   "server" to use Redis's clock (TIME), "client" to use ARGV[2]
 -- ARGV[2]   the instant (µs) on the client's clock
--- ARGV[3]   the share: a lease takes at most 1/share of what remains after the request
+-- ARGV[3]   the share: a bucket's or GCRA's lease takes at most 1/share of what remains after
+--           the request
+-- ARGV[4]   a fixed window's share (a larger part: its units die with the window, so that they
+--           can never admit more than the window's limit, and a lease is what this process
+--           spends in a lifetime)
 -- then per check (KEYS[i]): algorithm (1 fixed window, 4 token bucket, 5 leaky bucket, 6 GCRA),
 --           limit, period (s), capacity, cost, want (units beyond the cost), units handed back,
 --           the instant (µs) those were leased, the window (end, s) they were leased in
@@ -25,7 +29,7 @@ if ARGV[1] == 'server' then
 else
   now = tonumber(ARGV[2])
 end
-local share = tonumber(ARGV[3])
+local share, window_share = tonumber(ARGV[3]), tonumber(ARGV[4])
 -- floor_div, ceil_div, CORRUPT, load and the fixed window's state come from common.lua, put
 -- before this script.
 
@@ -37,7 +41,7 @@ local n = #KEYS
 local states = {}
 local all = true
 for i = 1, n do
-  local at = 4 + PER_CHECK * (i - 1)
+  local at = 5 + PER_CHECK * (i - 1)
   local algorithm, limit = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local period, capacity, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
   local back, leased_at, leased_in = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7]), tonumber(ARGV[at + 8])
@@ -84,7 +88,8 @@ for i = 1, n do
   local s = states[i]
   local charged = 0
   if all then
-    charged = s.cost + min(s.want, floor((s.available - s.cost) / share))
+    local room = floor((s.available - s.cost) / (s.algorithm == 1 and window_share or share))
+    charged = s.cost + min(s.want, room)
   end
   local value, expiry, reset, retry
   if s.algorithm == 1 then

@@ -24,10 +24,17 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// A lease takes at most this share (1/32) of what a budget has left after the request, so
-/// that the units a process holds, and could strand by dying, stay a small part of what
-/// remains, and shrink to nothing (the exact path) as the budget runs out.
+/// A token bucket's, leaky bucket's or GCRA's lease takes at most this share (1/32) of what the
+/// budget has left after the request, so that the units a process holds, and could strand by
+/// dying, stay a small part of what remains, and shrink to nothing (the exact path) as the
+/// budget runs out.
 pub const LEASE_SHARE: u32 = 32;
+
+/// A fixed window's lease takes at most this share (1/4) of what the window has left after the
+/// request: its units die with the window, so a larger share can never admit more than the
+/// limit, and a budget of a few hundred is leased in a few dozen calls. Leases still shrink to
+/// nothing as the window runs out, so that no process holds units another is refused for.
+pub const WINDOW_LEASE_SHARE: u32 = 4;
 
 /// What one check asks of a lease call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +112,8 @@ impl RedisStore {
         command
             .arg(if server_time { "server" } else { "client" })
             .arg(now / 1_000)
-            .arg(LEASE_SHARE);
+            .arg(LEASE_SHARE)
+            .arg(WINDOW_LEASE_SHARE);
         for ask in asks {
             write_limit(&mut command, &ask.check);
             command

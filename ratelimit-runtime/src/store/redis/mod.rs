@@ -42,7 +42,7 @@ mod tls;
 mod url;
 mod wire;
 
-pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE};
+pub use lease::{can_lease, Grant, LeaseAnswer, LeaseAsk, LEASE_SHARE, WINDOW_LEASE_SHARE};
 pub use options::{RedisOptions, TimeSource};
 pub(crate) use sentinel::SentinelSpec;
 pub(crate) use tls::{is_insecure, is_tls};

@@ -141,9 +141,32 @@ pub(super) async fn call<C: ConnectionLike>(
         write_key(&mut key, &options.prefix, check);
         command.arg(&key[..]);
     }
+    // Each limit once (a batch mostly holds a few): checks name theirs by its place.
+    let mut specs: SmallVec<[Spec; 8]> = SmallVec::new();
+    let mut places: SmallVec<[usize; 64]> = SmallVec::new();
+    for check in decisions.iter().flat_map(|d| d.checks) {
+        let spec = Spec::of(check);
+        let place = match specs.iter().position(|s| *s == spec) {
+            Some(place) => place,
+            None => {
+                specs.push(spec);
+                specs.len() - 1
+            }
+        };
+        places.push(place + 1);
+    }
     command
         .arg(if server_time { "server" } else { "client" })
-        .arg(decisions.len());
+        .arg(specs.len());
+    for spec in &specs {
+        command
+            .arg(spec.algorithm)
+            .arg(spec.limit)
+            .arg(spec.period)
+            .arg(spec.capacity);
+    }
+    command.arg(decisions.len());
+    let mut places = places.into_iter();
     for Decide {
         checks,
         now,
@@ -155,8 +178,8 @@ pub(super) async fn call<C: ConnectionLike>(
         command
             .arg(if *charge { count } else { -count })
             .arg(now / 1_000);
-        for check in *checks {
-            write_limit(&mut command, check);
+        for (check, place) in checks.iter().zip(places.by_ref()) {
+            command.arg(place).arg(check.cost);
             // A probe is told by a max wait of -1: evaluated, never written.
             if check.probe {
                 command.arg(-1);
@@ -171,8 +194,28 @@ pub(super) async fn call<C: ConnectionLike>(
     read_reply(reply, decisions, server_time)
 }
 
-/// Writes the arguments both scripts (`decide.lua`, `lease.lua`) begin each check with: its
-/// algorithm, the quota's limit and period, the capacity and the cost.
+/// A limit as `decide.lua` is told it, once per call: algorithm, limit, period, capacity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Spec {
+    algorithm: u8,
+    limit: u32,
+    period: u32,
+    capacity: u32,
+}
+
+impl Spec {
+    fn of(check: &Check) -> Spec {
+        Spec {
+            algorithm: algorithm_code(check),
+            limit: check.limit.quota.limit(),
+            period: check.limit.quota.period_secs(),
+            capacity: check.limit.capacity.get(),
+        }
+    }
+}
+
+/// Writes the arguments `lease.lua` and `refund.lua` begin each check with: its algorithm, the
+/// quota's limit and period, the capacity and the cost.
 pub(super) fn write_limit(command: &mut redis::Cmd, check: &Check) {
     command
         .arg(algorithm_code(check))
