@@ -125,11 +125,16 @@ impl RedisServer {
     }
 }
 
-/// Script calls (`EVAL`, `EVALSHA`) counted in the output of `INFO commandstats`.
+/// Script and function calls (`EVAL`, `EVALSHA`, `FCALL`) counted in the output of
+/// `INFO commandstats`.
 pub fn script_calls_in(commandstats: &str) -> u64 {
     commandstats
         .lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter(|l| {
+            ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_fcall:"]
+                .iter()
+                .any(|name| l.starts_with(name))
+        })
         .filter_map(|l| {
             l.split("calls=")
                 .nth(1)?
@@ -142,7 +147,7 @@ pub fn script_calls_in(commandstats: &str) -> u64 {
 }
 
 impl RedisServer {
-    /// Script calls (`EVAL`, `EVALSHA`) the server has served so far.
+    /// Script and function calls (`EVAL`, `EVALSHA`, `FCALL`) the server has served so far.
     pub fn script_calls(&self) -> u64 {
         script_calls_in(&self.cli(&["INFO", "commandstats"]))
     }

@@ -2,7 +2,13 @@
 -- built (`wire.rs`, `lease.rs`, `refund.rs`): integer division on doubles, reading a stored
 -- state, and the fixed window's one-integer state.
 
-local floor, max, min, match, format = math.floor, math.max, math.min, string.match, string.format
+local floor, max, min, match, format
+
+-- Binds the library functions above, at the start of every call: a Redis 7.0 function library
+-- cannot read `math` or `string` while it is loaded.
+local function bind()
+  floor, max, min, match, format = math.floor, math.max, math.min, string.match, string.format
+end
 
 local function floor_div(a, b)
   local q = floor(a / b)

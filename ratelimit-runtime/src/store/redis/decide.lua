@@ -17,23 +17,26 @@
 -- mirrors the Rust algorithms in src/algorithm/, in microseconds: Lua numbers are doubles, exact
 -- below 2^53 (the caller refuses quotas whose scaled values would not be: src/store/exact.rs).
 -- Redis runs this for every decision of a fleet, so it is written for few allocations: no
--- closures per check, states parsed with one match.
+-- closures per check, states parsed with one match. It is loaded as a Redis function where
+-- Redis has them (7.0 and later: `FCALL`), so that what is defined here is made once, not on
+-- every call, and runs as a script (`EVALSHA`) elsewhere; `decide_call` is the body of both
+-- (`wire.rs` puts either ending after it).
 --
 -- Algorithms: 1 fixed window, 2 sliding window, 3 sliding log, 4 token bucket, 5 leaky bucket,
 -- 6 GCRA, 7 GCRA above 10,000 per second (nanosecond interval; its own state format).
 
 local US = 1000000
 local NS = 1000000000
+
+-- The call's keys and arguments, set by `decide_call` (a Redis function is given them, a
+-- script reads them as globals).
+local KEYS, ARGV
 -- Keys live until their state no longer matters, and at least a second. On the client's clock
 -- (tests on a manual clock) that state's lifetime is in the client's time, not Redis's: keys then
 -- live at least a minute of real time, so that a slow test never sees its state expire.
-local MIN_TTL = ARGV[1] == 'server' and 1000 or 60000
-
-local server_now = 0
-if ARGV[1] == 'server' then
-  local t = redis.call('TIME')
-  server_now = tonumber(t[1]) * US + tonumber(t[2])
-end
+local MIN_TTL
+-- Redis's clock at the call (µs; 0 on the client's clock), and the reply being built.
+local server_now, reply
 -- The instant a decision is made at, and the present: they differ when a refused request
 -- reserves its turn (decided again at that turn). Expiries count from the present, as Redis
 -- counts `PX`: from the turn, a key would die up to a max wait early and its bucket restart.
@@ -321,8 +324,6 @@ local function decide(first, arg, count, charge, out)
   return true
 end
 
-local reply = { server_now }
-
 -- A decision its checks refused may wait: when every refusing check would pass within its own
 -- max wait, the latest of their retry instants, at which the decision is made again (and
 -- charged, reserving the slot); otherwise nil. The refused answers start after reply[at].
@@ -352,37 +353,49 @@ local function run(decisions, first, arg, count, charge)
   return pcall(decide, first, arg, count, charge, reply)
 end
 
-local specs = ARGV[2] + 0
-for s = 1, specs do
-  local at = 3 + 4 * (s - 1)
-  ALGORITHMS[s], LIMITS[s], PERIODS[s], CAPACITIES[s] = ARGV[at] + 0, ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
-end
-local arg, first = 4 + 4 * specs, 1
-local decisions = ARGV[3 + 4 * specs] + 0
-for _ = 1, decisions do
-  local count = tonumber(ARGV[arg])
-  local charge = count > 0
-  if not charge then count = -count end
-  now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
-  present = now
-  local outcome_at = #reply + 1
-  reply[outcome_at] = 0
-  local ok, all = run(decisions, first, arg + 2, count, charge)
-  if ok and not all and charge then
-    local at = reservation(arg + 2, count, outcome_at)
-    if at then
-      for j = #reply, outcome_at + 1, -1 do reply[j] = nil end
-      now = at
-      ok, all = run(decisions, first, arg + 2, count, charge)
+-- Decides the call: the whole script, or the Redis function.
+local function decide_call(keys, argv)
+  KEYS, ARGV = keys, argv
+  bind()
+  MIN_TTL = ARGV[1] == 'server' and 1000 or 60000
+  server_now = 0
+  if ARGV[1] == 'server' then
+    local t = redis.call('TIME')
+    server_now = tonumber(t[1]) * US + tonumber(t[2])
+  end
+  reply = { server_now }
+  local specs = ARGV[2] + 0
+  for s = 1, specs do
+    local at = 3 + 4 * (s - 1)
+    ALGORITHMS[s], LIMITS[s], PERIODS[s], CAPACITIES[s] = ARGV[at] + 0, ARGV[at + 1] + 0, ARGV[at + 2] + 0, ARGV[at + 3] + 0
+  end
+  local arg, first = 4 + 4 * specs, 1
+  local decisions = ARGV[3 + 4 * specs] + 0
+  for _ = 1, decisions do
+    local count = tonumber(ARGV[arg])
+    local charge = count > 0
+    if not charge then count = -count end
+    now = ARGV[1] == 'server' and server_now or tonumber(ARGV[arg + 1])
+    present = now
+    local outcome_at = #reply + 1
+    reply[outcome_at] = 0
+    local ok, all = run(decisions, first, arg + 2, count, charge)
+    if ok and not all and charge then
+      local at = reservation(arg + 2, count, outcome_at)
+      if at then
+        for j = #reply, outcome_at + 1, -1 do reply[j] = nil end
+        now = at
+        ok, all = run(decisions, first, arg + 2, count, charge)
+      end
     end
+    if ok then
+      reply[outcome_at] = all and 1 or 0
+    else
+      if not string.find(tostring(all), CORRUPT, 1, true) then error(all) end
+      reply[outcome_at] = -1
+      for j = 1, 4 * count do reply[outcome_at + j] = 0 end
+    end
+    arg, first = arg + 2 + PER_CHECK * count, first + count
   end
-  if ok then
-    reply[outcome_at] = all and 1 or 0
-  else
-    if not string.find(tostring(all), CORRUPT, 1, true) then error(all) end
-    reply[outcome_at] = -1
-    for j = 1, 4 * count do reply[outcome_at + j] = 0 end
-  end
-  arg, first = arg + 2 + PER_CHECK * count, first + count
+  return reply
 end
-return reply

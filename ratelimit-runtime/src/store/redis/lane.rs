@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::options::RedisOptions;
 use super::sentinel::Endpoint;
-use super::wire::{connect_manager, script, send_batch, Job, MAX_BATCH};
+use super::wire::{connect_manager, send_batch, Job, Via, MAX_BATCH};
 
 /// The lanes of one store.
 pub(super) struct Lanes {
@@ -78,8 +78,7 @@ async fn serve(
     options: Arc<RedisOptions>,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
-    let script = script();
-    let mut manager: Option<(ConnectionManager, u64)> = None;
+    let mut manager: Option<(ConnectionManager, Via, u64)> = None;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -88,19 +87,22 @@ async fn serve(
                 Err(_) => break,
             }
         }
-        let connection = match &manager {
-            Some((connection, generation)) if *generation == endpoint.generation() => {
-                connection.clone()
+        let (connection, via) = match &manager {
+            Some((connection, via, generation)) if *generation == endpoint.generation() => {
+                (connection.clone(), *via)
             }
             _ => {
                 let connected = match endpoint.current() {
-                    Ok((client, generation)) => connect_manager(client, &options, &script)
+                    Ok((client, generation)) => connect_manager(client, &options)
                         .await
-                        .map(|connection| (connection, generation)),
+                        .map(|(connection, via)| (connection, via, generation)),
                     Err(error) => Err(error),
                 };
                 match connected {
-                    Ok(connected) => manager.insert(connected).0.clone(),
+                    Ok(connected) => {
+                        let (connection, via, _) = manager.insert(connected);
+                        (connection.clone(), *via)
+                    }
                     Err(error) => {
                         endpoint.failed();
                         for job in batch {
@@ -111,9 +113,7 @@ async fn serve(
                 }
             }
         };
-        if let Err(error) =
-            send_batch(connection, script.clone(), Arc::clone(&options), batch).await
-        {
+        if let Err(error) = send_batch(connection, via, Arc::clone(&options), batch).await {
             endpoint.failed_with(&error);
         }
     }

@@ -20,6 +20,8 @@
 -- (cost + lease), remaining after them, reset, retry }, times in µs. States are the ones
 -- decide.lua keeps, so both scripts decide the same keys.
 
+-- common.lua's library functions (see `bind`).
+bind()
 local US = 1000000
 local MIN_TTL = ARGV[1] == 'server' and 1000 or 60000
 local now

@@ -55,8 +55,8 @@ use lane::Lanes;
 use reply::{flag, integers};
 use sentinel::{Endpoint, Master};
 use wire::{
-    call, connect_manager, exact_check, key_of, query, redis_error, script, send_batch,
-    with_timeout, Decide, Job, MAX_BATCH,
+    call, connect_manager, exact_check, key_of, load_decider, query, redis_error, send_batch,
+    with_timeout, Decide, Job, Via, MAX_BATCH,
 };
 
 /// Limiter state in Redis or Redis Cluster.
@@ -71,7 +71,7 @@ enum Connection {
     /// Decisions go on the lane of the thread that asks ([`Lanes`]), in batches; the other
     /// commands (slots, resets, leases) go to the store's thread, one by one.
     Single(Arc<Single>),
-    Cluster(ClusterConnection, Script),
+    Cluster(ClusterConnection, Via),
 }
 
 struct Single {
@@ -181,12 +181,15 @@ impl RedisStore {
         let client = builder
             .build()
             .map_err(|e| StoreError::new(format!("invalid Redis Cluster nodes: {e}")))?;
-        let connection = with_timeout(options.timeout.max(Duration::from_secs(2)), async {
-            client.get_async_connection().await.map_err(redis_error)
+        let (connection, via) = with_timeout(options.timeout.max(Duration::from_secs(2)), async {
+            let mut connection = client.get_async_connection().await.map_err(redis_error)?;
+            // On every master: a decision goes to the one holding its keys.
+            let via = load_decider(&mut connection).await.map_err(redis_error)?;
+            Ok((connection, via))
         })
         .await?;
         Ok(RedisStore {
-            connection: Connection::Cluster(connection, script()),
+            connection: Connection::Cluster(connection, via),
             options: Arc::new(options),
         })
     }
@@ -451,7 +454,7 @@ impl RedisStore {
                          live in different Redis Cluster slots and cannot be decided together; give them one name",
                     ))
                 }
-                Connection::Cluster(connection, script) => {
+                Connection::Cluster(connection, via) => {
                     let mut connection = connection.clone();
                     let decisions = [Decide {
                         checks,
@@ -459,7 +462,7 @@ impl RedisStore {
                         charge,
                     }];
                     let mut answers =
-                        call(script, &mut connection, &self.options, &decisions).await?;
+                        call(*via, &mut connection, &self.options, &decisions).await?;
                     answers
                         .pop()
                         .unwrap_or_else(|| Err(StoreError::new("Redis answered no decision")))
@@ -497,7 +500,6 @@ fn serve_decisions(
         }
     };
     runtime.block_on(async move {
-        let script = script();
         if let Endpoint::Sentinel(master) = &endpoint {
             if let Err(e) = master.resolve(&options).await {
                 let _ = ready.send(Err(e));
@@ -506,18 +508,17 @@ fn serve_decisions(
             tokio::spawn(Arc::clone(master).watch(Arc::clone(&options)));
         }
         let connect = |endpoint: &Endpoint| {
-            let (script, options, endpoint) =
-                (script.clone(), Arc::clone(&options), endpoint.clone());
+            let (options, endpoint) = (Arc::clone(&options), endpoint.clone());
             async move {
                 let (client, generation) = endpoint.current()?;
-                let manager = connect_manager(client, &options, &script).await;
+                let manager = connect_manager(client, &options).await;
                 if manager.is_err() {
                     endpoint.failed();
                 }
                 Ok::<_, StoreError>((manager?, generation))
             }
         };
-        let (mut manager, mut generation) = match connect(&endpoint).await {
+        let ((mut manager, mut via), mut generation) = match connect(&endpoint).await {
             Ok(connected) => connected,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -534,7 +535,9 @@ fn serve_decisions(
                 // a second later at the soonest.
                 last_try = Some(tokio::time::Instant::now());
                 match connect(&endpoint).await {
-                    Ok((new, new_generation)) => (manager, generation) = (new, new_generation),
+                    Ok(((new, new_via), new_generation)) => {
+                        (manager, via, generation) = (new, new_via, new_generation);
+                    }
                     Err(e) => tracing::debug!("rate limiter: {e}"),
                 }
             }
@@ -555,11 +558,10 @@ fn serve_decisions(
                 continue;
             }
             // In flight while the next batch gathers: the connection is multiplexed.
-            let (manager, script, options) =
-                (manager.clone(), script.clone(), Arc::clone(&options));
+            let (manager, options) = (manager.clone(), Arc::clone(&options));
             let endpoint = endpoint.clone();
             tokio::spawn(async move {
-                if let Err(error) = send_batch(manager, script, options, batch).await {
+                if let Err(error) = send_batch(manager, via, options, batch).await {
                     endpoint.failed_with(&error);
                 }
             });

@@ -13,6 +13,8 @@
 -- 50 ms (units whose expiries differ by less than that are alike). Returns the number of keys
 -- whose state changed. A key holding another type is left alone.
 
+-- common.lua's library functions (see `bind`).
+bind()
 local US = 1000000
 local charged, now = tonumber(ARGV[2]), tonumber(ARGV[3])
 if ARGV[1] == 'server' then
