@@ -4,7 +4,10 @@
 //! read the clock, hash (rule, quota, client address) with the per-process seed, decide in the
 //! store. governor's does `check_key(&ip)` on its default keyed store (DashMap) and clock.
 //! Quotas are large enough that every check is allowed (the sliding log excepted, see `Ours`):
-//! the steady-state cost is measured.
+//! the steady-state cost is measured. Beside the largest table, the floor of a check on this
+//! machine: one cache miss (`floor/one_miss`, a dependent random walk over 32 MB, about the
+//! size of our table at 1,000,000 keys), and one cache miss under a lock taken and released
+//! around it (`floor/one_miss_locked`), as a check takes its shard's lock around its lookup.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -117,8 +120,49 @@ fn keyed(c: &mut Criterion) {
                 })
             });
         }
+        if keys == largest {
+            floors(&mut group);
+        }
         group.finish();
     }
+}
+
+/// The floors (see the top): a walk along a random cycle of 2^23 slots (32 MB), each step one
+/// load that waits for the one before.
+fn floors(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let chain = random_cycle(1 << 23);
+    let mut at = 0usize;
+    group.bench_function("floor/one_miss", |b| {
+        b.iter(|| {
+            at = chain[at] as usize;
+            black_box(at)
+        })
+    });
+    let lock = std::sync::Mutex::new(());
+    group.bench_function("floor/one_miss_locked", |b| {
+        b.iter(|| {
+            let _held = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            at = chain[at] as usize;
+            black_box(at)
+        })
+    });
+}
+
+/// A random cyclic permutation of `0..n` (Sattolo's algorithm, a fixed xorshift seed): from
+/// any slot, following `chain[at]` visits every slot once.
+fn random_cycle(n: usize) -> Vec<u32> {
+    let mut chain: Vec<u32> = (0..n as u32).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = (x % i as u64) as usize;
+        chain.swap(i, j);
+    }
+    chain
 }
 
 /// A key never seen before, each time.

@@ -1,10 +1,16 @@
 //! Decisions on Redis are calls of a Redis function (`FCALL`) where Redis has functions (7.0
 //! and later), and of the same Lua as a script (`EVALSHA`) where it cannot run them: a
 //! function Redis lost is loaded again, and a user the ACL refuses `FUNCTION` decides with the
-//! script. Counted in the server's own `INFO commandstats`.
+//! script. Counted in the server's own `INFO commandstats`. And what the fixed window's one
+//! `INCRBY` must not do: lose another window's count when a decision is refused, or take a
+//! Redis failure (out of memory) for a corrupt key.
 
 mod support;
 
+use std::time::Duration;
+
+use ratelimit_runtime::algorithm::{AlgorithmKind, Limit};
+use ratelimit_runtime::store::{Check, RedisOptions, RedisStore, Store, TimeSource};
 use ratelimit_runtime::{Quota, QuotaSource, RateLimiter, Rule};
 use support::RedisServer;
 
@@ -87,4 +93,88 @@ async fn a_user_refused_functions_decides_with_the_script() {
     assert_eq!(calls(&redis, "fcall"), 0);
     assert_eq!(calls(&redis, "evalsha"), 6);
     assert_eq!(limiter.redis_stats().unwrap().errors, 0);
+}
+
+fn fixed_window(key: u128, limit: u32) -> Check {
+    Check {
+        key,
+        group: 5,
+        algorithm: AlgorithmKind::FixedWindow,
+        limit: Limit::new(Quota::from_parts(limit, 60).unwrap()),
+        cost: 1,
+        max_wait: 0,
+        probe: false,
+    }
+}
+
+/// A store on the clients' clock, for instants the test chooses.
+async fn client_clock_store(url: &str) -> RedisStore {
+    let options = RedisOptions {
+        time: TimeSource::Client,
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    };
+    RedisStore::connect(url, options).await.unwrap()
+}
+
+const MINUTE: u64 = 60_000_000_000;
+/// The start of a minute.
+const T0: u64 = 1_700_000_040 * 1_000_000_000;
+
+#[actix_web::test]
+async fn a_refused_decision_keeps_the_count_of_another_window() {
+    let redis = RedisServer::start();
+    let store = client_clock_store(&redis.url()).await;
+    let counted = fixed_window(1, 10);
+    let spent = fixed_window(2, 1);
+    // Window W: 3 of 10 spent, and the other limit's only unit.
+    for _ in 0..3 {
+        assert!(store.decide(&[counted], T0).await.unwrap().allowed);
+    }
+    assert!(store.decide(&[spent], T0).await.unwrap().allowed);
+    // A process whose clock is a window ahead spends the other limit's unit of the next
+    // window, then decides both together: refused by the other limit, once `counted`'s key
+    // (holding window W's count) was charged for the next window.
+    assert!(store.decide(&[spent], T0 + MINUTE).await.unwrap().allowed);
+    let refused = store.decide(&[counted, spent], T0 + MINUTE).await.unwrap();
+    assert!(!refused.allowed && refused.decisions[0].allowed);
+    // The key of `counted` held window W's count when the refusal gave its charge back: W
+    // still counts 3 (the next request there is the fourth).
+    let back_in_w = store.decide(&[counted], T0 + 1).await.unwrap();
+    assert!(back_in_w.allowed);
+    assert_eq!(
+        back_in_w.decisions[0].remaining, 6,
+        "window W kept its count"
+    );
+}
+
+#[actix_web::test]
+async fn redis_out_of_memory_is_a_redis_failure_not_a_corrupt_key() {
+    let redis = RedisServer::start();
+    // The script path (a user without functions), where the write fails inside the Lua.
+    redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "scripts",
+        "on",
+        ">secret",
+        "~*",
+        "+@all",
+        "-function",
+        "-fcall",
+    ]);
+    let url = format!("redis://scripts:secret@127.0.0.1:{}", redis.port);
+    for url in [redis.url(), url] {
+        let store = client_clock_store(&url).await;
+        redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+        redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+        let error = store.decide(&[fixed_window(9, 10)], T0).await.unwrap_err();
+        redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+        assert!(!error.is_unsupported(), "{url}: {error}");
+        assert!(error.to_string().contains("OOM"), "{url}: {error}");
+        // Nothing was charged.
+        let after = store.decide(&[fixed_window(9, 10)], T0).await.unwrap();
+        assert_eq!(after.decisions[0].remaining, 9, "{url}");
+        redis.cli(&["FLUSHALL"]);
+    }
 }

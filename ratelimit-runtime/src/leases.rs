@@ -225,21 +225,21 @@ impl LeaseTable {
         count
     }
 
-    /// `check`'s slot of the heat filter, the present lifetime, and what the slot counts in it.
+    /// `check`'s slot of the heat filter, the lifetime it counts (the present one, or the next
+    /// when another thread's later instant got there first), and what the slot counts in it.
     fn heat_slot(&self, check: &Check, now: UnixNanos) -> (&AtomicU64, u32, u64) {
         let epoch = (now / self.lifetime.max(1)) as u32;
         let at = self.seed.hash_one(check.fingerprint()) as usize % HEAT_SLOTS;
         let slot = &self.heat[at];
         let old = slot.load(Ordering::Relaxed);
         let (old_epoch, old_count) = ((old >> 32) as u32, old & u64::from(u32::MAX));
-        let count = if old_epoch == epoch {
-            old_count
+        if old_epoch == epoch || old_epoch == epoch.wrapping_add(1) {
+            (slot, old_epoch, old_count)
         } else if old_epoch.wrapping_add(1) == epoch && old_count >= MIN_WANT {
-            MIN_WANT
+            (slot, epoch, MIN_WANT)
         } else {
-            0
-        };
-        (slot, epoch, count)
+            (slot, epoch, 0)
+        }
     }
 
     /// Spends `checks` from the leases held here, if every one holds more than its cost (the
@@ -263,13 +263,12 @@ impl LeaseTable {
         let mut asks = SmallVec::new();
         let mut worth_asking = false;
         for (i, check) in checks.iter().enumerate() {
-            // A key new to the table starts with what the heat filter saw of it (this
-            // request included, which `observe` counts).
-            let seen = self
-                .heat_slot(check, now)
-                .2
-                .saturating_sub(u64::from(check.cost));
-            let ask = match locked.get_or_insert(i, now, self.max_per_shard, seen) {
+            // A key new to the table starts with what the heat filter saw of it since the
+            // start of its lifetime (this request left out: `observe` counts it).
+            let (_, _, count) = self.heat_slot(check, now);
+            let seen = count.saturating_sub(u64::from(check.cost));
+            let since = now - now % self.lifetime.max(1);
+            let ask = match locked.get_or_insert(i, (now, since), self.max_per_shard, seen) {
                 Some(lease) => {
                     self.observe(lease, check.cost, now);
                     let want = if lease.refilling {
@@ -546,7 +545,7 @@ impl Locked<'_> {
     fn get_or_insert(
         &mut self,
         i: usize,
-        now: UnixNanos,
+        (now, since): (UnixNanos, UnixNanos),
         max: usize,
         seen: u64,
     ) -> Option<&mut Lease> {
@@ -560,7 +559,7 @@ impl Locked<'_> {
             map.remove(&idle);
         }
         Some(map.entry(key).or_insert_with(|| Lease {
-            since: now,
+            since,
             seen,
             ..Lease::default()
         }))

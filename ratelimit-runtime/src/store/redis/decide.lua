@@ -58,21 +58,34 @@ local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 -- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
 -- Per check, for the writes once every check passed: reused by every decision of the call
 -- (each overwrites its first `count` entries).
-local values, expiries, probes, windows, tags, fresh = {}, {}, {}, {}, {}, {}
+local values, expiries, probes, windows, tags, fresh, absent = {}, {}, {}, {}, {}, {}, {}
 local limits, costs, periods = {}, {}, {}
 
--- Gives back the first `n` fixed windows charged in place: a key new to its window goes, the
--- others lose what was added.
+-- Gives back the first `n` fixed windows charged in place: a key the charge made goes, the
+-- others lose what was added (a key that held another window's count gets it back, as it was).
 local function give_back(first, arg, n)
   for j = 1, n do
     local i = windows[j]
     local key = KEYS[first + i - 1]
-    if fresh[j] then
+    if absent[j] then
       redis.call('DEL', key)
     else
       redis.call('DECRBY', key, costs[j])
     end
   end
+end
+
+-- What a charge's INCRBY failed with: a key that is not a count is this decision's fault
+-- (CORRUPT, the decision fails alone); anything else (a replica, out of memory) is Redis's,
+-- raised as Redis said it, after what was charged was given back.
+local function charge_failed(first, arg, charged, failure)
+  give_back(first, arg, charged)
+  local message = type(failure) == 'table' and failure.err or tostring(failure)
+  if string.find(message, 'WRONGTYPE', 1, true) or string.find(message, 'not an integer', 1, true)
+      or string.find(message, 'overflow', 1, true) then
+    error(CORRUPT)
+  end
+  error(failure)
 end
 
 local function decide(first, arg, count, charge, out)
@@ -266,11 +279,14 @@ local function decide(first, arg, count, charge, out)
     local spent, ahead
     if all then
       local after = redis.pcall('INCRBY', key, cost)
-      if type(after) ~= 'number' then
+      if type(after) ~= 'number' then charge_failed(first, arg, charged, after) end
+      charged = j
+      absent[j] = after == cost
+      -- Below the cost: the key held a negative count, not a state of ours.
+      if after < cost then
         give_back(first, arg, charged)
         error(CORRUPT)
       end
-      charged = j
       ahead = windows_ahead(after, tag)
       fresh[j] = not ahead
       spent = ahead and after - floor(after / SPENT) * SPENT - cost or 0

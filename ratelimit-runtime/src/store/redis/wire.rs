@@ -94,17 +94,24 @@ async fn load_library<C: ConnectionLike>(connection: &mut C) -> RedisResult<Via>
     }
 }
 
-/// Sends a decisions call; when Redis lost the Lua it names (a restart, a flush), loads it
-/// and sends the call again, once.
+/// Sends a decisions call (`build` writes it for either way of calling); when Redis lost the
+/// Lua it names (a restart, a flush), loads it and sends the call again, once, as a script if
+/// Redis no longer takes the function.
 async fn query_decisions<C: ConnectionLike>(
-    command: &redis::Cmd,
+    build: impl Fn(Via) -> redis::Cmd,
     via: Via,
     connection: &mut C,
 ) -> RedisResult<redis::Value> {
+    let command = build(via);
     match (command.query_async(connection).await, via) {
         (Err(e), Via::Function) if e.to_string().contains("Function not found") => {
-            load_library(connection).await?;
-            command.query_async(connection).await
+            match load_library(connection).await? {
+                Via::Function => command.query_async(connection).await,
+                Via::Script => {
+                    DECIDER.script.load_async(connection).await?;
+                    build(Via::Script).query_async(connection).await
+                }
+            }
         }
         (Err(e), Via::Script)
             if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
@@ -207,8 +214,20 @@ pub(super) async fn call<C: ConnectionLike>(
     options: &RedisOptions,
     decisions: &[Decide<'_>],
 ) -> Result<Vec<Result<Verdict, StoreError>>, StoreError> {
-    // The command is written in one buffer (keys, then arguments), without a string per
-    // argument: this is the path every decision takes.
+    let server_time = options.time == TimeSource::Server;
+    let reply = query_decisions(
+        |via| decisions_command(via, options, decisions),
+        via,
+        connection,
+    )
+    .await
+    .map_err(redis_error)?;
+    read_reply(reply, decisions, server_time)
+}
+
+/// The decisions call of `decisions`, by `via`: written in one buffer (keys, then arguments),
+/// without a string per argument, since this is the path every decision takes.
+fn decisions_command(via: Via, options: &RedisOptions, decisions: &[Decide<'_>]) -> redis::Cmd {
     let server_time = options.time == TimeSource::Server;
     let keys: usize = decisions.iter().map(|d| d.checks.len()).sum();
     let mut command = match via {
@@ -271,10 +290,7 @@ pub(super) async fn call<C: ConnectionLike>(
             }
         }
     }
-    let reply = query_decisions(&command, via, connection)
-        .await
-        .map_err(redis_error)?;
-    read_reply(reply, decisions, server_time)
+    command
 }
 
 /// A limit as `decide.lua` is told it, once per call: algorithm, limit, period, capacity.
