@@ -32,6 +32,22 @@ fn limiter(url: String) -> RateLimiter {
         .unwrap()
 }
 
+/// The URL of a user `redis` lets run anything but `FUNCTION` and `FCALL`.
+fn user_without_functions(redis: &RedisServer) -> String {
+    redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "scripts",
+        "on",
+        ">secret",
+        "~*",
+        "+@all",
+        "-function",
+        "-fcall",
+    ]);
+    format!("redis://scripts:secret@127.0.0.1:{}", redis.port)
+}
+
 fn five_a_minute() -> Rule {
     Rule::new(
         "five",
@@ -72,18 +88,7 @@ async fn decisions_are_function_calls_and_a_lost_function_is_loaded_again() {
 #[actix_web::test]
 async fn a_user_refused_functions_decides_with_the_script() {
     let redis = RedisServer::start();
-    redis.cli(&[
-        "ACL",
-        "SETUSER",
-        "scripts",
-        "on",
-        ">secret",
-        "~*",
-        "+@all",
-        "-function",
-        "-fcall",
-    ]);
-    let limiter = limiter(format!("redis://scripts:secret@127.0.0.1:{}", redis.port));
+    let limiter = limiter(user_without_functions(&redis));
     let rule = five_a_minute();
     for _ in 0..5 {
         assert!(limiter.check_key(&rule, "k", 1).await.is_allowed());
@@ -152,18 +157,7 @@ async fn a_refused_decision_keeps_the_count_of_another_window() {
 async fn redis_out_of_memory_is_a_redis_failure_not_a_corrupt_key() {
     let redis = RedisServer::start();
     // The script path (a user without functions), where the write fails inside the Lua.
-    redis.cli(&[
-        "ACL",
-        "SETUSER",
-        "scripts",
-        "on",
-        ">secret",
-        "~*",
-        "+@all",
-        "-function",
-        "-fcall",
-    ]);
-    let url = format!("redis://scripts:secret@127.0.0.1:{}", redis.port);
+    let url = user_without_functions(&redis);
     for url in [redis.url(), url] {
         let store = client_clock_store(&url).await;
         redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
