@@ -55,6 +55,11 @@ local function window_tag(end_s, period)
   return (end_s / period) % TAGS + 1
 end
 
+-- The units spent that the state `stored` counts.
+local function spent_of(stored)
+  return stored - floor(stored / SPENT) * SPENT
+end
+
 -- How many windows the state `stored` of a key is ahead of the window tagged `tag`: 0 for
 -- that window, nil for an older window or an absent key (nothing spent in this window).
 local function windows_ahead(stored, tag)
@@ -72,5 +77,5 @@ local function load_window(key, tag)
   if not found then return 0, 0 end
   local ahead = windows_ahead(stored, tag)
   if not ahead then return 0, 0 end
-  return stored - floor(stored / SPENT) * SPENT, ahead
+  return spent_of(stored), ahead
 end

@@ -53,17 +53,14 @@ local ALGORITHMS, LIMITS, PERIODS, CAPACITIES = {}, {}, {}, {}
 
 local ONE, TWO, THREE = '^(%d+)$', '^(%d+) (%d+)$', '^(%d+) (%d+) (%d+)$'
 
--- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
--- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
--- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
--- Per check, for the writes once every check passed: reused by every decision of the call
--- (each overwrites its first `count` entries).
+-- Per check, for the writes once every check passed, and per fixed window charged in place:
+-- reused by every decision of the call (each overwrites its first entries).
 local values, expiries, probes, windows, tags, fresh, absent = {}, {}, {}, {}, {}, {}, {}
 local limits, costs, periods = {}, {}, {}
 
 -- Gives back the first `n` fixed windows charged in place: a key the charge made goes, the
 -- others lose what was added (a key that held another window's count gets it back, as it was).
-local function give_back(first, arg, n)
+local function give_back(first, n)
   for j = 1, n do
     local i = windows[j]
     local key = KEYS[first + i - 1]
@@ -78,8 +75,8 @@ end
 -- What a charge's INCRBY failed with: a key that is not a count is this decision's fault
 -- (CORRUPT, the decision fails alone); anything else (a replica, out of memory) is Redis's,
 -- raised as Redis said it, after what was charged was given back.
-local function charge_failed(first, arg, charged, failure)
-  give_back(first, arg, charged)
+local function charge_failed(first, charged, failure)
+  give_back(first, charged)
   local message = type(failure) == 'table' and failure.err or tostring(failure)
   if string.find(message, 'WRONGTYPE', 1, true) or string.find(message, 'not an integer', 1, true)
       or string.find(message, 'overflow', 1, true) then
@@ -88,6 +85,9 @@ local function charge_failed(first, arg, charged, failure)
   error(failure)
 end
 
+-- Decides one request's `count` checks, whose keys start at KEYS[first] and arguments at
+-- ARGV[arg]; appends the per-check answers to `out` and returns whether all were allowed.
+-- Raises CORRUPT (before writing anything) for a key that is not a limiter state.
 local function decide(first, arg, count, charge, out)
   local all = true
   local start = #out
@@ -279,17 +279,17 @@ local function decide(first, arg, count, charge, out)
     local spent, ahead
     if all then
       local after = redis.pcall('INCRBY', key, cost)
-      if type(after) ~= 'number' then charge_failed(first, arg, charged, after) end
+      if type(after) ~= 'number' then charge_failed(first, charged, after) end
       charged = j
       absent[j] = after == cost
       -- Below the cost: the key held a negative count, not a state of ours.
       if after < cost then
-        give_back(first, arg, charged)
+        give_back(first, charged)
         error(CORRUPT)
       end
       ahead = windows_ahead(after, tag)
       fresh[j] = not ahead
-      spent = ahead and after - floor(after / SPENT) * SPENT - cost or 0
+      spent = ahead and spent_of(after) - cost or 0
       ahead = ahead or 0
     else
       spent, ahead = load_window(key, tag)
@@ -303,7 +303,7 @@ local function decide(first, arg, count, charge, out)
     out[o + 2] = max(limit - (allowed and spent + cost or spent), 0)
     out[o + 4] = allowed and now or out[o + 3]
   end
-  if not all then give_back(first, arg, charged) end
+  if not all then give_back(first, charged) end
 
   if not all or not charge then return all end
   for j = 1, pending do

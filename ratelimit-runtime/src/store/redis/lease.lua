@@ -57,7 +57,10 @@ for i = 1, n do
     local tag = window_tag(end_s, period)
     local spent, ahead = load_window(KEYS[i], tag)
     -- A later window's state (the clock stepped back) counts on in that window.
-    if ahead > 0 then end_s, tag = end_s + ahead * period, (tag + ahead - 1) % TAGS + 1 end
+    if ahead > 0 then
+      end_s = end_s + ahead * period
+      tag = window_tag(end_s, period)
+    end
     -- Units of another window died with it.
     if back > 0 and leased_in == end_s then spent = max(spent - back, 0) else s.changed = false end
     s.end_s, s.tag, s.spent, s.limit = end_s, tag, spent, limit

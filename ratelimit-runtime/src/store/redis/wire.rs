@@ -102,24 +102,18 @@ async fn query_decisions<C: ConnectionLike>(
     via: Via,
     connection: &mut C,
 ) -> RedisResult<redis::Value> {
-    let command = build(via);
-    match (command.query_async(connection).await, via) {
-        (Err(e), Via::Function) if e.to_string().contains("Function not found") => {
+    if via == Via::Script {
+        return query(&build(Via::Script), Some(&DECIDER.script), connection).await;
+    }
+    let command = build(Via::Function);
+    match command.query_async(connection).await {
+        Err(e) if e.to_string().contains("Function not found") => {
             match load_library(connection).await? {
                 Via::Function => command.query_async(connection).await,
-                Via::Script => {
-                    DECIDER.script.load_async(connection).await?;
-                    build(Via::Script).query_async(connection).await
-                }
+                Via::Script => query(&build(Via::Script), Some(&DECIDER.script), connection).await,
             }
         }
-        (Err(e), Via::Script)
-            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-        {
-            DECIDER.script.load_async(connection).await?;
-            command.query_async(connection).await
-        }
-        (answer, _) => answer,
+        answer => answer,
     }
 }
 
@@ -261,11 +255,7 @@ fn decisions_command(via: Via, options: &RedisOptions, decisions: &[Decide<'_>])
         .arg(if server_time { "server" } else { "client" })
         .arg(specs.len());
     for spec in &specs {
-        command
-            .arg(spec.algorithm)
-            .arg(spec.limit)
-            .arg(spec.period)
-            .arg(spec.capacity);
+        spec.write(&mut command);
     }
     command.arg(decisions.len());
     let mut places = places.into_iter();
@@ -311,17 +301,21 @@ impl Spec {
             capacity: check.limit.capacity.get(),
         }
     }
+
+    fn write(&self, command: &mut redis::Cmd) {
+        command
+            .arg(self.algorithm)
+            .arg(self.limit)
+            .arg(self.period)
+            .arg(self.capacity);
+    }
 }
 
 /// Writes the arguments `lease.lua` and `refund.lua` begin each check with: its algorithm, the
 /// quota's limit and period, the capacity and the cost.
 pub(super) fn write_limit(command: &mut redis::Cmd, check: &Check) {
-    command
-        .arg(algorithm_code(check))
-        .arg(check.limit.quota.limit())
-        .arg(check.limit.quota.period_secs())
-        .arg(check.limit.capacity.get())
-        .arg(check.cost);
+    Spec::of(check).write(command);
+    command.arg(check.cost);
 }
 
 /// Writes `check`'s key, as [`key_of`] makes it, into `out`.
