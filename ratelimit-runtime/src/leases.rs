@@ -17,16 +17,17 @@ use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 ///
 /// A process takes a batch of units of a key's Redis budget in the call that decides a
 /// request, and spends them locally, under a shard lock, without Redis. When a lease runs low
-/// it asks for the next one in the background; the units left of the old one go back in that
-/// same call, and a lease nobody spent to its end goes back when its lifetime is over (a timer:
-/// units are stranded for at most one lifetime). How much it asks for follows what this process
+/// (a quarter left) it asks for the next one in the background: a fixed window's process keeps
+/// spending what it holds meanwhile and adds the next lease to it; a bucket's or GCRA's hands
+/// the units left back in that same call. A lease nobody spent to its end goes back when its
+/// lifetime is over (a timer: units are stranded for at most one lifetime). How much it asks for follows what this process
 /// spent on the key lately (about one lifetime's worth), and Redis grants at most a share of
 /// what the budget has left after the request: 1/4 for a fixed window
 /// ([`WINDOW_LEASE_SHARE`](crate::store::WINDOW_LEASE_SHARE)), whose leased units die with
 /// their window, 1/32 for a bucket or GCRA ([`LEASE_SHARE`](crate::store::LEASE_SHARE)). So
 /// leases shrink to nothing, which is the exact per-request path, as the budget runs out, and
-/// the leases of P processes hold at most 1 - (3/4)^P (fixed window) or 1 - (31/32)^P of what
-/// was left before they were taken.
+/// the leases of P processes hold at most 1 - (3/4)^(2P) (fixed window: each may hold the end
+/// of a lease beside the next) or 1 - (31/32)^P of what was left before they were taken.
 ///
 /// What the fleet-wide limit becomes:
 /// - **fixed window**: leased units are counted in their window when they are taken and die
@@ -40,13 +41,18 @@ use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 ///   was admitted, which a lease would hide); decided per request as without leases.
 ///
 /// Units a process holds when it dies are lost until their window ends (fixed window) or the
-/// bucket drains them: at most one lease per key and process, each about what the process
-/// spent on the key in one lifetime and at most 1/4 (fixed window) or 1/32 of what was left.
+/// bucket drains them: at most one lease per key and process (and a quarter of the one before,
+/// for a fixed window), each about what the process spent on the key in one lifetime and at
+/// most 1/4 (fixed window) or 1/32 of what was left.
+/// A denial of a leasable key is answered from the local cache of denied keys for two
+/// lifetimes, then Redis is asked once more (what other processes held then has come back
+/// within a lifetime), and a second denial is cached to the end of the window: one Redis call
+/// more per key and window than without leases.
 /// On a Redis Cluster units are never handed back (a call may be sent twice there): they
-/// die with their window or drain. `X-RateLimit-Remaining` counts, on a decision made here, the units this process still
-/// holds (never more than the fleet has left; a lease is never spent to its last unit here, so
-/// a zero only ever comes from Redis), and on a decision made on Redis, what Redis had left
-/// plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
+/// die with their window or drain. `X-RateLimit-Remaining` counts, on a decision made here,
+/// the units this process still holds (never more than the fleet has left; a lease is never
+/// spent to its last unit here, so a zero only ever comes from Redis), and on a decision made
+/// on Redis, what Redis had left plus those units. Rules with a soft limit and waiting rules (`max_wait`) are not leased.
 ///
 /// ```
 /// use std::time::Duration;
@@ -174,6 +180,14 @@ pub(crate) struct Settled {
     pub(crate) granted: SmallVec<[(Check, u64); 4]>,
 }
 
+/// What the timer of a few leases finds when it goes off: the units to hand back now, and the
+/// leases to look at again after `wait` (ns).
+pub(crate) struct Expiry {
+    pub(crate) asks: SmallVec<[LeaseAsk; 4]>,
+    pub(crate) later: SmallVec<[(Check, u64); 4]>,
+    pub(crate) wait: u64,
+}
+
 /// Units leased here that a request spent, and the next leases to ask for (in the
 /// background: the request does not wait for them).
 pub(crate) struct Spent {
@@ -265,10 +279,12 @@ impl LeaseTable {
         for (i, check) in checks.iter().enumerate() {
             // A key new to the table starts with what the heat filter saw of it since the
             // start of its lifetime (this request left out: `observe` counts it).
-            let (_, _, count) = self.heat_slot(check, now);
-            let seen = count.saturating_sub(u64::from(check.cost));
-            let since = now - now % self.lifetime.max(1);
-            let ask = match locked.get_or_insert(i, (now, since), self.max_per_shard, seen) {
+            let new = || Lease {
+                seen: (self.heat_slot(check, now).2).saturating_sub(u64::from(check.cost)),
+                since: now - now % self.lifetime.max(1),
+                ..Lease::default()
+            };
+            let ask = match locked.get_or_insert(i, now, self.max_per_shard, new) {
                 Some(lease) => {
                     self.observe(lease, check.cost, now);
                     let want = if lease.refilling {
@@ -311,7 +327,14 @@ impl LeaseTable {
             if lease.units <= lease.granted / 4 && !lease.refilling {
                 let want = self.want(lease, now).max(u64::from(lease.granted));
                 lease.refilling = true;
-                refill.push(self.handing_back(lease, Check { cost: 0, ..*check }, want));
+                let check = Check { cost: 0, ..*check };
+                refill.push(if is_window(&check) {
+                    // A fixed window's units are all alike: those held are spent while the
+                    // next lease is on its way, and the two add up (`settle`).
+                    keeping(check, want)
+                } else {
+                    self.handing_back(lease, check, want)
+                });
             }
         }
         self.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
@@ -388,14 +411,23 @@ impl LeaseTable {
             }
             leased += u64::from(grant.units);
             let until = now.saturating_add(self.lifetime);
-            // A fixed window's units die with the window.
-            let until = if ask.check.algorithm == crate::algorithm::AlgorithmKind::FixedWindow {
+            let window = is_window(&ask.check);
+            // A fixed window's units die with the window: those of an earlier one are gone.
+            let until = if window {
+                if lease.window != grant.window {
+                    lease.units = 0;
+                }
                 until.min(decision.reset_at)
             } else {
                 until
             };
             if lease.units == 0 {
                 (lease.at_us, lease.until) = (grant.at_us, until);
+            } else if window {
+                // What was kept of the last lease of the window joins the next one: units of
+                // one window can never over-admit, the lifetime only bounds how long they
+                // stay away from the fleet.
+                (lease.at_us, lease.until) = (lease.at_us.min(grant.at_us), lease.until.max(until));
             } else {
                 // Two grants together: the older instant decides (the safer hand-back).
                 (lease.at_us, lease.until) = (lease.at_us.min(grant.at_us), lease.until.min(until));
@@ -417,32 +449,44 @@ impl LeaseTable {
 
     /// The hand-back of the leases `granted` whose lifetime is over at `now` and that nobody
     /// spent to their end, refilled or handed back since: their units go back to Redis now
-    /// rather than with the key's next request, which may never come. `None` when there is
-    /// nothing to hand back.
-    pub(crate) fn expired(
-        &self,
-        granted: &[(Check, u64)],
-        now: UnixNanos,
-    ) -> Option<SmallVec<[LeaseAsk; 4]>> {
+    /// rather than with the key's next request, which may never come. Leases not over yet on
+    /// the limiter's clock (a timer a little early, a manual clock behind) or being refilled
+    /// (a fixed window's refill keeps its units, and may be granted nothing) are to be looked
+    /// at again.
+    pub(crate) fn expired(&self, granted: &[(Check, u64)], now: UnixNanos) -> Expiry {
         let mut locked = self.lock(granted.iter().map(|(c, _)| c.fingerprint()));
-        let mut asks = SmallVec::new();
+        let mut expiry = Expiry {
+            asks: SmallVec::new(),
+            later: SmallVec::new(),
+            wait: self.lifetime,
+        };
         for (i, (check, grant)) in granted.iter().enumerate() {
             let Some(lease) = locked.get(i) else {
                 continue;
             };
-            if lease.grant != *grant || lease.units == 0 || lease.refilling || now < lease.until {
+            if lease.grant != *grant || lease.units == 0 {
                 continue;
             }
-            let window_over = check.algorithm == crate::algorithm::AlgorithmKind::FixedWindow
-                && now >= lease.reset_at;
+            if lease.refilling || now < lease.until {
+                let wait = if lease.refilling {
+                    self.lifetime / 8
+                } else {
+                    lease.until - now
+                };
+                expiry.wait = expiry.wait.min(wait);
+                expiry.later.push((*check, *grant));
+                continue;
+            }
+            let window_over = is_window(check) && now >= lease.reset_at;
             if window_over {
                 // Units of a window that ended died with it: nothing to hand back.
                 lease.units = 0;
             } else {
-                asks.push(self.handing_back(lease, Check { cost: 0, ..*check }, 0));
+                let ask = self.handing_back(lease, Check { cost: 0, ..*check }, 0);
+                expiry.asks.push(ask);
             }
         }
-        (!asks.is_empty()).then_some(asks)
+        expiry
     }
 
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
@@ -501,6 +545,20 @@ impl LeaseTable {
     }
 }
 
+/// Whether `check` is a fixed window's, whose leased units die with their window.
+fn is_window(check: &Check) -> bool {
+    check.algorithm == crate::algorithm::AlgorithmKind::FixedWindow
+}
+
+/// An ask for `want` more units of `check` that hands nothing back (a fixed window's refill:
+/// the units held stay and are spent meanwhile).
+fn keeping(check: Check, want: u64) -> LeaseAsk {
+    LeaseAsk {
+        want: u32::try_from(want).unwrap_or(u32::MAX),
+        ..plain(check)
+    }
+}
+
 /// An ask that leases nothing and hands nothing back.
 fn plain(check: Check) -> LeaseAsk {
     LeaseAsk {
@@ -540,14 +598,14 @@ impl Locked<'_> {
         map.remove(&key);
     }
 
-    /// The entry of the `i`th key, made if there is room: a full shard drops a sampled entry
-    /// that holds nothing; when every sampled one holds units, the key is not followed.
+    /// The entry of the `i`th key, made by `new` if there is room: a full shard drops a sampled
+    /// entry that holds nothing; when every sampled one holds units, the key is not followed.
     fn get_or_insert(
         &mut self,
         i: usize,
-        (now, since): (UnixNanos, UnixNanos),
+        now: UnixNanos,
         max: usize,
-        seen: u64,
+        new: impl FnOnce() -> Lease,
     ) -> Option<&mut Lease> {
         let (map, key) = self.map(i);
         if !map.contains_key(&key) && map.len() >= max {
@@ -558,11 +616,7 @@ impl Locked<'_> {
                 .map(|(k, _)| *k)?;
             map.remove(&idle);
         }
-        Some(map.entry(key).or_insert_with(|| Lease {
-            since,
-            seen,
-            ..Lease::default()
-        }))
+        Some(map.entry(key).or_insert_with(new))
     }
 }
 
@@ -616,5 +670,93 @@ mod tests {
         assert!(table.warm(&busy, start + 3 * MS));
         let asks = table.plan(&busy, start + 3 * MS).expect("a lease call");
         assert_eq!(asks[0].want, 32);
+    }
+
+    /// A lease of `units` in the fixed window ending at `window` (s), answering `asks`.
+    fn grant(asks: &[LeaseAsk], units: u32, window: u64) -> LeaseAnswer {
+        let decision = Decision {
+            allowed: true,
+            limit: 1_000,
+            remaining: 500,
+            reset_at: window * 1_000 * MS,
+            retry_at: 0,
+        };
+        LeaseAnswer {
+            verdict: Verdict {
+                decisions: asks.iter().map(|_| decision).collect(),
+                allowed: true,
+            },
+            grants: asks
+                .iter()
+                .map(|_| crate::store::Grant {
+                    units,
+                    at_us: 0,
+                    window,
+                })
+                .collect(),
+            handed_back: true,
+        }
+    }
+
+    /// A table holding a lease of 32 units of `key` (leased at `start`), and `start`.
+    fn leased(key: [Check; 1]) -> (LeaseTable, UnixNanos) {
+        let table = LeaseTable::new(Leases::new().lifetime(Duration::from_millis(100)));
+        let start = 1_000 * 100 * MS;
+        for i in 0..4 {
+            table.warm(&key, start + i * MS);
+        }
+        let asks = table.plan(&key, start + 3 * MS).unwrap();
+        table.settle(
+            &asks,
+            &grant(&asks, 32, start / (1_000 * MS) + 60),
+            start + 3 * MS,
+        );
+        (table, start + 3 * MS)
+    }
+
+    #[test]
+    fn a_fixed_window_lease_runs_low_and_keeps_its_units_while_the_next_one_comes() {
+        let key = [check(7)];
+        let (table, now) = leased(key);
+        for _ in 0..23 {
+            assert!(table.spend(&key, now).unwrap().refill.is_empty());
+        }
+        // 8 units left, a quarter of the grant: the next lease is asked for, nothing handed back.
+        let refill = table.spend(&key, now).unwrap().refill;
+        assert_eq!((refill[0].back, refill[0].want >= 32), (0, true));
+        // Those 8 are spent meanwhile (all but the last, which only Redis spends).
+        for left in (1..8).rev() {
+            let spent = table.spend(&key, now).expect("units held while refilling");
+            assert_eq!(spent.verdict.decisions[0].remaining, left);
+        }
+        // The grant adds to what is held: 1 + 20.
+        let window = now / (1_000 * MS) + 60;
+        table.settle(&refill, &grant(&refill, 20, window), now);
+        assert_eq!(
+            table.spend(&key, now).unwrap().verdict.decisions[0].remaining,
+            20
+        );
+        // A grant in a later window: the units of the earlier one died with it.
+        let refill = [keeping(key[0], 32)];
+        table.settle(&refill, &grant(&refill, 10, window + 60), now);
+        assert_eq!(
+            table.spend(&key, now).unwrap().verdict.decisions[0].remaining,
+            9
+        );
+    }
+
+    #[test]
+    fn a_bucket_lease_running_low_hands_its_units_back_with_the_ask() {
+        let key = [Check {
+            algorithm: AlgorithmKind::Gcra,
+            ..check(7)
+        }];
+        let (table, now) = leased(key);
+        for _ in 0..23 {
+            table.spend(&key, now).unwrap();
+        }
+        let refill = table.spend(&key, now).unwrap().refill;
+        assert_eq!(refill[0].back, 8);
+        assert!(table.spend(&key, now).is_none(), "nothing held meanwhile");
     }
 }

@@ -159,6 +159,21 @@ const MIN_LEASE: Duration = Duration::from_millis(100);
 const RETRY_AFTER_FAILURE: u64 = NANOS_PER_SEC;
 const BLOCKED_KEYS: usize = 100_000;
 
+/// How many times a lease's timer looks at a lease that is not over yet before leaving it to
+/// its key's next call.
+const TIMER_LOOKS: usize = 64;
+
+/// Until when a denial of a leasable key is first answered from the cache: two lease
+/// lifetimes, as the units other processes held in leases when it was made go back to Redis
+/// within a lifetime (and a timer's tick) of their grant. Redis is then asked once more, and a
+/// second denial holds to its `retry_at` (see [`BlockedKeys::remember_until`]). A denial
+/// cached to the end of the window at once would strand those units: every process that saw
+/// a denial would stop asking.
+fn denied_until(leases: &LeaseTable, now: UnixNanos) -> UnixNanos {
+    let lifetime = u64::try_from(leases.lifetime().as_nanos()).unwrap_or(u64::MAX);
+    now.saturating_add(lifetime.saturating_mul(2))
+}
+
 pub(crate) struct RedisBackend {
     target: RedisTarget,
     options: RedisOptions,
@@ -344,14 +359,14 @@ impl RedisBackend {
         now: UnixNanos,
         leasable: bool,
     ) -> (Outcome, StoreLabel) {
-        let leases = self.leases.as_ref().filter(|leases| {
+        let leasing = self.leases.as_ref().filter(|_| {
             leasable
                 && checks
                     .iter()
                     .all(|c| crate::store::can_lease(c) && c.max_wait == 0 && !c.probe)
                 && !repeats_a_key(checks)
-                && leases.warm(checks, now)
         });
+        let leases = leasing.filter(|leases| leases.warm(checks, now));
         // Units held here are spent first, even for a key Redis denied lately: they are this
         // process's to spend.
         if let Some(Spent { verdict, refill }) = leases.and_then(|l| l.spend(checks, now)) {
@@ -375,7 +390,8 @@ impl RedisBackend {
             Ok(verdict) => {
                 self.answered(now);
                 if !verdict.allowed {
-                    self.blocked.remember(checks, &verdict, now);
+                    let until = leasing.map_or(UnixNanos::MAX, |l| denied_until(l, now));
+                    self.blocked.remember_until(checks, &verdict, now, until);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
@@ -404,7 +420,8 @@ impl RedisBackend {
         match self.lease_call(leases, asks, now).await {
             Some(verdict) => {
                 if !verdict.allowed {
-                    self.blocked.remember(&checks, &verdict, now);
+                    let until = denied_until(leases, now);
+                    self.blocked.remember_until(&checks, &verdict, now, until);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
@@ -424,21 +441,33 @@ impl RedisBackend {
 
     /// Hands back, once their lifetime is over, what is left of the leases `granted` (each key
     /// with its grant), unless they were spent, refilled or handed back meanwhile. The timer
-    /// runs in real time; on a limiter clock that has not reached the end of a lease (a manual
-    /// clock in tests), that lease waits for its key's next call, as it would without the timer.
+    /// runs in real time; a lease not over yet on the limiter's clock when it goes off (a
+    /// timer early by a hair, a manual clock in tests that has not been moved on) is looked at
+    /// again when it should be over, up to [`TIMER_LOOKS`] times, and after that waits for its
+    /// key's next call, as it would without the timer.
     fn hand_back_when_over(self: &Arc<Self>, granted: SmallVec<[(Check, u64); 4]>) {
         let Some(leases) = &self.leases else {
             return;
         };
-        let over = leases.lifetime() + Duration::from_millis(1);
+        let first = leases.lifetime() + Duration::from_millis(1);
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            tokio::time::sleep(over).await;
-            let now = this.clock.now();
-            if let Some(leases) = &this.leases {
-                if let Some(asks) = leases.expired(&granted, now) {
-                    this.lease_call(leases, &asks, now).await;
+            let Some(leases) = &this.leases else {
+                return;
+            };
+            let (mut granted, mut wait) = (granted, first);
+            for _ in 0..TIMER_LOOKS {
+                tokio::time::sleep(wait).await;
+                let now = this.clock.now();
+                let expiry = leases.expired(&granted, now);
+                if !expiry.asks.is_empty() {
+                    this.lease_call(leases, &expiry.asks, now).await;
                 }
+                if expiry.later.is_empty() {
+                    return;
+                }
+                granted = expiry.later;
+                wait = Duration::from_nanos(expiry.wait) + Duration::from_millis(1);
             }
         });
     }

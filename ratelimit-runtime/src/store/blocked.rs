@@ -15,10 +15,11 @@ use crate::decision::Decision;
 
 const SHARDS: usize = 16;
 
-/// Key -> (the cost that was denied, the denial).
-type Entries = HashMap<u64, (u32, Decision), BuildHasherDefault<NoHashHasher<u64>>>;
+/// Key -> (the cost that was denied, the instant the entry ends, the denial).
+type Entries = HashMap<u64, (u32, UnixNanos, Decision), BuildHasherDefault<NoHashHasher<u64>>>;
 
-/// Denied keys and the decision that denied them, until its `retry_at`.
+/// Denied keys and the decision that denied them, until its `retry_at` (or earlier, see
+/// [`BlockedKeys::remember_until`]).
 #[derive(Debug)]
 pub struct BlockedKeys {
     shards: Box<[Mutex<Entries>]>,
@@ -68,16 +69,40 @@ impl BlockedKeys {
 
     /// Remembers the denied checks of `verdict` until their `retry_at`.
     pub fn remember(&self, checks: &[Check], verdict: &Verdict, now: UnixNanos) {
+        self.remember_until(checks, verdict, now, UnixNanos::MAX);
+    }
+
+    /// Remembers the denied checks of `verdict` until `until` or their `retry_at`, whichever
+    /// comes first, and a key denied again after its `until` (a second look) until its
+    /// `retry_at`: a denial of a leased key holds only until the leases others held when it
+    /// was made have come back, and the store is asked again once.
+    pub fn remember_until(
+        &self,
+        checks: &[Check],
+        verdict: &Verdict,
+        now: UnixNanos,
+        until: UnixNanos,
+    ) {
         for (check, decision) in checks.iter().zip(&verdict.decisions) {
-            if !decision.allowed && decision.retry_at > now {
-                let key = self.seed.hash_one(check.key);
-                let mut shard = self.shard(key);
-                if shard.len() >= self.max_per_shard {
-                    shard.retain(|_, (_, d)| d.retry_at > now);
-                }
-                if shard.len() < self.max_per_shard {
-                    shard.insert(key, (check.cost, *decision));
-                }
+            if decision.allowed || decision.retry_at <= now {
+                continue;
+            }
+            let key = self.seed.hash_one(check.key);
+            let mut shard = self.shard(key);
+            // The mark of a capped denial whose cap is over: this is the second look.
+            let looked_again = shard
+                .get(&key)
+                .is_some_and(|&(_, ends, d)| ends <= now && now < d.retry_at);
+            let ends = if looked_again {
+                decision.retry_at
+            } else {
+                decision.retry_at.min(until)
+            };
+            if shard.len() >= self.max_per_shard {
+                shard.retain(|_, (_, _, d)| d.retry_at > now);
+            }
+            if shard.len() < self.max_per_shard {
+                shard.insert(key, (check.cost, ends, *decision));
             }
         }
     }
@@ -100,9 +125,13 @@ impl BlockedKeys {
     fn get(&self, check: &Check, now: UnixNanos) -> Option<Decision> {
         let key = self.seed.hash_one(check.key);
         let mut shard = self.shard(key);
-        let &(cost, decision) = shard.get(&key)?;
+        let &(cost, ends, decision) = shard.get(&key)?;
         if decision.retry_at <= now {
             shard.remove(&key);
+            return None;
+        }
+        if ends <= now {
+            // A capped denial whose cap is over stays, as the mark of the second look.
             return None;
         }
         // Within its `max_wait` of its turn, the request may reserve it: the store decides.
@@ -200,6 +229,36 @@ mod tests {
             "cost 1 may fit where 5 did not"
         );
         assert!(cache.lookup(&[expensive], 11).is_some());
+    }
+
+    #[test]
+    fn a_capped_denial_ends_at_its_cap_with_its_retry_at_unchanged() {
+        let cache = BlockedKeys::new(100);
+        let denied = denial(40);
+        let verdict = Verdict {
+            decisions: [denied].into_iter().collect(),
+            allowed: false,
+        };
+        cache.remember_until(&[check(1)], &verdict, 10, 25);
+        let hit = cache.lookup(&[check(1)], 24).unwrap();
+        assert_eq!(hit.decisions[0], denied, "Retry-After still from Redis");
+        assert!(
+            cache.lookup(&[check(1)], 25).is_none(),
+            "asked again at the cap"
+        );
+        // Denied again on the second look: cached to `retry_at`, whatever the cap.
+        cache.remember_until(&[check(1)], &verdict, 26, 41);
+        assert!(cache.lookup(&[check(1)], 39).is_some());
+        assert!(cache.lookup(&[check(1)], 40).is_none());
+        // A new denial after `retry_at` starts over with its cap.
+        let later = denial(80);
+        let verdict = Verdict {
+            decisions: [later].into_iter().collect(),
+            allowed: false,
+        };
+        cache.remember_until(&[check(1)], &verdict, 50, 60);
+        assert!(cache.lookup(&[check(1)], 59).is_some());
+        assert!(cache.lookup(&[check(1)], 60).is_none());
     }
 
     #[test]
