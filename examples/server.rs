@@ -6,7 +6,7 @@
 //! cargo run --example server -- --bind 127.0.0.1:9000
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example server      # limits shared on Redis
 //! REDIS_CLUSTER_URLS=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example server
-//! RATELIMIT_HEADERS=ietf cargo run --example server     # RateLimit-Policy / RateLimit (or `both`)
+//! RATELIMIT_HEADERS=ietf cargo run --example server     # RateLimit-Policy / RateLimit (or `ietf-10`, `both`)
 //! RATELIMIT_OVERRIDES=overrides.toml cargo run --example server  # limits changed at run time
 //! REDIS_URL=redis://127.0.0.1:6379 RATELIMIT_LEASES=1 cargo run --example server  # leased budgets
 //! ```
@@ -407,14 +407,16 @@ fn process_tag() -> u64 {
     *TAG.get_or_init(|| RandomState::new().hash_one(std::process::id()))
 }
 
-/// `RATELIMIT_HEADERS`: `x` (the default), `ietf` or `both`.
+/// `RATELIMIT_HEADERS`: `x` (the default), `ietf` (draft-11), `ietf-10` (draft-10's `t`) or
+/// `both` (`x` and `ietf`).
 fn header_style() -> Result<HeaderStyle, String> {
     match std::env::var("RATELIMIT_HEADERS").as_deref().map(str::trim) {
         Err(_) | Ok("" | "x") => Ok(HeaderStyle::XRateLimit),
         Ok("ietf") => Ok(HeaderStyle::Ietf),
+        Ok("ietf-10") => Ok(HeaderStyle::IetfDraft10),
         Ok("both") => Ok(HeaderStyle::Both),
         Ok(other) => Err(format!(
-            "RATELIMIT_HEADERS={other:?}: expected `x`, `ietf` or `both`"
+            "RATELIMIT_HEADERS={other:?}: expected `x`, `ietf`, `ietf-10` or `both`"
         )),
     }
 }

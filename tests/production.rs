@@ -713,6 +713,61 @@ async fn ietf_headers_are_structured_fields() {
     assert_eq!(h(&denied, "ratelimit-policy"), "\"plain\";q=2;w=60");
 }
 
+/// draft-11's `t` is when more is available, draft-10's when the budget is whole: a token
+/// bucket of 3 per 60 s (a unit back every 20 s) tells them apart from its second request on.
+async fn draft_11_and_draft_10(store: &Store<'_>) {
+    let clock = ManualClock::at_secs(T0);
+    let t = |style| {
+        let limiter = store.builder(&clock).header_style(style).build().unwrap();
+        async move {
+            let app = app!(limiter, bucket);
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                let res = call(&app, get("/bucket")).await;
+                seen.push(h(&res, "ratelimit"));
+            }
+            assert_eq!(
+                h(&call(&app, get("/bucket")).await, "ratelimit-policy"),
+                "\"bucket\";q=3;w=60"
+            );
+            seen
+        }
+    };
+    assert_eq!(
+        t(HeaderStyle::Ietf).await,
+        [
+            "\"bucket\";r=2;t=20",
+            "\"bucket\";r=1;t=20",
+            "\"bucket\";r=0;t=20",
+            // Refused: when one unit is back, the request's cost.
+            "\"bucket\";r=0;t=20",
+        ]
+    );
+    assert_eq!(
+        t(HeaderStyle::IetfDraft10).await,
+        [
+            "\"bucket\";r=2;t=20",
+            "\"bucket\";r=1;t=40",
+            "\"bucket\";r=0;t=60",
+            "\"bucket\";r=0;t=60",
+        ]
+    );
+    // A fixed window: the window's end under both.
+    for style in [HeaderStyle::Ietf, HeaderStyle::IetfDraft10] {
+        let limiter = store.builder(&clock).header_style(style).build().unwrap();
+        let app = app!(limiter, plain);
+        assert_eq!(
+            h(&call(&app, get("/plain")).await, "ratelimit"),
+            "\"plain\";r=1;t=60"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn ietf_t_is_draft_11_s_effective_window_or_draft_10_s_reset() {
+    on_every_store!(draft_11_and_draft_10);
+}
+
 #[actix_web::test]
 async fn problem_json_bodies_on_request() {
     let clock = ManualClock::at_secs(T0);
@@ -735,6 +790,8 @@ async fn problem_json_bodies_on_request() {
     assert_eq!(body["title"], "Too Many Requests");
     assert_eq!(body["retry_after"], 60);
     assert!(body["detail"].as_str().unwrap().contains("2 per 60 s"));
+    // draft-11: the policy that refused, named as `RateLimit-Policy` names it.
+    assert_eq!(body["violated-policies"], serde_json::json!(["plain"]));
 }
 
 #[actix_web::test]

@@ -11,7 +11,9 @@ pub struct Budget {
     pub limit: Option<u64>,
     /// Requests the server will still accept before the reset.
     pub remaining: u64,
-    /// Time from the response until the budget is whole again, when the server says.
+    /// Time from the response until the budget holds more than `remaining`, at the latest,
+    /// when the server says: when it is whole again (`X-RateLimit-Reset`, draft-10's `t`) or
+    /// when more is available (draft-11's `t`).
     pub reset: Option<Duration>,
 }
 

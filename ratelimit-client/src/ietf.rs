@@ -1,11 +1,17 @@
-//! The IETF `RateLimit` and `RateLimit-Policy` fields of draft-ietf-httpapi-ratelimit-headers-10:
+//! The IETF `RateLimit` and `RateLimit-Policy` fields of draft-ietf-httpapi-ratelimit-headers-11
+//! and -10:
 //!
 //! ```text
 //! RateLimit-Policy: "burst";q=100;w=60, "daily";q=1000;w=86400
 //! RateLimit: "burst";r=0;t=30, "daily";r=700;t=5000
 //! ```
 //!
-//! Both are Structured Field lists (RFC 9651) of items named by a string, read with `sfv`.
+//! Both are Structured Field lists (RFC 9651) of items named by a string, read with `sfv`. The
+//! two drafts write them alike and differ in what `t` means: the seconds until the budget is
+//! whole again (draft-10), or until more than `r` is available (draft-11's effective window,
+//! sooner for a bucket whose units come back one at a time). Both are read as the time until
+//! more is available at the latest ([`Budget::reset`]), which is all a client pacing itself or
+//! waiting for a spent budget needs: a draft-10 server makes it wait a little longer.
 
 use sfv::{BareItem, Item, List, ListEntry, Parser};
 
@@ -98,6 +104,21 @@ mod tests {
         assert_eq!(
             parse(&[r#""default";r=0;t=30"#], &[r#""default";q=100;w=60"#]),
             budget(Some(100), 0, Some(30))
+        );
+    }
+
+    #[test]
+    fn draft_11_and_draft_10_read_alike() {
+        // A spent token bucket of 3 per 60 s, one unit back every 20 s: draft-11 says more
+        // comes in 20 s, draft-10 that it is whole in 60; either is when more is there.
+        let policy = [r#""bucket";q=3;w=60"#];
+        assert_eq!(
+            parse(&[r#""bucket";r=0;t=20"#], &policy),
+            budget(Some(3), 0, Some(20))
+        );
+        assert_eq!(
+            parse(&[r#""bucket";r=0;t=60"#], &policy),
+            budget(Some(3), 0, Some(60))
         );
     }
 

@@ -20,13 +20,13 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder};
 use smallvec::SmallVec;
 
 use crate::adaptive::{AdaptiveBounds, Priority};
-use crate::algorithm::Limit;
+use crate::algorithm::{AlgorithmKind, Limit};
 use crate::backend::Outcome as Answer;
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::decision::Decision;
 use crate::headers::{
-    add_concurrency_headers, add_denied_headers, add_limit_headers, add_waited_header, HeaderStyle,
-    Policy, Shown,
+    add_concurrency_headers, add_denied_headers, add_limit_headers, add_waited_header, public_name,
+    HeaderStyle, Policy, Shown,
 };
 use crate::info::{RateLimitInfo, Settlement};
 use crate::key::scope::custom;
@@ -793,7 +793,7 @@ impl State {
             .zip(&batch.checks)
             .zip(&verdict.decisions)
             .filter(|(((rule, _), _), _)| rule.send_x_headers)
-            .map(|(((rule, _), check), decision)| policy(rule, check, decision))
+            .map(|(((rule, _), check), decision)| policy(rule, check, decision, now))
             .collect();
         Shown { now, policies }
     }
@@ -830,11 +830,16 @@ impl State {
         };
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info, detail, self.denied_body),
+            None => too_many_requests(
+                &info,
+                detail,
+                Some(public_name(&rule.name)),
+                self.denied_body,
+            ),
         };
         let shown = Shown {
             now,
-            policies: [policy(rule, check, decision)].into_iter().collect(),
+            policies: [policy(rule, check, decision, now)].into_iter().collect(),
         };
         add_denied_headers(
             response.headers_mut(),
@@ -879,7 +884,8 @@ impl State {
             || format!("Too many requests in flight: at most {limit} at once; retry in 1 s");
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(&info, detail, self.denied_body),
+            // A concurrency limit is no quota policy of the `RateLimit` fields.
+            None => too_many_requests(&info, detail, None, self.denied_body),
         };
         let headers = response.headers_mut();
         add_denied_headers(headers, &info, &Shown::default(), self.header_style, false);
@@ -951,12 +957,38 @@ fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
         .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
 }
 
-fn policy(rule: &Rule, check: &Check, decision: &Decision) -> Policy {
+fn policy(rule: &Rule, check: &Check, decision: &Decision, now: UnixNanos) -> Policy {
     Policy {
         rule: rule.name.clone(),
         quota: check.limit.quota.limit(),
         window_secs: check.limit.quota.period_secs(),
         decision: *decision,
+        more_at: more_at(check, decision, now),
+    }
+}
+
+/// When the budget of `check` next holds more than `decision` left (draft-11's `t`): for a
+/// refusal, when the request would pass; for a fixed window, its end; for a bucket or GCRA,
+/// when the next unit comes back (one every `period / limit`, the last at `reset_at`), or
+/// `now` when it is whole; for a sliding window or log, `reset_at` (when the budget is whole:
+/// some units may come back earlier).
+fn more_at(check: &Check, decision: &Decision, now: UnixNanos) -> UnixNanos {
+    if !decision.allowed {
+        return decision.retry_at.max(now);
+    }
+    match check.algorithm {
+        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket | AlgorithmKind::Gcra => {
+            let capacity = check.limit.capacity.get();
+            let Some(missing) = capacity.checked_sub(decision.remaining).filter(|&m| m > 0) else {
+                return now;
+            };
+            let period = u128::from(check.limit.quota.period_secs()) * u128::from(NANOS_PER_SEC);
+            let interval = period.div_ceil(u128::from(check.limit.quota.limit().max(1)));
+            let later = interval.saturating_mul(u128::from(missing - 1));
+            let at = u128::from(decision.reset_at).saturating_sub(later);
+            u64::try_from(at).unwrap_or(u64::MAX).max(now)
+        }
+        _ => decision.reset_at.max(now),
     }
 }
 

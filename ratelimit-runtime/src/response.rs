@@ -23,10 +23,14 @@ pub enum DeniedBody {
     /// ```json
     /// {"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
     ///  "title":"Too Many Requests","status":429,
-    ///  "detail":"Too many requests: 10 per 10 s allowed; retry in 7 s","retry_after":7}
+    ///  "detail":"Too many requests: 10 per 10 s allowed; retry in 7 s","retry_after":7,
+    ///  "violated-policies":["data"]}
     /// ```
     ///
-    /// The type is the "quota exceeded" problem type of draft-ietf-httpapi-ratelimit-headers.
+    /// The type is the "quota exceeded" problem type of draft-ietf-httpapi-ratelimit-headers,
+    /// and `violated-policies` (draft-11) names the policy that refused the request as the
+    /// `RateLimit-Policy` field names it (the rule's name without its module path). A refusal
+    /// by a concurrency limit, no quota policy, has no `violated-policies`.
     Problem,
 }
 
@@ -38,6 +42,7 @@ const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#qu
 pub(crate) fn too_many_requests(
     info: &RateLimitInfo,
     detail: impl FnOnce() -> String,
+    violated: Option<&str>,
     body: DeniedBody,
 ) -> HttpResponse {
     let retry_after = info.retry_after_secs();
@@ -50,16 +55,19 @@ pub(crate) fn too_many_requests(
                 "retry_after": retry_after,
             }),
         ),
-        DeniedBody::Problem => (
-            "application/problem+json",
-            json!({
+        DeniedBody::Problem => {
+            let mut problem = json!({
                 "type": QUOTA_EXCEEDED,
                 "title": "Too Many Requests",
                 "status": 429,
                 "detail": detail(),
                 "retry_after": retry_after,
-            }),
-        ),
+            });
+            if let Some(policy) = violated {
+                problem["violated-policies"] = json!([policy]);
+            }
+            ("application/problem+json", problem)
+        }
     };
     HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static(content_type)))

@@ -6,11 +6,20 @@ use std::borrow::Cow;
 use actix_web::http::header::{HeaderMap, HeaderValue};
 use sfv::{KeyRef, ListSerializer, StringRef};
 
-use super::{insert_absent, Policy, Shown, POLICY, RATELIMIT};
+use super::{insert_absent, public_name, Policy, Shown, POLICY, RATELIMIT};
 use crate::clock::NANOS_PER_SEC;
 
+/// Which draft's `t` the `RateLimit` field carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Draft {
+    /// draft-10: the seconds until the budget is whole again.
+    Ten,
+    /// draft-11: the effective window, the seconds until more than `r` is available.
+    Eleven,
+}
+
 /// `RateLimit-Policy` and `RateLimit`, one list member per limit, serialised by `sfv`.
-pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
+pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown, draft: Draft) {
     let mut policies = ListSerializer::new();
     let mut states = ListSerializer::new();
     for (i, policy) in shown.policies.iter().enumerate() {
@@ -26,10 +35,11 @@ pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
         } else {
             0
         };
-        let reset = decision
-            .reset_at
-            .saturating_sub(shown.now)
-            .div_ceil(NANOS_PER_SEC);
+        let until = match draft {
+            Draft::Ten => decision.reset_at,
+            Draft::Eleven => policy.more_at,
+        };
+        let t = until.saturating_sub(shown.now).div_ceil(NANOS_PER_SEC);
         // Parameters are written as they are added; the serializer they return is done.
         let _ = policies
             .bare_item(name)
@@ -38,10 +48,7 @@ pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
         let _ = states
             .bare_item(name)
             .parameter(KeyRef::constant("r"), remaining)
-            .parameter(
-                KeyRef::constant("t"),
-                u32::try_from(reset).unwrap_or(u32::MAX),
-            );
+            .parameter(KeyRef::constant("t"), u32::try_from(t).unwrap_or(u32::MAX));
     }
     for (header, value) in [(POLICY, policies.finish()), (RATELIMIT, states.finish())] {
         if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -50,11 +57,8 @@ pub(super) fn add_ietf(headers: &mut HeaderMap, shown: &Shown) {
     }
 }
 
-/// A rule's name without the module path or the `shared:` mark.
 fn short(policy: &Policy) -> &str {
-    let name = policy.rule.split('#').next().unwrap_or_default();
-    let name = name.strip_prefix("shared:").unwrap_or(name);
-    name.rsplit("::").next().unwrap_or(name)
+    public_name(&policy.rule)
 }
 
 /// The public name of the `i`-th policy: its rule's name without the module path (a handler)
@@ -94,6 +98,7 @@ mod tests {
                 reset_at: T0 + reset_in,
                 retry_at: T0,
             },
+            more_at: T0 + reset_in,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The limit headers: `X-RateLimit-*` (the default), the IETF `RateLimit-Policy` and
-//! `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10, or both.
+//! `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-11 (or -10), or both.
 
 use std::borrow::Cow;
 
@@ -25,18 +25,36 @@ pub enum HeaderStyle {
     /// IETF `RateLimit` header drafts up to draft 06.
     Draft,
     /// `RateLimit-Policy` and `RateLimit`, Structured Fields as in
-    /// draft-ietf-httpapi-ratelimit-headers-10: one policy per limit of the request, named
-    /// after its rule, with its quota `q` and window `w` in seconds; and per policy what
-    /// remains (`r`) and the seconds until the budget is whole again (`t`):
+    /// draft-ietf-httpapi-ratelimit-headers-11: one policy per limit of the request, named
+    /// after its rule, with its quota `q` and window `w` in seconds; and per policy the quota
+    /// available now (`r`) and its effective window (`t`): the seconds until more than `r` is
+    /// available. A refused request's problem body (see
+    /// [`DeniedBody::Problem`](crate::DeniedBody::Problem)) names the policy it broke in
+    /// `violated-policies`.
     ///
     /// ```text
     /// RateLimit-Policy: "data";q=10;w=10
     /// RateLimit: "data";r=7;t=10
     /// ```
+    ///
+    /// `t` is when more is available, not when the budget is whole again (draft-10's
+    /// meaning, [`IetfDraft10`](HeaderStyle::IetfDraft10)): the same for a fixed window (its
+    /// end), for a refused request (when it would pass) and for a whole budget (0); sooner for
+    /// a token or leaky bucket and GCRA, whose units come back one at a time (one every
+    /// `w / q` seconds), so that a client waits for one unit rather than for all. A sliding
+    /// window or log reports when it is whole, as under draft-10 (some units may come back
+    /// earlier).
     #[cfg(feature = "ietf-headers")]
     #[cfg_attr(docsrs, doc(cfg(feature = "ietf-headers")))]
     Ietf,
-    /// Both [`XRateLimit`](HeaderStyle::XRateLimit) and `Ietf`, for a migration period.
+    /// The same fields as [`Ietf`](HeaderStyle::Ietf), with `t` as
+    /// draft-ietf-httpapi-ratelimit-headers-10 defines it: the seconds until the budget is
+    /// whole again. For clients written against draft-10.
+    #[cfg(feature = "ietf-headers")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ietf-headers")))]
+    IetfDraft10,
+    /// Both [`XRateLimit`](HeaderStyle::XRateLimit) and [`Ietf`](HeaderStyle::Ietf), for a
+    /// migration period.
     #[cfg(feature = "ietf-headers")]
     #[cfg_attr(docsrs, doc(cfg(feature = "ietf-headers")))]
     Both,
@@ -51,6 +69,8 @@ pub enum HeaderStyle {
 #[allow(non_upper_case_globals)]
 impl HeaderStyle {
     pub const Ietf: crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature =
+        crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature;
+    pub const IetfDraft10: crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature =
         crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature;
     pub const Both: crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature =
         crate::feature_off::IetfHeadersNeedTheIetfHeadersFeature;
@@ -83,6 +103,16 @@ pub(crate) struct Policy {
     pub(crate) quota: u32,
     pub(crate) window_secs: u32,
     pub(crate) decision: Decision,
+    /// When more than the decision left is available (draft-11's `t`).
+    pub(crate) more_at: UnixNanos,
+}
+
+/// The public name of a rule's policy (IETF fields, problem bodies): its name without the
+/// module path (a handler) or the `shared:` mark and key (a shared budget).
+pub(crate) fn public_name(rule: &str) -> &str {
+    let name = rule.split('#').next().unwrap_or_default();
+    let name = name.strip_prefix("shared:").unwrap_or(name);
+    name.rsplit("::").next().unwrap_or(name)
 }
 
 impl Shown {
@@ -110,8 +140,12 @@ impl Shown {
 /// Adds the limit headers of `shown` to `headers`, keeping any the handler set itself.
 pub(crate) fn add_limit_headers(headers: &mut HeaderMap, shown: &Shown, style: HeaderStyle) {
     #[cfg(feature = "ietf-headers")]
-    if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
-        ietf::add_ietf(headers, shown);
+    match style {
+        HeaderStyle::Ietf | HeaderStyle::Both => {
+            ietf::add_ietf(headers, shown, ietf::Draft::Eleven)
+        }
+        HeaderStyle::IetfDraft10 => ietf::add_ietf(headers, shown, ietf::Draft::Ten),
+        _ => {}
     }
     let Some(info) = shown.most_restrictive() else {
         return;
@@ -128,7 +162,7 @@ pub(crate) fn add_limit_headers(headers: &mut HeaderMap, shown: &Shown, style: H
         ),
         HeaderStyle::None => return,
         #[cfg(feature = "ietf-headers")]
-        HeaderStyle::Ietf => return,
+        HeaderStyle::Ietf | HeaderStyle::IetfDraft10 => return,
     };
     insert_absent(headers, limit, HeaderValue::from(u64::from(info.limit())));
     insert_absent(
