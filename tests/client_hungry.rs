@@ -67,4 +67,52 @@ fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
         wall < Duration::from_secs(23),
         "the process lasted {wall:?}"
     );
+    // The timeline: a row per second of the run, whose 2xx and 429 add up to the summary's,
+    // and where the tasks waited for /data's window to move on.
+    let rows = timeline(&summary);
+    assert_eq!(rows.len() as f64, elapsed.ceil(), "{summary}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), REQUESTS as u64);
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), refused);
+    assert!(
+        rows.iter().any(|r| r.3 > 0.5),
+        "no second of waiting:\n{summary}"
+    );
+}
+
+/// The rows of the timeline: (second, 2xx, 429, seconds waited).
+fn timeline(output: &str) -> Vec<(u64, u64, u64, f64)> {
+    output
+        .lines()
+        .skip_while(|line| !line.starts_with("Timeline"))
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let number = |i: usize| cells[i].parse().unwrap_or_else(|_| panic!("{line:?}"));
+            let waited = cells[3].trim_end_matches('s').parse().expect("seconds");
+            (number(0), number(1), number(2), waited)
+        })
+        .collect()
+}
+
+#[test]
+fn json_output_holds_the_summary_and_the_timeline() {
+    let server = ExampleServer::start();
+    let output = Command::new(binary("hungryclient"))
+        .args(["--url", &server.url("/rate-limited")])
+        .args(["--rpm", "600", "--requests", "5", "--json"])
+        .output()
+        .expect("hungryclient runs");
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    assert_eq!(json["succeeded"], 5, "{json}");
+    assert_eq!(json["rate_limited"], 0, "{json}");
+    let timeline = json["timeline"].as_array().expect("a timeline");
+    let served: u64 = timeline
+        .iter()
+        .map(|s| s["succeeded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(served, 5, "{json}");
+    // 5 at 600 a minute: the last sent 0.4 s after the first.
+    assert!(json["elapsed_secs"].as_f64().unwrap() >= 0.4, "{json}");
 }

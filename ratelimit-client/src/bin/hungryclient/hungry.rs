@@ -304,6 +304,194 @@ pub struct Summary {
     pub deadline_reached: bool,
     /// Distinct network error messages, with how often each occurred.
     pub error_messages: Vec<(String, u64)>,
+    /// What happened in each second of the run, from its start.
+    pub timeline: Vec<Second>,
+}
+
+/// One second of a run (see [`Timeline`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Second {
+    /// Attempts sent, retries included.
+    pub sent: u64,
+    /// 2xx responses.
+    pub succeeded: u64,
+    /// `429` answers.
+    pub rate_limited: u64,
+    /// Time requests were held back in this second (pacing, `Retry-After`), over all tasks.
+    pub waited: Duration,
+}
+
+/// The longest timeline kept (a run lasts at most `--max-time`; waits past this are cut).
+const MAX_SECONDS: u64 = 1 << 20;
+
+/// How often the counters are read to build the timeline.
+const TIMELINE_TICK: Duration = Duration::from_millis(100);
+
+/// Builds the per-second timeline from the counters, read every [`TIMELINE_TICK`]: what changed
+/// since the last reading goes to the second it was seen in; a wait (counted when it starts,
+/// with its length) is spread over the seconds it lasts. Waits begun between two readings
+/// are taken as equally long, and a second never holds more waiting than its tasks can do
+/// (the rest goes to the seconds after).
+#[derive(Debug)]
+pub struct Timeline {
+    seconds: Vec<Second>,
+    last: (u64, u64, u64, u64, Duration),
+    /// The most waiting one second can hold: one second per task.
+    capacity: Duration,
+}
+
+impl Timeline {
+    /// The timeline of a run of `tasks` tasks.
+    pub fn new(tasks: usize) -> Timeline {
+        Timeline {
+            seconds: Vec::new(),
+            last: Default::default(),
+            capacity: Duration::from_secs(u64::try_from(tasks.max(1)).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Takes a reading at `at` (from the start of the run): attempts sent, 2xx, 429s, waits
+    /// begun and time waited so far.
+    pub fn read(&mut self, at: Duration, now: (u64, u64, u64, u64, Duration)) {
+        let (sent, succeeded, rate_limited, waits, waited) = now;
+        let last = std::mem::replace(&mut self.last, now);
+        let second = self.second(at.as_secs());
+        second.sent += sent.saturating_sub(last.0);
+        second.succeeded += succeeded.saturating_sub(last.1);
+        second.rate_limited += rate_limited.saturating_sub(last.2);
+        let begun = waits.saturating_sub(last.3);
+        let length = waited.saturating_sub(last.4);
+        if begun > 0 && !length.is_zero() {
+            // Waits begun since the last reading: as many of equal length, from `at`.
+            let each = length / u32::try_from(begun).unwrap_or(u32::MAX);
+            self.spread(at, each, begun);
+        }
+    }
+
+    /// `count` waits of `each`, from `start`.
+    fn spread(&mut self, start: Duration, each: Duration, count: u64) {
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        let mut left = each.saturating_mul(count);
+        let mut from = start;
+        // Bounded: each round fills a second or places all that is left.
+        while !left.is_zero() && from.as_secs() < MAX_SECONDS {
+            let second = from.as_secs();
+            let until = Duration::from_secs(second + 1);
+            let capacity = self.capacity;
+            let slot = self.second(second);
+            let room = capacity.saturating_sub(slot.waited);
+            let time = ((until - from) * count).min(room).min(left);
+            slot.waited += time;
+            left -= time;
+            from = until;
+        }
+    }
+
+    fn second(&mut self, second: u64) -> &mut Second {
+        let index = usize::try_from(second.min(MAX_SECONDS)).unwrap_or(0);
+        if self.seconds.len() <= index {
+            self.seconds.resize(index + 1, Second::default());
+        }
+        &mut self.seconds[index]
+    }
+
+    /// The seconds up to `elapsed` (waits that would last longer are cut there).
+    pub fn finish(mut self, elapsed: Duration) -> Vec<Second> {
+        let seconds = usize::try_from(elapsed.as_secs_f64().ceil() as u64)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        self.seconds.resize(seconds, Second::default());
+        self.seconds
+    }
+}
+
+/// Draws the timeline: a row per second with its 2xx (`#`), 429s (`x`) and the share of the
+/// second the tasks spent waiting (`~`, ten for all of them all the second).
+pub fn format_timeline(timeline: &[Second], tasks: usize) -> String {
+    const WIDTH: u64 = 50;
+    let most = timeline
+        .iter()
+        .map(|s| s.succeeded + s.rate_limited)
+        .max()
+        .unwrap_or(0);
+    // Each mark stands for `per` answers, so that the busiest second fits in WIDTH.
+    let per = most.div_ceil(WIDTH).max(1);
+    let mut out = String::from("Timeline (a row per second: # 2xx, x 429, ~ waiting");
+    if per > 1 {
+        out.push_str(&format!("; one mark per {per} answers"));
+    }
+    out.push_str(
+        ")
+     s    2xx    429  waited
+",
+    );
+    let tasks = u32::try_from(tasks.max(1)).unwrap_or(u32::MAX);
+    for (i, second) in timeline.iter().enumerate() {
+        let share = second.waited.as_secs_f64() / f64::from(tasks);
+        let waiting = (share * 10.0).round().clamp(0.0, 10.0) as usize;
+        let marks =
+            |count: u64, mark: &str| mark.repeat(usize::try_from(count.div_ceil(per)).unwrap_or(0));
+        let mut bar = marks(second.succeeded, "#") + &marks(second.rate_limited, "x");
+        if waiting > 0 {
+            if !bar.is_empty() {
+                bar.push(' ');
+            }
+            bar.push_str(&"~".repeat(waiting));
+        }
+        let line = format!(
+            "{i:>6} {:>6} {:>6} {:>6.1}s {bar}",
+            second.succeeded,
+            second.rate_limited,
+            second.waited.as_secs_f64(),
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The summary and the timeline as one JSON object (`--json`).
+pub fn format_json(summary: &Summary) -> String {
+    let timeline: Vec<_> = summary
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({
+                "second": i,
+                "sent": s.sent,
+                "succeeded": s.succeeded,
+                "rate_limited": s.rate_limited,
+                "waited_secs": s.waited.as_secs_f64(),
+            })
+        })
+        .collect();
+    let errors: Vec<_> = summary
+        .error_messages
+        .iter()
+        .map(|(message, count)| serde_json::json!({"message": message, "count": count}))
+        .collect();
+    let rate = |rpm: f64| rpm.is_finite().then_some(rpm);
+    serde_json::json!({
+        "planned": summary.planned,
+        "sent": summary.sent,
+        "succeeded": summary.succeeded,
+        "rate_limited": summary.rate_limited,
+        "other_status": summary.other_status,
+        "errors": summary.errors,
+        "failed": summary.failed,
+        "unfinished": summary.unfinished(),
+        "waits": summary.waits,
+        "waited_secs": summary.waited.as_secs_f64(),
+        "elapsed_secs": summary.elapsed.as_secs_f64(),
+        "target_rpm": rate(summary.target_rpm),
+        "sent_per_minute": summary.sent_per_minute(),
+        "succeeded_per_minute": summary.succeeded_per_minute(),
+        "deadline_reached": summary.deadline_reached,
+        "error_messages": errors,
+        "timeline": timeline,
+    })
+    .to_string()
 }
 
 impl Summary {
@@ -585,6 +773,22 @@ impl Run {
         }
     }
 
+    /// Adds a reading of the counters to `timeline`.
+    fn read_into(&self, timeline: &mut Timeline, started: Instant) {
+        let stats = self.client.pacer().stats();
+        let succeeded = self.summary.borrow().succeeded;
+        timeline.read(
+            started.elapsed(),
+            (
+                stats.sent,
+                succeeded,
+                stats.rate_limited,
+                stats.waits,
+                stats.waited,
+            ),
+        );
+    }
+
     async fn task(self: Rc<Self>) {
         while self.take_request() {
             self.pace().await;
@@ -628,6 +832,17 @@ pub async fn run(config: &Config) -> Summary {
     let mut tasks: Vec<_> = (0..config.concurrency.max(1))
         .map(|_| actix_rt::spawn(Rc::clone(&run).task()))
         .collect();
+    let timeline = Rc::new(RefCell::new(Timeline::new(config.concurrency)));
+    let reader = {
+        let (run, timeline) = (Rc::clone(&run), Rc::clone(&timeline));
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval(TIMELINE_TICK);
+            loop {
+                tick.tick().await;
+                run.read_into(&mut timeline.borrow_mut(), started);
+            }
+        })
+    };
     let all_done = async {
         for task in &mut tasks {
             if let Err(err) = task.await {
@@ -639,15 +854,19 @@ pub async fn run(config: &Config) -> Summary {
     for task in &tasks {
         task.abort();
     }
+    reader.abort();
     run.progress.finish();
+    run.read_into(&mut timeline.borrow_mut(), started);
+    let elapsed = started.elapsed();
     let mut summary = run.summary.borrow().clone();
+    summary.timeline = timeline.replace(Timeline::new(1)).finish(elapsed);
     if !finished {
         summary.deadline_reached = true;
         run.progress
             .note("stopping early (--max-time): the deadline was reached");
     }
     summary.add_client_stats(run.client.pacer().stats());
-    summary.elapsed = started.elapsed();
+    summary.elapsed = elapsed;
     summary
 }
 
@@ -785,6 +1004,7 @@ mod tests {
             target_rpm: 60.0,
             deadline_reached: false,
             error_messages: vec![("connection refused by x:1".to_owned(), 1)],
+            timeline: Vec::new(),
         };
         let table = format_summary(&summary);
         let row = |label: &str| {
@@ -823,6 +1043,80 @@ mod tests {
         assert!(table.contains("deadline"), "{table}");
         assert!(stopped.unfinished() == 0);
         assert!(!stopped.all_succeeded());
+    }
+
+    #[test]
+    fn the_timeline_puts_each_reading_in_its_second_and_spreads_waits() {
+        let mut timeline = Timeline::new(1);
+        let ms = Duration::from_millis;
+        timeline.read(ms(100), (5, 4, 1, 0, ms(0)));
+        // A 429's Retry-After of 1.5 s begins at 0.9 s: 0.1 s of it in second 0, 1 s in
+        // second 1, 0.4 s in second 2.
+        timeline.read(ms(900), (6, 4, 2, 1, ms(1_500)));
+        timeline.read(ms(2_500), (9, 7, 2, 1, ms(1_500)));
+        let seconds = timeline.finish(ms(2_600));
+        assert_eq!(seconds.len(), 3);
+        assert_eq!(
+            seconds
+                .iter()
+                .map(|s| (s.sent, s.succeeded, s.rate_limited))
+                .collect::<Vec<_>>(),
+            [(6, 4, 2), (0, 0, 0), (3, 3, 0)]
+        );
+        let waited: Vec<_> = seconds.iter().map(|s| s.waited.as_millis()).collect();
+        assert_eq!(waited, [100, 1_000, 400]);
+
+        // Two tasks begin waits of 3 s and 1 s at 0.5 s: taken as 2 s each, at most 2 s of
+        // waiting in a second.
+        let mut two = Timeline::new(2);
+        two.read(ms(500), (2, 0, 2, 2, ms(4_000)));
+        let waited: Vec<_> = two
+            .finish(ms(3_000))
+            .iter()
+            .map(|s| s.waited.as_millis())
+            .collect();
+        assert_eq!(waited, [1_000, 2_000, 1_000]);
+
+        let drawn = format_timeline(&seconds, 1);
+        let rows: Vec<&str> = drawn.lines().skip(2).collect();
+        assert_eq!(rows[0], "     0      4      2    0.1s ####xx ~");
+        assert_eq!(rows[1], "     1      0      0    1.0s ~~~~~~~~~~");
+        assert_eq!(rows[2], "     2      3      0    0.4s ### ~~~~");
+    }
+
+    #[test]
+    fn the_json_holds_the_summary_and_the_timeline() {
+        let summary = Summary {
+            planned: 2,
+            sent: 3,
+            succeeded: 2,
+            rate_limited: 1,
+            waits: 1,
+            waited: Duration::from_secs(1),
+            elapsed: Duration::from_secs(2),
+            target_rpm: f64::INFINITY,
+            timeline: vec![
+                Second {
+                    sent: 2,
+                    succeeded: 1,
+                    rate_limited: 1,
+                    waited: Duration::from_millis(500),
+                },
+                Second {
+                    sent: 1,
+                    succeeded: 1,
+                    rate_limited: 0,
+                    waited: Duration::from_millis(500),
+                },
+            ],
+            ..Summary::default()
+        };
+        let json: serde_json::Value = serde_json::from_str(&format_json(&summary)).unwrap();
+        assert_eq!(json["succeeded"], 2);
+        assert_eq!(json["rate_limited"], 1);
+        assert_eq!(json["target_rpm"], serde_json::Value::Null, "unpaced");
+        assert_eq!(json["timeline"][0]["rate_limited"], 1);
+        assert_eq!(json["timeline"][1]["waited_secs"], 0.5);
     }
 
     #[test]
@@ -902,6 +1196,21 @@ mod tests {
         assert!(!summary.deadline_reached);
         assert!(summary.all_succeeded());
         assert_eq!(hits.load(Ordering::SeqCst), 5);
+        // The timeline accounts for every answer, and shows the waits.
+        let total = |f: fn(&Second) -> u64| summary.timeline.iter().map(f).sum::<u64>();
+        assert_eq!(total(|s| s.succeeded), 3, "{:?}", summary.timeline);
+        assert_eq!(total(|s| s.rate_limited), 2, "{:?}", summary.timeline);
+        assert_eq!(total(|s| s.sent), 5, "{:?}", summary.timeline);
+        let waited: Duration = summary.timeline.iter().map(|s| s.waited).sum();
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "{:?}",
+            summary.timeline
+        );
+        assert_eq!(
+            summary.timeline.len() as u64,
+            summary.elapsed.as_secs_f64().ceil() as u64
+        );
     }
 
     #[actix_web::test]

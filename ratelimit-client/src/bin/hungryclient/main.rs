@@ -9,6 +9,10 @@
 //!     --rpm 600 --requests 50 -H "X-API-Key: key1" --concurrency 4
 //! ```
 //!
+//! It draws a progress bar while it runs (on a terminal), and at the end a summary and a
+//! timeline, a row per second with its 2xx, its 429s and the time spent waiting, so that a
+//! run shows the limit being hit and the reset; `--json` prints both as one JSON object.
+//!
 //! Without `--url` or `--rpm`, the client asks for them when stdin is a
 //! terminal and uses the defaults otherwise. Exit status: 0 when every request
 //! eventually succeeded, 1 otherwise, 2 on invalid input.
@@ -80,11 +84,15 @@ struct Cli {
     /// Do not draw the progress bar
     #[arg(long)]
     no_progress: bool,
+
+    /// Print the summary and the per-second timeline as one JSON object (no progress bar)
+    #[arg(long)]
+    json: bool,
 }
 
 /// Turns the parsed flags into a [`Config`], asking on the terminal for a
 /// missing URL or rate.
-fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
+fn build_config(cli: &Cli) -> Result<Config, Box<dyn Error>> {
     let interactive = io::stdin().is_terminal();
     let ask = |question: &str, default: &str| -> io::Result<String> {
         if interactive {
@@ -100,7 +108,7 @@ fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
         }
     };
 
-    let url = match cli.url {
+    let url = match cli.url.clone() {
         Some(url) => url,
         None => hungry::parse_url(&ask("Target URL", hungry::DEFAULT_URL)?)?,
     };
@@ -116,12 +124,12 @@ fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
     config.requests = cli.requests;
     // At most 1024 (checked by clap), so the conversion cannot fail.
     config.concurrency = usize::try_from(cli.concurrency).unwrap_or(1);
-    config.method = cli.method;
-    config.headers = cli.headers;
+    config.method = cli.method.clone();
+    config.headers = cli.headers.clone();
     config.max_wait = Duration::from_secs(cli.max_wait);
     config.max_time = Duration::from_secs(cli.max_time);
     config.request_timeout = Duration::from_secs(cli.timeout);
-    config.progress = !cli.no_progress && io::stdout().is_terminal();
+    config.progress = !cli.no_progress && !cli.json && io::stdout().is_terminal();
     Ok(config)
 }
 
@@ -129,7 +137,8 @@ fn build_config(cli: Cli) -> Result<Config, Box<dyn Error>> {
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
 
-    let config = match build_config(Cli::parse()) {
+    let cli = Cli::parse();
+    let config = match build_config(&cli) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("hungryclient: {err}");
@@ -138,7 +147,15 @@ async fn main() -> ExitCode {
     };
 
     let summary = hungry::run(&config).await;
-    print!("{}", hungry::format_summary(&summary));
+    if cli.json {
+        println!("{}", hungry::format_json(&summary));
+    } else {
+        print!("{}", hungry::format_summary(&summary));
+        print!(
+            "{}",
+            hungry::format_timeline(&summary.timeline, config.concurrency)
+        );
+    }
     if summary.all_succeeded() {
         ExitCode::SUCCESS
     } else {
