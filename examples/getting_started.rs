@@ -14,7 +14,7 @@ async fn index() -> impl Responder {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     // Built once, outside the factory: every worker shares its state. It reads REDIS_URL and
-    // the other variables of the README's *Configuration*, and logs (through `tracing` or
+    // the other variables of docs/guide.md's *Configuration*, and logs (through `tracing` or
     // `log`, when the app installs a logger) one line saying how it was built.
     let limiter = RateLimiter::builder()
         .build()

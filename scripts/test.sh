@@ -39,6 +39,14 @@ if ! command -v node >/dev/null && ! command -v nodejs >/dev/null; then
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs
 fi
 
+# tests/prometheus.rs runs promtool on deploy/prometheus/ and a real Prometheus scraping the
+# example server (Debian's prometheus package holds both).
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    step "installing prometheus and promtool (the dashboard and alerts test)"
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -48,7 +48,7 @@ fn the_builder_reads_the_environment_and_says_how_it_was_built() {
     std::env::set_var("RATELIMIT_SHADOW", "1");
     std::env::set_var("RATELIMIT_TRUSTED_PROXIES", "10.0.0.0/8");
 
-    // The README's setup: a plain build is on the Redis the environment names.
+    // The getting-started setup: a plain build is on the Redis the environment names.
     let limiter = RateLimiter::builder().build().unwrap();
     assert!(limiter.redis_stats().is_some(), "{limiter:?}");
     let built = lines.take();

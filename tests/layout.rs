@@ -1,5 +1,5 @@
 //! The import map of `ratelimit-runtime/src`, read from its `use` lines and paths as a reader
-//! would: data flows one way. The README's layout lists the crate's modules from the top (what
+//! would: data flows one way. docs/guide.md's layout lists the crate's modules from the top (what
 //! users call) down; every module imports only from modules listed below it, and the files of
 //! one directory module import one another without a circle.
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ratelimit-runtime/src");
-const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+const GUIDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide.md");
 
 /// Imports allowed to go up the list, with why. None today.
 const UPWARD: &[(&str, &str)] = &[];
@@ -133,13 +133,13 @@ fn imports(modules: &BTreeMap<Vec<String>, PathBuf>) -> BTreeSet<(Vec<String>, V
     edges
 }
 
-/// The runtime's modules as the README's layout lists them, top first.
+/// The runtime's modules as the guide's layout lists them, top first.
 fn layers() -> Vec<String> {
-    let readme = std::fs::read_to_string(README).unwrap();
-    let start = readme
+    let guide = std::fs::read_to_string(GUIDE).unwrap();
+    let start = guide
         .find("ratelimit-runtime/       the engine")
-        .expect("the README's layout lists the runtime");
-    readme[start..]
+        .expect("the guide's layout lists the runtime");
+    guide[start..]
         .lines()
         .skip(1)
         .take_while(|line| line.starts_with(' '))
@@ -162,7 +162,7 @@ fn every_runtime_module_imports_only_from_the_modules_below_it() {
     let listed: BTreeSet<String> = layers.iter().cloned().collect();
     assert_eq!(
         tops, listed,
-        "the README's layout lists every module of ratelimit-runtime/src, and only those"
+        "docs/guide.md's layout lists every module of ratelimit-runtime/src, and only those"
     );
     let rank = |module: &str| layers.iter().position(|l| l == module).unwrap();
     let mut upward = Vec::new();

@@ -1,7 +1,44 @@
-//! Every Rust snippet of README.md compiles as written, in the place its text puts it: each one
-//! appears, line for line, in the code below (or in `examples/getting_started.rs`), which the
-//! suite compiles. A snippet changed in the README and not here, or written so that it would
-//! not compile where the text says, fails `every_readme_snippet_is_compiled_code`.
+//! The front page (README.md) and the manual (docs/*.md) say things the code must bear out:
+//!
+//! - every Rust snippet of either compiles as written, in the place its text puts it: each one
+//!   appears, line for line, in the module `snippets` below (or in
+//!   `examples/getting_started.rs`), which the suite compiles. A snippet changed in the docs and
+//!   not here, or written so that it would not compile where the text says, fails
+//!   `every_snippet_is_compiled_code`;
+//! - the front page's two commands are the ones CI runs (`.ci/run`), byte for byte;
+//! - the front page lists every endpoint of the example server, and docs/guide.md's
+//!   *Configuration* every environment variable the builder reads;
+//! - every relative link between the pages lands on a file and, with a `#fragment`, on one of
+//!   its headings (docs/guide.md's *Layout*, the runtime's modules, is checked against the code
+//!   by `tests/layout.rs`).
+
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A file of the repository, as text.
+fn read(path: &str) -> String {
+    let full = Path::new(ROOT).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// The pages of the documentation: the front page, then docs/*.md in name order, each with
+/// its path from the repository's root.
+fn pages() -> Vec<(String, String)> {
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .expect("the docs/ directory")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    let mut pages = vec![("README.md".to_string(), read("README.md"))];
+    for path in docs {
+        let name = format!("docs/{}", path.file_name().unwrap().to_string_lossy());
+        let text = read(&name);
+        pages.push((name, text));
+    }
+    pages
+}
 
 /// The lines of `text` that hold code, trimmed: indentation and blank lines aside.
 fn code_lines(text: &str) -> Vec<&str> {
@@ -12,8 +49,7 @@ fn code_lines(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn every_readme_snippet_is_compiled_code() {
-    let readme = include_str!("../README.md");
+fn every_snippet_is_compiled_code() {
     // Only the code of the module below (not this test, which names none), and the example.
     let this = include_str!("readme.rs");
     let snippets_module = &this[this.find("\nmod snippets {").expect("the module")..];
@@ -22,24 +58,254 @@ fn every_readme_snippet_is_compiled_code() {
         include_str!("../examples/getting_started.rs"),
     ];
     let mut snippets = 0;
-    for (i, block) in readme.split("```rust\n").skip(1).enumerate() {
-        let snippet = block.split("\n```").next().unwrap();
-        let lines = code_lines(snippet);
-        snippets += 1;
-        let found = compiled.iter().any(|code| {
-            let code = code_lines(code);
-            code.windows(lines.len()).any(|w| w == lines.as_slice())
-        });
-        assert!(
-            found,
-            "README snippet {} is not compiled anywhere:\n{snippet}",
-            i + 1
-        );
+    for (page, text) in pages() {
+        for (i, block) in text.split("```rust\n").skip(1).enumerate() {
+            let snippet = block.split("\n```").next().unwrap();
+            let lines = code_lines(snippet);
+            snippets += 1;
+            let found = compiled.iter().any(|code| {
+                let code = code_lines(code);
+                code.windows(lines.len()).any(|w| w == lines.as_slice())
+            });
+            assert!(
+                found,
+                "snippet {} of {page} is not compiled anywhere:\n{snippet}",
+                i + 1
+            );
+        }
     }
     assert!(snippets >= 15, "only {snippets} snippets found");
 }
 
-/// The snippets in their places, as the README writes them (rustfmt would rewrap them).
+/// The lines of a page outside its fenced code blocks.
+fn outside_fences(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    text.lines()
+        .filter(|line| {
+            let fence = line.trim_start().starts_with("```");
+            fenced ^= fence;
+            !fence && !fenced
+        })
+        .collect()
+}
+
+/// A heading's level and title, for a line outside fenced blocks that is one.
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let title = line.trim_start_matches('#');
+    let level = line.len() - title.len();
+    (level > 0 && title.starts_with(' ')).then(|| (level, title.trim()))
+}
+
+/// The text of a page's section: from its heading (`## Two commands`) to the next heading of
+/// the same level or higher, code blocks included.
+fn section(text: &str, of: &str) -> String {
+    let (level, title) = heading(of).expect("a heading");
+    let mut fenced = false;
+    let mut inside = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            if let Some((l, t)) = heading(line) {
+                if inside && l <= level {
+                    break;
+                }
+                inside |= l == level && t == title;
+            }
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.is_empty(), "a section `{of}`");
+    out
+}
+
+#[test]
+fn the_two_commands_are_the_ones_ci_runs() {
+    let readme = read("README.md");
+    let two = section(&readme, "## Two commands");
+    let block = two
+        .split("```sh\n")
+        .nth(1)
+        .expect("a sh block")
+        .split("\n```")
+        .next()
+        .unwrap();
+    let lines: Vec<&str> = block.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "cargo run --example server     # the example server on http://127.0.0.1:8080",
+            "./scripts/test.sh              # every test: fmt, clippy, unit, integration, ui, doc and Redis tests",
+        ],
+        "the front page's two commands"
+    );
+    assert!(read(".ci/run")
+        .lines()
+        .any(|l| l == "exec ./scripts/test.sh"));
+    assert!(Path::new(ROOT).join("scripts/test.sh").exists());
+    assert!(Path::new(ROOT).join("examples/server.rs").exists());
+}
+
+#[test]
+fn the_front_page_lists_every_endpoint_of_the_example_server() {
+    let readme = read("README.md");
+    let two = section(&readme, "## Two commands");
+    // The paths of the endpoint table's first column: `GET /slow?ms=N` lists `/slow`.
+    let listed: Vec<&str> = two
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter_map(|cell| cell.split(' ').nth(1))
+        .map(|path| path.split('?').next().unwrap())
+        .collect();
+    let server = read("examples/server.rs");
+    let mut routes = vec!["/metrics".to_string()];
+    for attr in ["#[get(\"", "#[post(\"", "#[route(\""] {
+        for (at, _) in server.match_indices(attr) {
+            let rest = &server[at + attr.len()..];
+            routes.push(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    for route in &routes {
+        // A path served for another one (`/demo/ratelimit.js` for `/demo`) is named in its row.
+        let named = listed.contains(&route.as_str()) || two.contains(&format!("`{route}`"));
+        assert!(named, "README.md's *Two commands* does not list `{route}`");
+    }
+    for variable in [
+        "BIND",
+        "REDIS_URL",
+        "RATELIMIT_HEADERS",
+        "RATELIMIT_OVERRIDES",
+        "RATELIMIT_LEASES",
+    ] {
+        assert!(
+            two.contains(variable),
+            "README.md's *Two commands* does not name {variable}"
+        );
+    }
+}
+
+#[test]
+fn the_guide_names_every_variable_the_builder_reads() {
+    let environment = read("ratelimit-runtime/src/environment.rs");
+    let guide = read("docs/guide.md");
+    let configuration = section(&guide, "## Configuration");
+    let mut variables: Vec<&str> = environment
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("REDIS_") || s.starts_with("RATELIMIT_"))
+        .filter(|s| s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        .collect();
+    variables.sort_unstable();
+    variables.dedup();
+    assert!(variables.len() >= 10, "only {variables:?} found");
+    for variable in variables {
+        assert!(
+            configuration.contains(&format!("`{variable}")),
+            "docs/guide.md's *Configuration* does not name {variable}"
+        );
+    }
+}
+
+/// A page without its fenced code blocks and inline code: the text whose links count.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    for line in outside_fences(text) {
+        // Inline code out: `a](b` in backticks is no link.
+        for (i, part) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                out.push_str(part);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The anchors GitHub gives a page's headings: lowercase, punctuation (backticks too) dropped,
+/// spaces as hyphens, `-1`, `-2` after a repeated one.
+fn anchors(text: &str) -> Vec<String> {
+    let mut anchors: Vec<String> = Vec::new();
+    for (_, title) in outside_fences(text).into_iter().filter_map(heading) {
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        let repeats = anchors.iter().filter(|a| **a == slug).count();
+        if repeats > 0 {
+            anchors.push(format!("{slug}-{repeats}"));
+        }
+        anchors.push(slug);
+    }
+    anchors
+}
+
+/// Pages other changes write, which a link may name before they land: checked once they exist.
+const WRITTEN_ELSEWHERE: &[&str] = &["deploy/README.md"];
+
+#[test]
+fn every_link_between_the_pages_lands() {
+    let mut links = 0;
+    for (page, text) in pages() {
+        let dir = Path::new(&page).parent().unwrap();
+        let prose = prose(&text);
+        for (at, _) in prose.match_indices("](") {
+            let rest = &prose[at + 2..];
+            let target = &rest[..rest.find(')').expect("a closing parenthesis")];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            links += 1;
+            let (file, fragment) = match target.split_once('#') {
+                Some((file, fragment)) => (file, Some(fragment)),
+                None => (target, None),
+            };
+            // A path from the repository's root, `..` resolved.
+            let mut path = PathBuf::new();
+            let joined = if file.is_empty() {
+                Path::new(&page).to_path_buf()
+            } else {
+                dir.join(file)
+            };
+            for part in joined.components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        assert!(path.pop(), "{page}: `{target}` leaves the repository")
+                    }
+                    std::path::Component::CurDir => {}
+                    part => path.push(part),
+                }
+            }
+            let name = path.to_string_lossy().into_owned();
+            if !Path::new(ROOT).join(&path).exists() {
+                assert!(
+                    WRITTEN_ELSEWHERE.contains(&name.as_str()),
+                    "{page}: `{target}`: no file {name}"
+                );
+                continue;
+            }
+            if let Some(fragment) = fragment {
+                assert!(
+                    anchors(&read(&name)).iter().any(|a| a == fragment),
+                    "{page}: `{target}`: {name} has no heading whose anchor is `#{fragment}`"
+                );
+            }
+        }
+    }
+    assert!(links >= 40, "only {links} links found");
+}
+
+/// The snippets in their places, as the README and docs/ write them (rustfmt would rewrap them).
 #[rustfmt::skip]
 #[allow(dead_code, unused_variables, clippy::all)]
 mod snippets {
@@ -181,6 +447,19 @@ mod snippets {
         #[ratelimit(limit = 300, per = 30)]
         async fn index() -> impl Responder {
             web::Json(json!({"response": "This is a rate limited response"}))
+        }
+    }
+
+    // The front page: stacked limits.
+
+    mod stacked {
+        use super::*;
+
+        #[get("/search")]
+        #[ratelimit("100/hour;10/second", scope = "header:X-API-Key")]   // two rates, one attribute
+        #[ratelimit(limit = 1000, per = 60, scope = "global")]           // and one budget for everyone
+        async fn search() -> impl Responder {
+            "results"
         }
     }
 

@@ -1,4 +1,4 @@
-//! How soon a limiter is back on Redis once Redis answers again: the README says about a
+//! How soon a limiter is back on Redis once Redis answers again: docs/redis.md says about a
 //! second. Measured on a real server, stopped and started again under steady traffic.
 
 mod support;

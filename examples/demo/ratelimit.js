@@ -1,7 +1,7 @@
 // ratelimit.js: the browser side of the ratelimit crates. `fetchWithRetry(url, options)` is
 // `fetch` that paces itself from the limit headers and retries only what is safe to repeat,
-// with the semantics of the Rust client `ratelimit-client` (see the README's *Clients* and
-// *The browser*):
+// with the semantics of the Rust client `ratelimit-client` (see docs/clients.md and
+// docs/browser.md):
 //
 // - Before sending, it asks what the last responses said about the budget (per origin, shared
 //   by every call on the page): while the budget is spent, a request waits for the reset

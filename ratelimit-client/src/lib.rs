@@ -34,10 +34,56 @@
 //! // The next request is held until the reset instead of being sent into a 429.
 //! assert!(matches!(pacer.admit(&origin, now), Admission::Wait(at) if at == now + Duration::from_secs(10)));
 //! ```
+//!
+//! # With reqwest or awc
+//!
+//! The feature `reqwest` adds a middleware for `reqwest-middleware`; every request through the
+//! client is paced and retried as above:
+//!
+//! ```
+//! # #[cfg(feature = "reqwest")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ratelimit_client::reqwest::RateLimitMiddleware;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(RateLimitMiddleware::new())
+//!     .build();
+//! let response = client.get("http://127.0.0.1:8080/data").header("X-API-Key", "key1").send().await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The feature `awc` wraps an `awc::Client` (Actix's own client) the same way:
+//!
+//! ```
+//! # #[cfg(feature = "awc")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ratelimit_client::awc::PacedClient;
+//!
+//! let client = PacedClient::new(awc::Client::default());
+//! let request = client.client().get("http://127.0.0.1:8080/data").insert_header(("X-API-Key", "key1"));
+//! let response = client.send(request).await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The load client, and the server side
+//!
+//! The feature `cli` builds `hungryclient`, a load client whose tasks (`--concurrency N`) share
+//! one [`awc::PacedClient`]:
+//! `cargo run -p ratelimit-client --features cli -- --url http://127.0.0.1:8080/data -H "X-API-Key: key1" --rpm 600 --requests 30`
+//! sends 30 requests, waits as `Retry-After` says on each 429, and prints a summary.
+//!
+//! The server side that sends these headers is the `ratelimit-runtime` crate and its
+//! `#[ratelimit]` attribute. What this crate reads, how it paces and what it retries, measured
+//! against the example server, is in docs/clients.md in the repository; the same client for a
+//! browser page, `ratelimit.js`, in docs/browser.md.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
 mod budget;

@@ -1,7 +1,64 @@
-//! The `#[ratelimit]` attribute for Actix-web handlers.
+//! The `#[ratelimit]` attribute for Actix-web handlers, and the `quota!` macro.
 //!
-//! Use it through the `ratelimit-runtime` crate, which re-exports it and holds everything it
-//! expands to; this crate only parses, validates and expands.
+//! Use them through the `ratelimit-runtime` crate, which re-exports both and holds everything
+//! they expand to; this crate only parses, validates and expands. It shares the rate-string parser
+//! of the runtime (`ratelimit-rate`), so the attribute accepts exactly the strings the runtime
+//! does, with the same messages.
+//!
+//! ```
+//! use actix_web::{get, test, App, Responder};
+//! use ratelimit_runtime::{ratelimit, RateLimiter};
+//!
+//! #[get("/rate-limited")]
+//! #[ratelimit(limit = 2, per = 30, scope = "ip")]
+//! async fn index() -> impl Responder {
+//!     "This is a rate limited response"
+//! }
+//!
+//! actix_web::rt::System::new().block_on(async {
+//!     // A limiter that reads no environment; without one, a process-wide default decides.
+//!     let limiter = RateLimiter::builder().ignore_env().build().unwrap();
+//!     let app = test::init_service(App::new().app_data(limiter).service(index)).await;
+//!     let client = "203.0.113.7:40000".parse().unwrap();
+//!     for expected in [200, 200, 429] {
+//!         let req = test::TestRequest::get().uri("/rate-limited").peer_addr(client).to_request();
+//!         assert_eq!(test::call_service(&app, req).await.status(), expected);
+//!     }
+//! });
+//! ```
+//!
+//! # From the first attribute to a fleet
+//!
+//! - [`ratelimit`] lists the arguments (rate strings, `scope`, `key`, the algorithms, costs,
+//!   tiers, soft limits, dry runs, `deduct_when`, penalties, concurrency, `max_wait`), the
+//!   signatures of the functions they name, and the mistakes that are compile errors; [`quota!`]
+//!   checks one rate string at compile time for a `const`. Several attributes on one handler all
+//!   apply. The manual is docs/guide.md in the repository.
+//! - Where the counts live is not the attribute's business: the same handler counts in process
+//!   memory, or on Redis for a whole fleet (leases included) once the app's limiter is built on
+//!   Redis or `REDIS_URL` is set. See docs/redis.md in the repository.
+//! - The attribute records each handler's rules by name (the handler's path, or its `shared`
+//!   budget), so that an operator can override, peek at and reset them while the service runs,
+//!   and read their metrics. See docs/operations.md in the repository.
+//! - The client side of a limit, which reads the headers the attribute sends, is the
+//!   `ratelimit-client` crate. See docs/clients.md in the repository.
+//!
+//! # Equivalent code without the macro
+//!
+//! The attribute is thin: it keeps the handler as written (name, visibility, docs, attributes,
+//! extractors) and wraps its body in a few lines that call `ratelimit_runtime::__private`, a
+//! hidden module that only the macro of the same version may use. In terms of the runtime's
+//! public API, `#[ratelimit(limit = 300, per = 30)]` on a handler becomes:
+//!
+//! 1. a static table of the handler's rules (`Rule`, with its quota), recorded by name;
+//! 2. the decision, before anything reads the request:
+//!    `RateLimiter::for_request(&req).check(&req, &RULES)`, whose refusal is the 429 response;
+//! 3. only then the extractors and the handler, and the hook that adds the `X-RateLimit-*`
+//!    headers to the response (`Pass::respond`, or `Pass::finish` for an extractor's error).
+//!
+//! The same written out by hand, compiled as a doctest, is the section
+//! [*Equivalent code without the macro*](ratelimit#equivalent-code-without-the-macro) of
+//! [`ratelimit`].
 
 mod args;
 mod config;

@@ -12,6 +12,27 @@
 //! let specs = parse_rates("100/hour;10/second").unwrap();
 //! assert_eq!(specs[1], RateSpec { limit: 10, period_secs: 1 });
 //! ```
+//!
+//! # Where the notation appears
+//!
+//! The same strings, and the same errors, in every place a rate is written:
+//!
+//! - the attribute, `#[ratelimit("100/minute")]`, and its `per = "30s"`, `max_wait = "2s"` and
+//!   `penalty = "3/10 minutes"` (checked when the handler compiles);
+//! - `quota!("1000/hour")` and `"100/hour".parse::<Quota>()` in `ratelimit-runtime`;
+//! - app-wide defaults, `DefaultLimits::new("200/day;50/hour")`;
+//! - operators' overrides, `limiter.set_override("server::data", "20/minute")` or an overrides
+//!   file, refused with the parser's message when a string is wrong.
+//!
+//! ```
+//! use ratelimit_rate::{parse_period, parse_rates};
+//!
+//! assert_eq!(parse_period("5m").unwrap(), 300);
+//! assert!(parse_rates("10/minuets").unwrap_err().to_string().contains("did you mean `minute`?"));
+//! ```
+//!
+//! The arguments of the attribute and where each rate goes: docs/guide.md in the repository;
+//! overrides: docs/operations.md.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

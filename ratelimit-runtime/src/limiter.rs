@@ -286,7 +286,7 @@ impl RateLimiter {
     /// A rate that does not parse, a name no rule has, or a limit this limiter cannot decide
     /// ([`OverrideError::UnsupportedLimit`]: a `sliding_log` above its maximum, or on Redis a
     /// limit its script cannot keep exact) is refused and the limit stays as it was. An
-    /// override counts in a budget of its own (see the README's *Overrides*).
+    /// override counts in a budget of its own (see *Overrides* in the repository's docs/operations.md).
     pub fn set_override(&self, rule: &str, rate: &str) -> Result<(), OverrideError> {
         self.state.overrides.set(rule, rate)
     }
