@@ -48,9 +48,11 @@ impl Collector for LimiterCollector {
         let redis = inner.backend.redis_stats();
         #[cfg(not(feature = "redis"))]
         let redis: Option<std::convert::Infallible> = None;
+        // On Redis, decisions are Redis's or the fallback's, except those of an adaptive
+        // concurrency limit, which is each process's own: `memory`.
         let stores: &[StoreLabel] = match redis {
             None => &[StoreLabel::Memory],
-            Some(_) => &[StoreLabel::Redis, StoreLabel::Fallback],
+            Some(_) => &[StoreLabel::Redis, StoreLabel::Fallback, StoreLabel::Memory],
         };
         inner.metrics.encode(&mut encoder, stores)?;
         let memory = inner.store.stats();
