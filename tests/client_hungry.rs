@@ -70,7 +70,11 @@ fn thirty_requests_from_four_tasks_keep_to_the_ideal_schedule() {
     // The timeline: a row per second of the run, whose 2xx and 429 add up to the summary's,
     // and where the tasks waited for /data's window to move on.
     let rows = timeline(&summary);
-    assert_eq!(rows.len() as f64, elapsed.ceil(), "{summary}");
+    // A row per second begun; the summary's elapsed time is rounded to 0.1 s.
+    assert!(
+        (rows.len() as f64 - elapsed.ceil()).abs() <= 1.0,
+        "{summary}"
+    );
     assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), REQUESTS as u64);
     assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), refused);
     assert!(

@@ -698,6 +698,23 @@ async fn ietf_headers_are_structured_fields() {
         ]
     );
 
+    // A refusal of a stacked limit names its policy as the allowed responses did, in the
+    // header and in the problem body.
+    let limiter = Store::Memory
+        .builder(&clock)
+        .header_style(HeaderStyle::Ietf)
+        .denied_body(DeniedBody::Problem)
+        .build()
+        .unwrap();
+    let app = app!(limiter, stacked);
+    statuses(&app, "/stacked", 3).await;
+    let denied = call(&app, get("/stacked")).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(h(&denied, "ratelimit-policy"), "\"stacked-1s\";q=3;w=1");
+    assert!(h(&denied, "ratelimit").starts_with("\"stacked-1s\";r=0;"));
+    let body: Value = test::read_body_json(denied).await;
+    assert_eq!(body["violated-policies"], serde_json::json!(["stacked-1s"]));
+
     // Both, for a migration; denied responses carry the refusing policy with r=0.
     let limiter = Store::Memory
         .builder(&clock)

@@ -602,6 +602,10 @@ async fn prometheus_scrapes_the_example_server_and_every_query_answers() {
          {with_numbers} with finite values",
         queries.len()
     );
+    assert_eq!(
+        with_numbers, evaluated,
+        "every dashboard query has a number to show (not only NaN)"
+    );
 
     // The alerts as Prometheus loaded them: each evaluated without error, its expression valid
     // as a query, the metrics it is built on present.

@@ -83,8 +83,10 @@
   }
 
   /**
-   * What a response says about the budget: {limit, remaining, resetMs} (null where unknown,
-   * or null altogether without a remaining count) and retryAfterMs.
+   * What a response says about the budget: {limit, remaining, resetMs, whole} (null where
+   * unknown, or null altogether without a remaining count; `whole`: whether the whole budget is
+   * back at the reset, as X-RateLimit-Reset says, or only more of it, as the IETF `t`) and
+   * retryAfterMs.
    */
   function parseStatus(headers, nowMs) {
     const get = (name) => (headers && headers.get ? headers.get(name) : null);
@@ -96,6 +98,7 @@
         limit: limit !== null && Number.isInteger(limit) ? limit : null,
         remaining,
         resetMs: parseReset(get("x-ratelimit-reset"), nowMs),
+        whole: true,
       };
     }
     // The IETF fields: `RateLimit: "p";r=N;t=S`, `RateLimit-Policy: "p";q=N;w=S`.
@@ -105,7 +108,8 @@
       if (r === null || !Number.isInteger(r)) continue;
       const t = seconds(params.t);
       const q = quotas.has(name) ? seconds(quotas.get(name).q) : null;
-      const candidate = { limit: q, remaining: r, resetMs: t === null ? null : cap(t * 1000) };
+      // draft-11's `t` is when more is available, not necessarily all of it: not whole.
+      const candidate = { limit: q, remaining: r, resetMs: t === null ? null : cap(t * 1000), whole: false };
       if (!budget || candidate.remaining < budget.remaining) budget = candidate;
     }
     return { budget, retryAfterMs: parseRetryAfter(get("retry-after"), nowMs) };
@@ -130,8 +134,9 @@
       if (s.blockedUntil > nowMs) return s.blockedUntil;
       const e = s.estimate;
       if (e && e.resetAt !== null && e.resetAt <= nowMs) {
-        // The announced reset has come: the whole budget is back, less what is in flight.
-        s.estimate = e.limit === null ? null : { limit: e.limit, remaining: Math.max(e.limit - s.inFlight, 0), resetAt: null };
+        // The announced reset has come: the whole budget is back, less what is in flight; after
+        // an IETF reset (more of it, maybe one unit), one request goes first and tells.
+        s.estimate = e.limit === null || !e.whole ? null : { limit: e.limit, remaining: Math.max(e.limit - s.inFlight, 0), resetAt: null, whole: true };
       }
       const now = s.estimate;
       if (now && now.remaining <= 0) {
@@ -163,13 +168,14 @@
               limit: b.limit !== null ? b.limit : ours.limit,
               remaining: Math.min(ours.remaining, b.remaining),
               resetAt: ours.resetAt === null ? resetAt : resetAt === null ? ours.resetAt : Math.max(ours.resetAt, resetAt),
+              whole: b.whole,
             }
-          : { limit: b.limit, remaining: Math.max(b.remaining - s.inFlight, 0), resetAt };
+          : { limit: b.limit, remaining: Math.max(b.remaining - s.inFlight, 0), resetAt, whole: b.whole };
       } else if (!s.estimate && !refused) {
         s.silent = true;
       }
       if (refused) {
-        if (!s.estimate) s.estimate = { limit: null, remaining: 0, resetAt: null };
+        if (!s.estimate) s.estimate = { limit: null, remaining: 0, resetAt: null, whole: true };
         s.estimate.remaining = 0;
         if (s.estimate.resetAt === null && report.retryAfterMs !== null) {
           s.estimate.resetAt = nowMs + report.retryAfterMs;

@@ -47,9 +47,9 @@ test("X-RateLimit-Reset as Unix seconds, Unix milliseconds or seconds from now",
 
 test("the limit headers and the IETF fields, the most restrictive winning", () => {
   const headers = new Map(Object.entries({ "x-ratelimit-limit": "10", "x-ratelimit-remaining": "7", "x-ratelimit-reset": "4" }));
-  assert.deepEqual(parseStatus(headers, 0).budget, { limit: 10, remaining: 7, resetMs: 4_000 });
+  assert.deepEqual(parseStatus(headers, 0).budget, { limit: 10, remaining: 7, resetMs: 4_000, whole: true });
   const ietf = new Map(Object.entries({ ratelimit: '"hour";r=50;t=3000, "second";r=2;t=1', "ratelimit-policy": '"hour";q=100;w=3600, "second";q=5;w=1' }));
-  assert.deepEqual(parseStatus(ietf, 0).budget, { limit: 5, remaining: 2, resetMs: 1_000 });
+  assert.deepEqual(parseStatus(ietf, 0).budget, { limit: 5, remaining: 2, resetMs: 1_000, whole: false });
   assert.equal(parseStatus(new Map([["x-ratelimit-remaining", "many"]]), 0).budget, null);
 });
 
@@ -128,8 +128,23 @@ test("concurrent calls share the budget", async () => {
   const key = "api";
   assert.equal(pacer.admit(key, 0), null, "the first goes to learn the budget");
   assert.notEqual(pacer.admit(key, 0), null, "the others wait for its answer");
-  pacer.observe(key, 10, 200, { budget: { limit: 3, remaining: 2, resetMs: 1000 }, retryAfterMs: null });
+  pacer.observe(key, 10, 200, { budget: { limit: 3, remaining: 2, resetMs: 1000, whole: true }, retryAfterMs: null });
   assert.equal(pacer.admit(key, 10), null);
   assert.equal(pacer.admit(key, 10), null);
   assert.equal(pacer.admit(key, 10) > 10, true, "spent: held");
+});
+
+test("after an IETF reset one request goes first: draft-11's t may bring back a single unit", async () => {
+  const pacer = new Pacer();
+  const key = "bucket";
+  assert.equal(pacer.admit(key, 0), null);
+  // A token bucket of 3 per 60 s, spent: one unit back in 20 s.
+  pacer.observe(key, 10, 200, { budget: { limit: 3, remaining: 0, resetMs: 20_000, whole: false }, retryAfterMs: null });
+  assert.equal(pacer.admit(key, 20_010), null, "the first after t goes");
+  assert.notEqual(pacer.admit(key, 20_010), null, "the others wait for its answer, not for 3 units");
+  // The same under X-RateLimit-Reset, which is the whole budget: all 3 go.
+  const x = new Pacer();
+  assert.equal(x.admit(key, 0), null);
+  x.observe(key, 10, 200, { budget: { limit: 3, remaining: 0, resetMs: 20_000, whole: true }, retryAfterMs: null });
+  for (let i = 0; i < 3; i++) assert.equal(x.admit(key, 20_010), null);
 });

@@ -15,6 +15,10 @@ pub struct Budget {
     /// when the server says: when it is whole again (`X-RateLimit-Reset`, draft-10's `t`) or
     /// when more is available (draft-11's `t`).
     pub reset: Option<Duration>,
+    /// Whether the whole budget is back at `reset` (`X-RateLimit-Reset`), or only more of it
+    /// (the IETF `t`: under draft-11, for a bucket, one unit): after an IETF reset the pacer
+    /// sends one request and reads the budget from its answer, rather than the whole `limit`.
+    pub whole_at_reset: bool,
 }
 
 impl Budget {
@@ -38,6 +42,7 @@ mod tests {
 
     fn budget(remaining: u64, reset: Option<u64>) -> Budget {
         Budget {
+            whole_at_reset: true,
             limit: None,
             remaining,
             reset: reset.map(Duration::from_secs),

@@ -213,6 +213,7 @@ mod tests {
         let permit = send(&mut exchange, t0);
         let spent = RateLimitStatus {
             budget: Some(Budget {
+                whole_at_reset: true,
                 limit: Some(10),
                 remaining: 0,
                 reset: Some(secs(4)),
@@ -238,6 +239,7 @@ mod tests {
         first.on_response(permit, t0, 200, &{
             RateLimitStatus {
                 budget: Some(Budget {
+                    whole_at_reset: true,
                     limit: Some(1),
                     remaining: 0,
                     reset: Some(secs(30)),

@@ -10,8 +10,10 @@
 //! two drafts write them alike and differ in what `t` means: the seconds until the budget is
 //! whole again (draft-10), or until more than `r` is available (draft-11's effective window,
 //! sooner for a bucket whose units come back one at a time). Both are read as the time until
-//! more is available at the latest ([`Budget::reset`]), which is all a client pacing itself or
-//! waiting for a spent budget needs: a draft-10 server makes it wait a little longer.
+//! more is available at the latest ([`Budget::reset`]), not as the time the whole budget is
+//! back ([`Budget::whole_at_reset`] is false): once it has passed, the pacer sends one request
+//! and learns the budget from its answer, so that a bucket that got one unit back is not sent
+//! its whole quota.
 
 use sfv::{BareItem, Item, List, ListEntry, Parser};
 
@@ -75,6 +77,8 @@ fn budget_of(item: &Item, policies: &List) -> Option<Budget> {
         remaining: count(item, "r")?,
         // Structured integers have at most 15 digits: exact in f64.
         reset: count(item, "t").map(|t| capped(t as f64)),
+        // draft-11's `t` is when more is available, not necessarily all of it.
+        whole_at_reset: false,
     })
 }
 
@@ -93,6 +97,7 @@ mod tests {
 
     fn budget(limit: Option<u64>, remaining: u64, reset: Option<u64>) -> Option<Budget> {
         Some(Budget {
+            whole_at_reset: false,
             limit,
             remaining,
             reset: reset.map(Duration::from_secs),
@@ -184,6 +189,7 @@ mod tests {
         assert_eq!(
             parse(&[r#""x";r=999999999999999;t=999999999999999"#], &[]),
             Some(Budget {
+                whole_at_reset: false,
                 limit: None,
                 remaining: 999_999_999_999_999,
                 reset: Some(MAX_HINT),

@@ -71,6 +71,8 @@ struct Estimate {
     limit: Option<u64>,
     remaining: u64,
     reset_at: Option<Instant>,
+    /// Whether the whole `limit` is back at `reset_at` (see [`Budget::whole_at_reset`]).
+    whole_at_reset: bool,
 }
 
 #[derive(Debug, Default)]
@@ -174,7 +176,9 @@ impl OriginState {
         }
     }
 
-    /// Once the announced reset has passed, the whole budget is back.
+    /// Once the announced reset has passed, the whole budget is back, or, after an IETF reset
+    /// (draft-11: more of it, maybe one unit), an unknown part of it: one request goes first and
+    /// its answer tells.
     fn refill_after_reset(&mut self, now: Instant) {
         let Some(estimate) = self.estimate else {
             return;
@@ -185,10 +189,12 @@ impl OriginState {
         self.window_end = Some(reset_at);
         // Requests in flight across the reset may count in the new window: keep room for them.
         let in_flight = u64::from(self.in_flight);
-        self.estimate = estimate.limit.map(|limit| Estimate {
+        let limit = estimate.limit.filter(|_| estimate.whole_at_reset);
+        self.estimate = limit.map(|limit| Estimate {
             limit: Some(limit),
             remaining: limit.saturating_sub(in_flight),
             reset_at: None,
+            whole_at_reset: true,
         });
     }
 
@@ -239,12 +245,14 @@ impl OriginState {
                 limit: budget.limit.or(ours.limit),
                 remaining: ours.remaining.min(budget.remaining),
                 reset_at: later(ours.reset_at, reset_at),
+                whole_at_reset: budget.whole_at_reset,
             },
             // First news: requests sent before it was known may not be in the server's count.
             None => Estimate {
                 limit: budget.limit,
                 remaining: budget.remaining.saturating_sub(u64::from(self.in_flight)),
                 reset_at,
+                whole_at_reset: budget.whole_at_reset,
             },
         });
     }
@@ -256,6 +264,7 @@ impl OriginState {
             limit: None,
             remaining: 0,
             reset_at: None,
+            whole_at_reset: true,
         });
         estimate.remaining = 0;
         estimate.reset_at = estimate.reset_at.or(retry_at);
@@ -280,6 +289,7 @@ mod tests {
     fn report(limit: Option<u64>, remaining: u64, reset_secs: u64) -> RateLimitStatus {
         RateLimitStatus {
             budget: Some(Budget {
+                whole_at_reset: true,
                 limit,
                 remaining,
                 reset: Some(Duration::from_secs(reset_secs)),
@@ -299,6 +309,37 @@ mod tests {
         match pacer.admit(&origin(), now) {
             Admission::Go(_) => panic!("sent, expected to be held"),
             Admission::Wait(until) => until - now,
+        }
+    }
+
+    #[test]
+    fn after_an_ietf_reset_one_request_goes_first() {
+        // A spent token bucket of 3 per 60 s under draft-11: `t` says one unit is back in
+        // 20 s, not three.
+        let pacer = Pacer::new();
+        let t0 = Instant::now();
+        let probe = go(&pacer, t0);
+        let mut spent = report(Some(3), 0, 20);
+        if let Some(budget) = &mut spent.budget {
+            budget.whole_at_reset = false;
+        }
+        pacer.observe(probe, t0, 200, &spent);
+        let after = t0 + Duration::from_secs(20);
+        let first = go(&pacer, after);
+        assert!(
+            held(&pacer, after) <= MAX_POLL,
+            "the others wait for its answer"
+        );
+        // Its answer says what is there: one unit, now spent.
+        pacer.observe(first, after, 200, &report(Some(3), 0, 20));
+        assert!(held(&pacer, after) >= Duration::from_secs(19));
+
+        // X-RateLimit-Reset is the whole budget: all three go at once.
+        let pacer = Pacer::new();
+        let probe = go(&pacer, t0);
+        pacer.observe(probe, t0, 200, &report(Some(3), 0, 20));
+        for _ in 0..3 {
+            go(&pacer, after);
         }
     }
 
@@ -421,6 +462,7 @@ mod tests {
         let t0 = Instant::now();
         let spent = RateLimitStatus {
             budget: Some(Budget {
+                whole_at_reset: true,
                 limit: None,
                 remaining: 0,
                 reset: None,
@@ -446,6 +488,7 @@ mod tests {
         // reset", which the rounding of whole seconds puts a little after it.
         let old_news = RateLimitStatus {
             budget: Some(Budget {
+                whole_at_reset: true,
                 limit: Some(3),
                 remaining: 0,
                 reset: Some(Duration::from_millis(400)),

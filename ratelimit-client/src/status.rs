@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(
             s.budget,
             Some(Budget {
+                whole_at_reset: true,
                 limit: Some(10),
                 remaining: 0,
                 reset: Some(Duration::from_secs(8)),
@@ -165,6 +166,7 @@ mod tests {
         assert_eq!(
             s.budget,
             Some(Budget {
+                whole_at_reset: true,
                 limit: None,
                 remaining: 4,
                 reset: Some(Duration::from_secs(6)),
@@ -185,6 +187,7 @@ mod tests {
         assert_eq!(
             s.budget,
             Some(Budget {
+                whole_at_reset: false,
                 limit: Some(100),
                 remaining: 0,
                 reset: Some(Duration::from_secs(40)),

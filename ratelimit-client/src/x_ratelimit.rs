@@ -44,6 +44,7 @@ pub fn parse_x_ratelimit(
         remaining: parse_count(remaining?)?,
         limit: limit.and_then(parse_count),
         reset: reset.and_then(|value| parse_reset(value, now)),
+        whole_at_reset: true,
     })
 }
 
@@ -98,6 +99,7 @@ mod tests {
         assert_eq!(
             budget,
             Some(Budget {
+                whole_at_reset: true,
                 limit: Some(10),
                 remaining: 3,
                 reset: Some(Duration::from_secs(8)),
@@ -116,6 +118,7 @@ mod tests {
         assert_eq!(
             partial,
             Some(Budget {
+                whole_at_reset: true,
                 limit: None,
                 remaining: 0,
                 reset: None,

@@ -293,7 +293,7 @@ proptest! {
             None,
             now,
         );
-        prop_assert_eq!(budget, Some(Budget { limit, remaining, reset: None }));
+        prop_assert_eq!(budget, Some(Budget { limit, remaining, reset: None, whole_at_reset: true }));
     }
 
     #[test]
@@ -562,6 +562,7 @@ impl Item {
             limit,
             remaining: self.r.as_ref()?.count()?,
             reset: self.t.as_ref().and_then(Param::count).map(capped_secs),
+            whole_at_reset: false,
         })
     }
 }

@@ -793,7 +793,9 @@ impl State {
             .zip(&batch.checks)
             .zip(&verdict.decisions)
             .filter(|(((rule, _), _), _)| rule.send_x_headers)
-            .map(|(((rule, _), check), decision)| policy(rule, check, decision, now))
+            .map(|(((rule, _), check), decision)| {
+                policy(rule, check, decision, now, stacked(batch, rule))
+            })
             .collect();
         Shown { now, policies }
     }
@@ -828,18 +830,14 @@ impl State {
                 info.retry_after_secs()
             )
         };
+        let refusing = policy(rule, check, decision, now, stacked(batch, rule));
         let mut response = match rule.over_limit {
             Some(respond) => respond(req, &info),
-            None => too_many_requests(
-                &info,
-                detail,
-                Some(public_name(&rule.name)),
-                self.denied_body,
-            ),
+            None => too_many_requests(&info, detail, Some(&refusing.name()), self.denied_body),
         };
         let shown = Shown {
             now,
-            policies: [policy(rule, check, decision, now)].into_iter().collect(),
+            policies: [refusing].into_iter().collect(),
         };
         add_denied_headers(
             response.headers_mut(),
@@ -957,14 +955,33 @@ fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
         .reduce(|a, b| if b.is_more_restrictive_than(a) { b } else { a })
 }
 
-fn policy(rule: &Rule, check: &Check, decision: &Decision, now: UnixNanos) -> Policy {
+fn policy(
+    rule: &Rule,
+    check: &Check,
+    decision: &Decision,
+    now: UnixNanos,
+    stacked: bool,
+) -> Policy {
     Policy {
         rule: rule.name.clone(),
         quota: check.limit.quota.limit(),
         window_secs: check.limit.quota.period_secs(),
         decision: *decision,
         more_at: more_at(check, decision, now),
+        stacked,
     }
+}
+
+/// Whether another limit of `batch` goes by the public name of `rule` (stacked limits of one
+/// handler): its policy is then named with its window, on every response alike.
+fn stacked(batch: &Batch<'_>, rule: &Rule) -> bool {
+    let name = public_name(&rule.name);
+    batch
+        .rules
+        .iter()
+        .filter(|(other, _)| public_name(&other.name) == name)
+        .nth(1)
+        .is_some()
 }
 
 /// When the budget of `check` next holds more than `decision` left (draft-11's `t`): for a

@@ -20,7 +20,8 @@ use crate::store::{Check, LeaseAnswer, LeaseAsk, Verdict};
 /// (a quarter left) it asks for the next one in the background: a fixed window's process keeps
 /// spending what it holds meanwhile and adds the next lease to it; a bucket's or GCRA's hands
 /// the units left back in that same call. A lease nobody spent to its end goes back when its
-/// lifetime is over (a timer: units are stranded for at most one lifetime). How much it asks for follows what this process
+/// lifetime is over (a timer: units are stranded for at most one lifetime, or about two for a
+/// fixed window's units kept across a refill). How much it asks for follows what this process
 /// spent on the key lately (about one lifetime's worth), and Redis grants at most a share of
 /// what the budget has left after the request: 1/4 for a fixed window
 /// ([`WINDOW_LEASE_SHARE`](crate::store::WINDOW_LEASE_SHARE)), whose leased units die with

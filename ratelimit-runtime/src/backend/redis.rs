@@ -392,6 +392,9 @@ impl RedisBackend {
                 if !verdict.allowed {
                     let until = leasing.map_or(UnixNanos::MAX, |l| denied_until(l, now));
                     self.blocked.remember_until(checks, &verdict, now, until);
+                } else if leasing.is_some() {
+                    // A second look Redis allowed: the next denial is a first one again.
+                    self.blocked.forget(checks);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }
@@ -422,6 +425,8 @@ impl RedisBackend {
                 if !verdict.allowed {
                     let until = denied_until(leases, now);
                     self.blocked.remember_until(&checks, &verdict, now, until);
+                } else {
+                    self.blocked.forget(&checks);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)
             }

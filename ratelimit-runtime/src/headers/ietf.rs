@@ -61,19 +61,18 @@ fn short(policy: &Policy) -> &str {
     public_name(&policy.rule)
 }
 
-/// The public name of the `i`-th policy: its rule's name without the module path (a handler)
-/// or the `shared:` mark (a shared budget), and with the window when two policies of the
-/// response would otherwise share a name (stacked limits of one handler).
+/// The public name of the `i`-th policy ([`Policy::name`]), also with the window when two
+/// policies of the response would otherwise share a name.
 fn policy_name(policies: &[Policy], i: usize) -> Cow<'_, str> {
     let name = short(&policies[i]);
     let clash = policies
         .iter()
         .enumerate()
         .any(|(j, p)| j != i && short(p) == name);
-    if clash {
+    if clash && !policies[i].stacked {
         Cow::Owned(format!("{name}-{}s", policies[i].window_secs))
     } else {
-        Cow::Borrowed(name)
+        policies[i].name()
     }
 }
 
@@ -99,6 +98,7 @@ mod tests {
                 retry_at: T0,
             },
             more_at: T0 + reset_in,
+            stacked: false,
         }
     }
 

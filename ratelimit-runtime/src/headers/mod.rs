@@ -105,6 +105,22 @@ pub(crate) struct Policy {
     pub(crate) decision: Decision,
     /// When more than the decision left is available (draft-11's `t`).
     pub(crate) more_at: UnixNanos,
+    /// Whether another limit of the request goes by the same public name (stacked limits of
+    /// one handler): the policy's name then carries its window.
+    pub(crate) stacked: bool,
+}
+
+impl Policy {
+    /// The policy's public name, as `RateLimit-Policy` and a problem body's `violated-policies`
+    /// give it: [`public_name`], with the window when the limit is stacked (`"search-60s"`).
+    pub(crate) fn name(&self) -> Cow<'_, str> {
+        let name = public_name(&self.rule);
+        if self.stacked {
+            Cow::Owned(format!("{name}-{}s", self.window_secs))
+        } else {
+            Cow::Borrowed(name)
+        }
+    }
 }
 
 /// The public name of a rule's policy (IETF fields, problem bodies): its name without the

@@ -95,7 +95,15 @@ struct Cli {
 fn build_config(cli: &Cli) -> Result<Config, Box<dyn Error>> {
     let interactive = io::stdin().is_terminal();
     let ask = |question: &str, default: &str| -> io::Result<String> {
-        if interactive {
+        if interactive && cli.json {
+            // stdout holds the JSON and nothing else.
+            hungry::prompt_with_default(
+                &mut io::stdin().lock(),
+                &mut io::stderr(),
+                question,
+                default,
+            )
+        } else if interactive {
             hungry::prompt_with_default(
                 &mut io::stdin().lock(),
                 &mut io::stdout(),
