@@ -358,7 +358,9 @@ fn substitute(expr: &str, rule: &str) -> String {
         .replace("$__interval", "1m")
         .replace("$__range", "1m")
         .replace("${rule}", rule)
-        .replace("$rule", rule);
+        .replace("$rule", rule)
+        .replace("${job}", ".*")
+        .replace("$job", ".*");
     assert!(
         !out.contains('$'),
         "a variable the test does not know in {expr}"
@@ -519,24 +521,38 @@ async fn prometheus_scrapes_the_example_server_and_every_query_answers() {
     let datasource = variables["datasource"];
     assert_eq!(datasource["type"], "datasource");
     assert_eq!(datasource["query"], "prometheus");
-    let rule = variables["rule"];
-    assert_eq!(rule["type"], "query");
-    assert_eq!(rule["datasource"]["uid"], "${datasource}");
-    assert_eq!(
-        rule["query"]["query"],
-        "label_values(ratelimit_decisions_total, rule)"
-    );
-    assert_eq!(
-        rule["definition"],
-        "label_values(ratelimit_decisions_total, rule)"
-    );
-    assert_eq!(rule["includeAll"], true);
-    assert_eq!(rule["allValue"], ".*");
-    // What `label_values(ratelimit_decisions_total, rule)` lists, through the label API.
+    // `job` (the services scraped), then `rule` among the chosen jobs' rules.
+    for (name, query) in [
+        ("job", "label_values(ratelimit_decisions_total, job)"),
+        (
+            "rule",
+            r#"label_values(ratelimit_decisions_total{job=~"$job"}, rule)"#,
+        ),
+    ] {
+        let variable = variables[name];
+        assert_eq!(variable["type"], "query", "{name}");
+        assert_eq!(variable["datasource"]["uid"], "${datasource}", "{name}");
+        assert_eq!(variable["query"]["query"], query, "{name}");
+        assert_eq!(variable["definition"], query, "{name}");
+        assert_eq!(variable["includeAll"], true, "{name}");
+        assert_eq!(variable["allValue"], ".*", "{name}");
+    }
+    // What the `job` variable lists: the test's scrape job.
+    let jobs = get_json(
+        &client,
+        &prometheus.url("/api/v1/label/job/values"),
+        &[("match[]", "ratelimit_decisions_total")],
+    )
+    .await;
+    assert_eq!(jobs["data"], serde_json::json!([JOB]), "{jobs}");
+    // What the `rule` variable lists, through the label API.
     let values = get_json(
         &client,
         &prometheus.url("/api/v1/label/rule/values"),
-        &[("match[]", "ratelimit_decisions_total")],
+        &[(
+            "match[]",
+            &format!(r#"ratelimit_decisions_total{{job=~"{JOB}"}}"#),
+        )],
     )
     .await;
     assert_eq!(values["status"], "success", "{values}");
@@ -568,6 +584,11 @@ async fn prometheus_scrapes_the_example_server_and_every_query_answers() {
     let mut evaluated = 0;
     let mut with_numbers = 0;
     for (title, expr) in &queries {
+        assert_eq!(
+            expr.matches("ratelimit_").count(),
+            expr.matches(r#"job=~"$job""#).count(),
+            "panel {title:?}: a series not narrowed to the chosen jobs: {expr}"
+        );
         for value in [".*", selection.as_str()] {
             let promql = substitute(expr, value);
             let result = vector(&client, &prometheus, &promql).await;
