@@ -36,11 +36,12 @@ async fn away_from_a_window_end(redis: &RedisServer, period: u64) {
 }
 
 /// The units a process holds in leases now, from its `/metrics`: those leased, less those
-/// spent on requests (one unit each) and those handed back.
+/// spent on requests (one unit each), handed back and dropped.
 fn units_held(server: &ExampleServer) -> f64 {
     server.metric("ratelimit_leased_units_total")
         - server.metric("ratelimit_lease_decisions_total")
         - server.metric("ratelimit_lease_returned_units_total")
+        - server.metric("ratelimit_lease_dropped_units_total")
 }
 
 /// What 3,000 requests came to.

@@ -226,6 +226,11 @@ fn encode_redis(encoder: &mut DescriptorEncoder, redis: crate::backend::RedisSta
             "Decisions made from leased units, without Redis",
             leases.local_decisions,
         ),
+        (
+            "ratelimit_lease_dropped_units",
+            "Leased units dropped unspent and not handed back (their fixed window ended, their key was reset or left the table, or the hand-back failed)",
+            leases.dropped,
+        ),
     ] {
         single(encoder, name, help, &ConstCounter::new(value))?;
     }

@@ -140,6 +140,10 @@ pub struct LeaseStats {
     pub returned: u64,
     /// Decisions made from leased units, without Redis.
     pub local_decisions: u64,
+    /// Leased units dropped unspent and not handed back: their fixed window ended, their key
+    /// was reset or left the table, or the call handing them back failed. What this process
+    /// holds is `leased` less the units spent here, `returned` and `dropped`.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +152,7 @@ struct Stats {
     leased: AtomicU64,
     returned: AtomicU64,
     local_decisions: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// One key: its lease, if any, and how much this process spent on it lately.
@@ -285,22 +290,23 @@ impl LeaseTable {
                 since: now - now % self.lifetime.max(1),
                 ..Lease::default()
             };
-            let ask = match locked.get_or_insert(i, now, self.max_per_shard, new) {
-                Some(lease) => {
-                    self.observe(lease, check.cost, now);
-                    let want = if lease.refilling {
-                        0
-                    } else {
-                        self.want(lease, now)
-                    };
-                    lease.refilling |= want > 0;
-                    let ask = self.handing_back(lease, *check, want);
-                    worth_asking |= ask.want > 0 || ask.back > 0;
-                    ask
-                }
-                // Not followed (the table is full of busier keys): the exact path.
-                None => plain(*check),
-            };
+            let ask =
+                match locked.get_or_insert(i, now, self.max_per_shard, new, &self.stats.dropped) {
+                    Some(lease) => {
+                        self.observe(lease, check.cost, now);
+                        let want = if lease.refilling {
+                            0
+                        } else {
+                            self.want(lease, now)
+                        };
+                        lease.refilling |= want > 0;
+                        let ask = self.handing_back(lease, *check, want);
+                        worth_asking |= ask.want > 0 || ask.back > 0;
+                        ask
+                    }
+                    // Not followed (the table is full of busier keys): the exact path.
+                    None => plain(*check),
+                };
             asks.push(ask);
         }
         worth_asking.then_some(asks)
@@ -416,7 +422,7 @@ impl LeaseTable {
             // A fixed window's units die with the window: those of an earlier one are gone.
             let until = if window {
                 if lease.window != grant.window {
-                    lease.units = 0;
+                    self.drop_units(lease);
                 }
                 until.min(decision.reset_at)
             } else {
@@ -481,7 +487,7 @@ impl LeaseTable {
             let window_over = is_window(check) && now >= lease.reset_at;
             if window_over {
                 // Units of a window that ended died with it: nothing to hand back.
-                lease.units = 0;
+                self.drop_units(lease);
             } else {
                 let ask = self.handing_back(lease, Check { cost: 0, ..*check }, 0);
                 expiry.asks.push(ask);
@@ -493,6 +499,8 @@ impl LeaseTable {
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
     /// them back; counting them again could admit too much), and others may ask again.
     pub(crate) fn abandon(&self, asks: &[LeaseAsk]) {
+        let lost: u64 = asks.iter().map(|a| u64::from(a.back)).sum();
+        self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
         let mut locked = self.lock(asks.iter().map(|a| a.check.fingerprint()));
         for (i, _) in asks.iter().enumerate().filter(|(_, a)| a.want > 0) {
             if let Some(lease) = locked.get(i) {
@@ -505,8 +513,20 @@ impl LeaseTable {
     pub(crate) fn forget(&self, checks: &[Check]) {
         let mut locked = self.lock(checks.iter().map(|c| c.fingerprint()));
         for i in 0..checks.len() {
-            locked.remove(i);
+            if let Some(lease) = locked.remove(i) {
+                self.stats
+                    .dropped
+                    .fetch_add(u64::from(lease.units), Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Drops what `lease` holds, counted.
+    fn drop_units(&self, lease: &mut Lease) {
+        let units = std::mem::take(&mut lease.units);
+        self.stats
+            .dropped
+            .fetch_add(u64::from(units), Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self) -> LeaseStats {
@@ -515,6 +535,7 @@ impl LeaseTable {
             leased: self.stats.leased.load(Ordering::Relaxed),
             returned: self.stats.returned.load(Ordering::Relaxed),
             local_decisions: self.stats.local_decisions.load(Ordering::Relaxed),
+            dropped: self.stats.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -594,19 +615,21 @@ impl Locked<'_> {
         map.get_mut(&key)
     }
 
-    fn remove(&mut self, i: usize) {
+    fn remove(&mut self, i: usize) -> Option<Lease> {
         let (map, key) = self.map(i);
-        map.remove(&key);
+        map.remove(&key)
     }
 
     /// The entry of the `i`th key, made by `new` if there is room: a full shard drops a sampled
-    /// entry that holds nothing; when every sampled one holds units, the key is not followed.
+    /// entry that holds nothing or whose lease is over (its units counted in `dropped`); when
+    /// every sampled one holds units, the key is not followed.
     fn get_or_insert(
         &mut self,
         i: usize,
         now: UnixNanos,
         max: usize,
         new: impl FnOnce() -> Lease,
+        dropped: &AtomicU64,
     ) -> Option<&mut Lease> {
         let (map, key) = self.map(i);
         if !map.contains_key(&key) && map.len() >= max {
@@ -615,7 +638,9 @@ impl Locked<'_> {
                 .take(EVICTION_SAMPLE)
                 .find(|(_, l)| (l.units == 0 || l.until <= now) && !l.refilling)
                 .map(|(k, _)| *k)?;
-            map.remove(&idle);
+            if let Some(lease) = map.remove(&idle) {
+                dropped.fetch_add(u64::from(lease.units), Ordering::Relaxed);
+            }
         }
         Some(map.entry(key).or_insert_with(new))
     }
@@ -744,6 +769,7 @@ mod tests {
             table.spend(&key, now).unwrap().verdict.decisions[0].remaining,
             9
         );
+        assert_eq!(table.stats().dropped, 20, "counted as dropped");
     }
 
     #[test]
