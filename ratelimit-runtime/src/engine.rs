@@ -986,8 +986,8 @@ fn stacked(batch: &Batch<'_>, rule: &Rule) -> bool {
 
 /// When the budget of `check` next holds more than `decision` left (draft-11's `t`): for a
 /// refusal, when the request would pass; for a fixed window, its end; for a bucket or GCRA,
-/// when the next unit comes back (one every `period / limit`, the last at `reset_at`), or
-/// `now` when it is whole; for a sliding window or log, `reset_at` (when the budget is whole:
+/// when the next unit comes back (one every `period / limit`, the last at `reset_at`; at most
+/// one interval away), or `now` when it is whole; for a sliding window or log, `reset_at` (when the budget is whole:
 /// some units may come back earlier).
 fn more_at(check: &Check, decision: &Decision, now: UnixNanos) -> UnixNanos {
     if !decision.allowed {
@@ -1003,7 +1003,17 @@ fn more_at(check: &Check, decision: &Decision, now: UnixNanos) -> UnixNanos {
             let interval = period.div_ceil(u128::from(check.limit.quota.limit().max(1)));
             let later = interval.saturating_mul(u128::from(missing - 1));
             let at = u128::from(decision.reset_at).saturating_sub(later);
-            u64::try_from(at).unwrap_or(u64::MAX).max(now)
+            let at = u64::try_from(at).unwrap_or(u64::MAX);
+            // A bucket that is not whole gets a unit back within one interval. A decision
+            // whose `remaining` is not the bucket's own (made from a lease: the units held
+            // here, or Redis's count with them) would put the next unit before now or after
+            // that: it is then one interval away.
+            let next = now.saturating_add(u64::try_from(interval).unwrap_or(u64::MAX));
+            if at <= now {
+                next
+            } else {
+                at.min(next)
+            }
         }
         _ => decision.reset_at.max(now),
     }
@@ -1170,4 +1180,67 @@ fn worse(a: Counted, b: Counted) -> Counted {
     let units = |o: &Counted| o.map_or(0, |(_, units)| units);
     let outcome = if rank(&b) > rank(&a) { b } else { a };
     outcome.map(|(outcome, _)| (outcome, units(&a).saturating_add(units(&b))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = NANOS_PER_SEC;
+
+    /// A token bucket of 3 per 60 s (a unit back every 20 s).
+    fn bucket() -> Check {
+        Check {
+            key: 1,
+            group: 0,
+            algorithm: AlgorithmKind::TokenBucket,
+            limit: Limit::new(Quota::from_parts(3, 60).unwrap()),
+            cost: 1,
+            max_wait: 0,
+            probe: false,
+        }
+    }
+
+    fn allowed(remaining: u32, reset_in: u64) -> Decision {
+        Decision {
+            allowed: true,
+            limit: 3,
+            remaining,
+            reset_at: 100 * SEC + reset_in,
+            retry_at: 100 * SEC,
+        }
+    }
+
+    #[test]
+    fn more_is_available_when_the_next_unit_is_back() {
+        let now = 100 * SEC;
+        // Whole: now. One spent (back in 20 s): 20 s. Two spent, 35 s to whole: 15 s.
+        assert_eq!(more_at(&bucket(), &allowed(3, 0), now), now);
+        assert_eq!(
+            more_at(&bucket(), &allowed(2, 20 * SEC), now),
+            now + 20 * SEC
+        );
+        assert_eq!(
+            more_at(&bucket(), &allowed(1, 35 * SEC), now),
+            now + 15 * SEC
+        );
+        // From a lease, `remaining` is what this process holds (1) with the grant's reset (5 s
+        // away), or Redis's count with the lease's units (2, whole in 55 s): at most one
+        // interval either way.
+        assert_eq!(
+            more_at(&bucket(), &allowed(1, 5 * SEC), now),
+            now + 20 * SEC
+        );
+        assert_eq!(
+            more_at(&bucket(), &allowed(2, 55 * SEC), now),
+            now + 20 * SEC
+        );
+        // Refused: when it would pass.
+        let refused = Decision {
+            allowed: false,
+            retry_at: now + 7 * SEC,
+            ..allowed(0, 60 * SEC)
+        };
+        assert_eq!(more_at(&bucket(), &refused, now), now + 7 * SEC);
+    }
 }
