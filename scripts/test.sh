@@ -44,7 +44,7 @@ fi
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     step "installing prometheus and promtool (the dashboard and alerts test)"
     sudo_if_needed apt-get update -qq
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 
 step "cargo fmt --check"
