@@ -244,7 +244,9 @@ async fn the_demo_page_paces_a_burst_in_a_real_browser() {
         .decode(shot["data"].as_str().unwrap())
         .expect("base64");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    // In the checkout's target/ even when the build's target directory is elsewhere.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/demo.png");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, png).unwrap();
     eprintln!(
         "the page after the burst: {} ({took:?}, {refused} refused)",
