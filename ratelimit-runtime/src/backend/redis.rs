@@ -375,12 +375,15 @@ impl RedisBackend {
             }
             return (Outcome::Decided(verdict), StoreLabel::Redis);
         }
-        if let Some(denied) = self.blocked.lookup(checks, now) {
+        let cached = self.blocked.look(checks, now);
+        if let Some(denied) = cached.denied {
             return (Outcome::Decided(denied), StoreLabel::Redis);
         }
         if let Some(leases) = leases {
             if let Some(asks) = leases.plan(checks, now) {
-                return self.decide_leasing(memory, leases, &asks, now).await;
+                return self
+                    .decide_leasing(memory, leases, &asks, now, cached.second_look)
+                    .await;
             }
         }
         if now < self.skip_until.load(Ordering::Relaxed) {
@@ -392,7 +395,7 @@ impl RedisBackend {
                 if !verdict.allowed {
                     let until = leasing.map_or(UnixNanos::MAX, |l| denied_until(l, now));
                     self.blocked.remember_until(checks, &verdict, now, until);
-                } else if leasing.is_some() {
+                } else if cached.second_look {
                     // A second look Redis allowed: the next denial is a first one again.
                     self.blocked.forget(checks);
                 }
@@ -407,13 +410,15 @@ impl RedisBackend {
         }
     }
 
-    /// Decides a request on Redis with a lease call: its checks, and the units worth leasing.
+    /// Decides a request on Redis with a lease call: its checks, and the units worth leasing;
+    /// `second_look`: a key's capped denial is over (see [`BlockedKeys::look`]).
     async fn decide_leasing(
         self: &Arc<Self>,
         memory: &MemoryStore,
         leases: &LeaseTable,
         asks: &[LeaseAsk],
         now: UnixNanos,
+        second_look: bool,
     ) -> (Outcome, StoreLabel) {
         let checks: SmallVec<[Check; 4]> = asks.iter().map(|a| a.check).collect();
         if now < self.skip_until.load(Ordering::Relaxed) {
@@ -425,7 +430,7 @@ impl RedisBackend {
                 if !verdict.allowed {
                     let until = denied_until(leases, now);
                     self.blocked.remember_until(&checks, &verdict, now, until);
-                } else {
+                } else if second_look {
                     self.blocked.forget(&checks);
                 }
                 (Outcome::Decided(verdict), StoreLabel::Redis)

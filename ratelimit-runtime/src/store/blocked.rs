@@ -18,6 +18,22 @@ const SHARDS: usize = 16;
 /// Key -> (the cost that was denied, the instant the entry ends, the denial).
 type Entries = HashMap<u64, (u32, UnixNanos, Decision), BuildHasherDefault<NoHashHasher<u64>>>;
 
+/// What [`BlockedKeys::look`] found for a request.
+#[derive(Debug)]
+pub struct Cached {
+    /// The cached denial, if a key is blocked.
+    pub denied: Option<Verdict>,
+    /// Whether a key is due its second look.
+    pub second_look: bool,
+}
+
+/// What the cache holds for one key.
+enum Entry {
+    Denied(Decision),
+    SecondLook,
+    None,
+}
+
 /// Denied keys and the decision that denied them, until its `retry_at` (or earlier, see
 /// [`BlockedKeys::remember_until`]).
 #[derive(Debug)]
@@ -44,6 +60,14 @@ impl BlockedKeys {
     /// at least their cost: each check's cached denial where it has one (the one blocked
     /// longest decides, as Redis would).
     pub fn lookup(&self, checks: &[Check], now: UnixNanos) -> Option<Verdict> {
+        self.look(checks, now).denied
+    }
+
+    /// [`lookup`](Self::lookup), and whether a key of `checks` is due its second look (its
+    /// capped denial is over, see [`remember_until`](Self::remember_until)): when the store
+    /// then allows the request, [`forget`](Self::forget) those keys, so that their next
+    /// denial is a first one again.
+    pub fn look(&self, checks: &[Check], now: UnixNanos) -> Cached {
         // The checks without a cached denial are not decided: with one denied, none is
         // charged. They read as allowed, with no limit known.
         let placeholder = Decision {
@@ -53,18 +77,32 @@ impl BlockedKeys {
             reset_at: now,
             retry_at: now,
         };
+        let mut second_look = false;
         let decisions: SmallVec<[Decision; 4]> = checks
             .iter()
-            .map(|c| self.get(c, now).unwrap_or(placeholder))
+            .map(|c| match self.get(c, now) {
+                Entry::Denied(decision) => decision,
+                Entry::SecondLook => {
+                    second_look = true;
+                    placeholder
+                }
+                Entry::None => placeholder,
+            })
             .collect();
         if decisions.iter().all(|d| d.allowed) {
-            return None;
+            return Cached {
+                denied: None,
+                second_look,
+            };
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(Verdict {
-            decisions,
-            allowed: false,
-        })
+        Cached {
+            denied: Some(Verdict {
+                decisions,
+                allowed: false,
+            }),
+            second_look,
+        }
     }
 
     /// Remembers the denied checks of `verdict` until their `retry_at`.
@@ -122,21 +160,27 @@ impl BlockedKeys {
 
     /// The cached denial of `check`'s key, if still in force and for a cost no larger than
     /// `check`'s (a smaller cost may fit where a larger one did not).
-    fn get(&self, check: &Check, now: UnixNanos) -> Option<Decision> {
+    fn get(&self, check: &Check, now: UnixNanos) -> Entry {
         let key = self.seed.hash_one(check.key);
         let mut shard = self.shard(key);
-        let &(cost, ends, decision) = shard.get(&key)?;
+        let Some(&(cost, ends, decision)) = shard.get(&key) else {
+            return Entry::None;
+        };
         if decision.retry_at <= now {
             shard.remove(&key);
-            return None;
+            return Entry::None;
         }
         if ends <= now {
             // A capped denial whose cap is over stays, as the mark of the second look.
-            return None;
+            return Entry::SecondLook;
         }
         // Within its `max_wait` of its turn, the request may reserve it: the store decides.
         let within_wait = decision.retry_at - now <= check.max_wait;
-        (check.cost >= cost && !within_wait).then_some(decision)
+        if check.cost >= cost && !within_wait {
+            Entry::Denied(decision)
+        } else {
+            Entry::None
+        }
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Entries> {
@@ -246,6 +290,8 @@ mod tests {
             cache.lookup(&[check(1)], 25).is_none(),
             "asked again at the cap"
         );
+        assert!(cache.look(&[check(1)], 25).second_look);
+        assert!(!cache.look(&[check(2)], 25).second_look);
         // Denied again on the second look: cached to `retry_at`, whatever the cap.
         cache.remember_until(&[check(1)], &verdict, 26, 41);
         assert!(cache.lookup(&[check(1)], 39).is_some());

@@ -11,7 +11,7 @@ mod redis;
 pub(crate) use redis::{is_insecure, is_tls, redacted, SentinelSpec};
 mod table;
 
-pub use blocked::BlockedKeys;
+pub use blocked::{BlockedKeys, Cached};
 pub use check::{Check, Store, StoreError, Verdict};
 pub(crate) use exact::exact_in_redis;
 pub use memory::{MemoryStore, MemoryStoreStats};
