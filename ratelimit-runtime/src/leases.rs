@@ -499,8 +499,7 @@ impl LeaseTable {
     /// A lease call failed: units handed back in it are lost (Redis may or may not have taken
     /// them back; counting them again could admit too much), and others may ask again.
     pub(crate) fn abandon(&self, asks: &[LeaseAsk]) {
-        let lost: u64 = asks.iter().map(|a| u64::from(a.back)).sum();
-        self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+        self.count_dropped(asks.iter().map(|a| u64::from(a.back)).sum());
         let mut locked = self.lock(asks.iter().map(|a| a.check.fingerprint()));
         for (i, _) in asks.iter().enumerate().filter(|(_, a)| a.want > 0) {
             if let Some(lease) = locked.get(i) {
@@ -514,19 +513,18 @@ impl LeaseTable {
         let mut locked = self.lock(checks.iter().map(|c| c.fingerprint()));
         for i in 0..checks.len() {
             if let Some(lease) = locked.remove(i) {
-                self.stats
-                    .dropped
-                    .fetch_add(u64::from(lease.units), Ordering::Relaxed);
+                self.count_dropped(u64::from(lease.units));
             }
         }
     }
 
     /// Drops what `lease` holds, counted.
     fn drop_units(&self, lease: &mut Lease) {
-        let units = std::mem::take(&mut lease.units);
-        self.stats
-            .dropped
-            .fetch_add(u64::from(units), Ordering::Relaxed);
+        self.count_dropped(u64::from(std::mem::take(&mut lease.units)));
+    }
+
+    fn count_dropped(&self, units: u64) {
+        self.stats.dropped.fetch_add(units, Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self) -> LeaseStats {
