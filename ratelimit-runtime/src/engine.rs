@@ -975,6 +975,10 @@ fn policy(
 /// Whether another limit of `batch` goes by the public name of `rule` (stacked limits of one
 /// handler): its policy is then named with its window, on every response alike.
 fn stacked(batch: &Batch<'_>, rule: &Rule) -> bool {
+    // Most requests have one limit: no names to compare.
+    if batch.rules.len() < 2 {
+        return false;
+    }
     let name = public_name(&rule.name);
     batch
         .rules
