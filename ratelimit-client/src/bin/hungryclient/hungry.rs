@@ -335,7 +335,8 @@ const TIMELINE_TICK: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Timeline {
     seconds: Vec<Second>,
-    last: (u64, u64, u64, u64, Duration),
+    /// The last reading: the client's counters and the 2xx.
+    last: (Stats, u64),
     /// The most waiting one second can hold: one second per task.
     capacity: Duration,
 }
@@ -350,17 +351,16 @@ impl Timeline {
         }
     }
 
-    /// Takes a reading at `at` (from the start of the run): attempts sent, 2xx, 429s, waits
-    /// begun and time waited so far.
-    pub fn read(&mut self, at: Duration, now: (u64, u64, u64, u64, Duration)) {
-        let (sent, succeeded, rate_limited, waits, waited) = now;
-        let last = std::mem::replace(&mut self.last, now);
+    /// Takes a reading at `at` (from the start of the run): the client's counters and the 2xx
+    /// so far.
+    pub fn read(&mut self, at: Duration, stats: Stats, succeeded: u64) {
+        let (last, last_succeeded) = std::mem::replace(&mut self.last, (stats, succeeded));
         let second = self.second(at.as_secs());
-        second.sent += sent.saturating_sub(last.0);
-        second.succeeded += succeeded.saturating_sub(last.1);
-        second.rate_limited += rate_limited.saturating_sub(last.2);
-        let begun = waits.saturating_sub(last.3);
-        let length = waited.saturating_sub(last.4);
+        second.sent += stats.sent.saturating_sub(last.sent);
+        second.succeeded += succeeded.saturating_sub(last_succeeded);
+        second.rate_limited += stats.rate_limited.saturating_sub(last.rate_limited);
+        let begun = stats.waits.saturating_sub(last.waits);
+        let length = stats.waited.saturating_sub(last.waited);
         if begun > 0 && !length.is_zero() {
             // Waits begun since the last reading: as many of equal length, from `at`.
             let each = length / u32::try_from(begun).unwrap_or(u32::MAX);
@@ -775,18 +775,8 @@ impl Run {
 
     /// Adds a reading of the counters to `timeline`.
     fn read_into(&self, timeline: &mut Timeline, started: Instant) {
-        let stats = self.client.pacer().stats();
         let succeeded = self.summary.borrow().succeeded;
-        timeline.read(
-            started.elapsed(),
-            (
-                stats.sent,
-                succeeded,
-                stats.rate_limited,
-                stats.waits,
-                stats.waited,
-            ),
-        );
+        timeline.read(started.elapsed(), self.client.pacer().stats(), succeeded);
     }
 
     async fn task(self: Rc<Self>) {
@@ -1049,11 +1039,19 @@ mod tests {
     fn the_timeline_puts_each_reading_in_its_second_and_spreads_waits() {
         let mut timeline = Timeline::new(1);
         let ms = Duration::from_millis;
-        timeline.read(ms(100), (5, 4, 1, 0, ms(0)));
+        // Attempts sent, 429s, waits begun and time waited so far.
+        let stats = |sent, rate_limited, waits, waited| Stats {
+            sent,
+            rate_limited,
+            waits,
+            waited,
+            ..Stats::default()
+        };
+        timeline.read(ms(100), stats(5, 1, 0, ms(0)), 4);
         // A 429's Retry-After of 1.5 s begins at 0.9 s: 0.1 s of it in second 0, 1 s in
         // second 1, 0.4 s in second 2.
-        timeline.read(ms(900), (6, 4, 2, 1, ms(1_500)));
-        timeline.read(ms(2_500), (9, 7, 2, 1, ms(1_500)));
+        timeline.read(ms(900), stats(6, 2, 1, ms(1_500)), 4);
+        timeline.read(ms(2_500), stats(9, 2, 1, ms(1_500)), 7);
         let seconds = timeline.finish(ms(2_600));
         assert_eq!(seconds.len(), 3);
         assert_eq!(
@@ -1069,7 +1067,7 @@ mod tests {
         // Two tasks begin waits of 3 s and 1 s at 0.5 s: taken as 2 s each, at most 2 s of
         // waiting in a second.
         let mut two = Timeline::new(2);
-        two.read(ms(500), (2, 0, 2, 2, ms(4_000)));
+        two.read(ms(500), stats(2, 2, 2, ms(4_000)), 0);
         let waited: Vec<_> = two
             .finish(ms(3_000))
             .iter()

@@ -21,7 +21,7 @@
 
 use std::{
     error::Error,
-    io::{self, IsTerminal},
+    io::{self, IsTerminal, Write},
     process::ExitCode,
     time::Duration,
 };
@@ -95,21 +95,14 @@ struct Cli {
 fn build_config(cli: &Cli) -> Result<Config, Box<dyn Error>> {
     let interactive = io::stdin().is_terminal();
     let ask = |question: &str, default: &str| -> io::Result<String> {
-        if interactive && cli.json {
-            // stdout holds the JSON and nothing else.
-            hungry::prompt_with_default(
-                &mut io::stdin().lock(),
-                &mut io::stderr(),
-                question,
-                default,
-            )
-        } else if interactive {
-            hungry::prompt_with_default(
-                &mut io::stdin().lock(),
-                &mut io::stdout(),
-                question,
-                default,
-            )
+        if interactive {
+            // With --json, stdout holds the JSON and nothing else.
+            let mut out: Box<dyn Write> = if cli.json {
+                Box::new(io::stderr())
+            } else {
+                Box::new(io::stdout())
+            };
+            hungry::prompt_with_default(&mut io::stdin().lock(), &mut out, question, default)
         } else {
             eprintln!("hungryclient: {question} not given; using {default}");
             Ok(default.to_owned())
